@@ -1,0 +1,1 @@
+"""The test bench: emulated Kubernetes API, real Prometheus and simulated traffic."""

@@ -1,0 +1,295 @@
+"""The CanaryRollout resource: its spec and status, and nothing else.
+
+These pydantic models are the single source of truth for the API: the CRD's
+``openAPIV3Schema`` is generated from them (``crds.py``), the operator parses
+what it reads from the cluster with them, and the state machine works on them.
+Field names follow Kubernetes conventions (camelCase on the wire), attributes
+are snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import alias_generators
+
+GROUP = "canary.dev"
+VERSION = "v1alpha1"
+KIND = "CanaryRollout"
+PLURAL = "canaryrollouts"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+Duration = Annotated[
+    str,
+    pydantic.StringConstraints(pattern=DURATION_PATTERN),
+    pydantic.Field(description="A duration such as 30s, 1m30s or 500ms."),
+]
+QUERY_VARIABLES = frozenset({"namespace", "workload", "pod", "interval", "target", "primary", "canary"})
+QUERY_VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+Weight = Annotated[int, pydantic.Field(ge=0, le=100)]
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration string (``1m30s``); ValueError when malformed."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 1m30s, 500ms)")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+class _Model(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(
+        alias_generator=alias_generators.to_camel,
+        populate_by_name=True,
+        frozen=True,
+        extra="forbid",
+    )
+
+
+# ---------------------------------------------------------------- spec
+
+
+class TargetRef(_Model):
+    api_version: Literal["apps/v1"] = "apps/v1"
+    kind: Literal["Deployment"] = "Deployment"
+    name: str = pydantic.Field(min_length=1, max_length=240, description="The Deployment to release.")
+
+
+class ServiceSpec(_Model):
+    port: int = pydantic.Field(ge=1, le=65535, description="Port of the Services the operator creates.")
+    target_port: int | None = pydantic.Field(
+        default=None, ge=1, le=65535, description="Container port; defaults to port."
+    )
+
+
+class ReplicasRouting(_Model):
+    """Weight approximated by the ratio of canary to primary ready replicas."""
+
+
+class TrafficRouting(_Model):
+    replicas: ReplicasRouting | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _exactly_one(self) -> TrafficRouting:
+        chosen = [name for name, value in self if value is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"trafficRouting needs exactly one router, got {chosen or 'none'}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(name for name, value in self if value is not None)
+
+
+class Pause(_Model):
+    duration: Duration | None = pydantic.Field(
+        default=None, description="How long to hold; without it, wait for the canary.dev/promote annotation."
+    )
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.duration is None else parse_duration(self.duration)
+
+
+class Step(_Model):
+    set_weight: Weight | None = pydantic.Field(default=None, description="Share of traffic to the canary.")
+    pause: Pause | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _exactly_one(self) -> Step:
+        if (self.set_weight is None) == (self.pause is None):
+            raise ValueError("a step is either setWeight or pause, not both and not neither")
+        return self
+
+
+class MetricTemplate(enum.StrEnum):
+    ERROR_RATE = "error-rate"
+    LATENCY_P99 = "latency-p99"
+    REQUEST_RATE = "request-rate"
+
+
+class Metric(_Model):
+    name: str = pydantic.Field(min_length=1, max_length=63)
+    template: MetricTemplate | None = pydantic.Field(
+        default=None, description="Built-in query: error-rate (% 5xx), latency-p99 (ms), request-rate (req/s)."
+    )
+    query: str | None = pydantic.Field(
+        default=None,
+        description=(
+            "PromQL run once per arm. Variables: {{ namespace }}, {{ workload }} (the arm's Deployment),"
+            " {{ pod }} (regex of its pods), {{ interval }}, {{ target }}, {{ primary }}, {{ canary }}."
+        ),
+    )
+    max: float | None = pydantic.Field(default=None, description="The canary fails above this value.")
+    min: float | None = pydantic.Field(default=None, description="The canary fails below this value.")
+    interval: Duration | None = pydantic.Field(
+        default=None, description="Range of the query window; defaults to analysis.interval."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> Metric:
+        if (self.template is None) == (self.query is None):
+            raise ValueError(f"metric {self.name!r}: give exactly one of template or query")
+        unknown = sorted({v for v in QUERY_VARIABLE.findall(self.query or "") if v not in QUERY_VARIABLES})
+        if unknown:
+            raise ValueError(
+                f"metric {self.name!r}: unknown query variable(s) {', '.join(unknown)};"
+                f" known: {', '.join(sorted(QUERY_VARIABLES))}"
+            )
+        if self.max is None and self.min is None:
+            raise ValueError(f"metric {self.name!r}: give max, min or both")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"metric {self.name!r}: min {self.min} is above max {self.max}")
+        return self
+
+
+class PrometheusSpec(_Model):
+    address: pydantic.AnyHttpUrl = pydantic.Field(description="Base URL of the Prometheus HTTP API.")
+    timeout: Duration = "10s"
+
+
+class Analysis(_Model):
+    interval: Duration = pydantic.Field(default="1m", description="Time between checks and query window.")
+    failure_threshold: int = pydantic.Field(
+        default=2, ge=1, description="Consecutive failed checks of a metric that roll back."
+    )
+    inconclusive_threshold: int = pydantic.Field(
+        default=3, ge=1, description="Consecutive inconclusive checks that pause the rollout."
+    )
+    min_requests: int = pydantic.Field(
+        default=50, ge=0, description="Fewer canary requests than this in the window: inconclusive."
+    )
+    prometheus: PrometheusSpec
+    metrics: list[Metric] = pydantic.Field(min_length=1)
+
+    @pydantic.model_validator(mode="after")
+    def _unique_names(self) -> Analysis:
+        names = [m.name for m in self.metrics]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"metric names must be unique, repeated: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
+
+
+class CanaryRolloutSpec(_Model):
+    target_ref: TargetRef
+    service: ServiceSpec
+    traffic_routing: TrafficRouting
+    steps: list[Step] = pydantic.Field(min_length=1)
+    analysis: Analysis
+
+
+# ---------------------------------------------------------------- status
+
+
+class Phase(enum.StrEnum):
+    INITIALIZING = "Initializing"  # taking over the target, primary not ready yet
+    STABLE = "Stable"  # primary serves everything, no canary under way
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"  # held: checks inconclusive too often
+    PROMOTING = "Promoting"  # primary rolling out the new revision
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"
+
+
+IDLE_PHASES = frozenset({Phase.STABLE, Phase.SUCCEEDED, Phase.ROLLED_BACK})
+ANALYSING_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
+
+
+class Verdict(enum.StrEnum):
+    PASS = "Pass"
+    FAIL = "Fail"
+    INCONCLUSIVE = "Inconclusive"
+
+
+class _Status(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(
+        alias_generator=alias_generators.to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+
+class MetricResult(_Status):
+    name: str
+    verdict: Verdict
+    reason: str
+    canary: float | None = None
+    primary: float | None = None
+    canary_requests: float | None = None
+    primary_requests: float | None = None
+    limit: str | None = None
+    query: str | None = None
+
+
+class CheckRecord(_Status):
+    at: str
+    verdict: Verdict
+    reason: str
+    cause: str | None = pydantic.Field(default=None, description="Why inconclusive, as a condition reason.")
+    weight: int = 0
+    metrics: list[MetricResult] = []
+
+
+class Condition(_Status):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str = ""
+    observed_generation: int | None = None
+
+
+class CanaryRolloutStatus(_Status):
+    phase: Phase | None = None
+    observed_generation: int | None = None
+    message: str | None = None
+    stable_revision: str | None = pydantic.Field(default=None, description="Pod template hash the primary runs.")
+    canary_revision: str | None = pydantic.Field(default=None, description="Revision under (or last under) analysis.")
+    rejected_revision: str | None = pydantic.Field(default=None, description="Rolled back; not retried.")
+    release_id: str | None = None
+    current_step_index: int | None = None
+    step_started_at: str | None = None
+    weight_settled_at: str | None = None
+    canary_started_at: str | None = None
+    weight: int = 0
+    failed_checks: dict[str, int] = {}
+    inconclusive_checks: int = 0
+    last_check_at: str | None = None
+    last_verdict: str | None = None
+    last_check: CheckRecord | None = None
+    target_replicas: int | None = pydantic.Field(
+        default=None, description="Replicas the target had when taken over; restored on deletion."
+    )
+    conditions: list[Condition] = []
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def parse_spec(raw: Any) -> CanaryRolloutSpec:
+    """Validate a spec as read from the cluster; pydantic.ValidationError when it is invalid."""
+    return CanaryRolloutSpec.model_validate(raw)
+
+
+def parse_status(raw: Any) -> CanaryRolloutStatus:
+    return CanaryRolloutStatus.model_validate(raw or {})
+
+
+def explain(error: pydantic.ValidationError) -> str:
+    """One line per problem, with the field path as a user writes it in YAML."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"] if p not in ("function-after",)) or "spec"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"spec.{path}: {message}")
+    return "; ".join(lines)

@@ -1,0 +1,590 @@
+"""The rollout state machine: ``(spec, status, observations, now) -> (actions, events, status)``.
+
+Pure: no Kubernetes, no Prometheus, no clock of its own. Everything it knows
+comes from the spec, the last written status and what the handler observed
+this tick; everything it wants done comes back as actions for the handler to
+apply, and as a new status for the handler to write in one patch.
+
+All actions are idempotent and derived from spec + status ("make the primary
+run this template"), so a tick that is interrupted half-way, or an operator
+restarted at any moment, repeats the same desired state instead of repeating a
+promotion or a rollback. The handler applies actions *before* writing the
+status: a status that says "Promoting" implies the primary was already told.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from canary_operator import models
+
+Phase = models.Phase
+Verdict = models.Verdict
+
+
+# ---------------------------------------------------------------- observations
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """What the cluster says about a Deployment the operator owns."""
+
+    revision: str | None
+    replicas: int
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    generation: int = 1
+    observed_generation: int = 0
+
+    @property
+    def rolled_out(self) -> bool:
+        return (
+            self.observed_generation >= self.generation
+            and self.updated_replicas >= self.replicas
+            and self.ready_replicas >= self.replicas
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The user's Deployment: its pod template, the template's hash, its replicas."""
+
+    revision: str
+    template: Mapping[str, Any]
+    replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Observations:
+    generation: int
+    target: Target | None
+    primary: Workload | None = None
+    canary: Workload | None = None
+    weight: int = 0  # the weight the router actually achieved
+    traffic_settled: bool = False  # the router reached what it was last asked for
+    check: models.CheckRecord | None = None  # present when a check was due and taken
+    promote_requested: bool = False
+
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsurePrimary:
+    template: Mapping[str, Any]
+    revision: str
+    replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalePrimary:
+    replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsureCanary:
+    template: Mapping[str, Any]
+    revision: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsureServices:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class SetWeight:
+    weight: int
+    primary_replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleTarget:
+    replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ForgetPromotion:
+    """Remove the ``canary.dev/promote`` annotation once it has been acted on."""
+
+
+Action = EnsurePrimary | ScalePrimary | EnsureCanary | EnsureServices | SetWeight | ScaleTarget | ForgetPromotion
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...]
+    events: tuple[Event, ...]
+    status: models.CanaryRolloutStatus
+
+
+# ---------------------------------------------------------------- derived values
+
+
+def _time(text: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(text) if text else None
+
+
+def step_weight(steps: list[models.Step], index: int) -> int:
+    """The canary weight in force at step ``index``: the last setWeight at or before it."""
+    for step in reversed(steps[: index + 1]):
+        if step.set_weight is not None:
+            return step.set_weight
+    return 0
+
+
+def desired_weight(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> int:
+    if status.phase in models.ANALYSING_PHASES or status.phase is Phase.PROMOTING:
+        return step_weight(spec.steps, min(status.current_step_index or 0, len(spec.steps) - 1))
+    return 0
+
+
+def check_due(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, now: datetime.datetime) -> bool:
+    """Whether the handler should take measurements this tick.
+
+    Checks start once the canary has reached its weight (a canary still
+    starting up would only produce inconclusive checks) and run every
+    ``analysis.interval`` from then on, so that the first check after a weight
+    change measures only traffic at the new weight. A paused rollout keeps
+    checking so that it can resume.
+    """
+    if status.phase is Phase.PAUSED:
+        last = _time(status.last_check_at) or _time(status.canary_started_at)
+    elif status.phase is Phase.PROGRESSING and status.weight_settled_at is not None:
+        settled = _time(status.weight_settled_at)
+        last_check = _time(status.last_check_at)
+        last = max(settled, last_check) if settled and last_check else settled
+    else:
+        return False
+    return last is None or (now - last).total_seconds() >= spec.analysis.interval_seconds
+
+
+def plan_summary(steps: list[models.Step]) -> str:
+    parts = []
+    for step in steps:
+        if step.set_weight is not None:
+            parts.append(f"{step.set_weight}%")
+        elif step.pause is not None:
+            parts.append(f"pause {step.pause.duration}" if step.pause.duration else "pause until promoted")
+    return " -> ".join(parts)
+
+
+def short_verdict(record: models.CheckRecord) -> str:
+    if record.verdict is Verdict.PASS:
+        return "Pass"
+    if record.verdict is Verdict.FAIL:
+        names = ",".join(m.name for m in record.metrics if m.verdict is Verdict.FAIL)
+        return f"Fail ({names})"
+    return f"Inconclusive ({record.cause})"
+
+
+# ---------------------------------------------------------------- the tick
+
+
+class _Tick:
+    """The mutable scratchpad of one reconcile call; frozen into a Decision at the end."""
+
+    def __init__(
+        self,
+        spec: models.CanaryRolloutSpec,
+        status: models.CanaryRolloutStatus,
+        obs: Observations,
+        now: datetime.datetime,
+    ) -> None:
+        self.spec = spec
+        self.old = status
+        self.obs = obs
+        self.now = now
+        self.changes: dict[str, Any] = {}
+        self.actions: list[Action] = []
+        self.events: list[Event] = []
+        self.stalled: tuple[str, str] | None = None  # (reason, message) when progress is blocked
+
+    def get(self, field: str) -> Any:
+        return self.changes[field] if field in self.changes else getattr(self.old, field)
+
+    def set(self, **changes: Any) -> None:
+        self.changes.update(changes)
+
+    def act(self, action: Action) -> None:
+        self.actions.append(action)
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.events.append(Event(type_, reason, message))
+
+    @property
+    def now_text(self) -> str:
+        return self.now.isoformat()
+
+    @property
+    def primary_replicas(self) -> int:
+        replicas = self.get("target_replicas")
+        return 1 if replicas is None else int(replicas)
+
+
+def reconcile(
+    spec: models.CanaryRolloutSpec,
+    status: models.CanaryRolloutStatus,
+    obs: Observations,
+    now: datetime.datetime,
+) -> Decision:
+    tick = _Tick(spec, status, obs, now)
+    target = obs.target
+    if target is None:
+        name = spec.target_ref.name
+        tick.stalled = ("TargetNotFound", f"Deployment {name} not found")
+        if status.message != tick.stalled[1]:
+            tick.event("Warning", "TargetNotFound", f"Deployment {name} not found; nothing to release")
+        tick.set(message=tick.stalled[1])
+    else:
+        phase = status.phase
+        if phase is None or phase is Phase.INITIALIZING:
+            _initialize(tick, target)
+        else:
+            _follow_target_replicas(tick, target)
+            if phase in models.IDLE_PHASES:
+                _idle(tick, target)
+            elif phase in models.ANALYSING_PHASES:
+                _analyse(tick, target)
+            elif phase is Phase.PROMOTING:
+                _promote(tick, target)
+        tick.set(weight=obs.weight)
+    tick.set(observed_generation=obs.generation)
+    tick.set(conditions=_conditions(tick))
+    new_status = status.model_copy(update=tick.changes)
+    return Decision(tuple(tick.actions), tuple(tick.events), new_status)
+
+
+def invalid_spec(status: models.CanaryRolloutStatus, generation: int, problem: str, now: datetime.datetime) -> Decision:
+    """A spec that fails validation: say why, touch nothing else."""
+    message = f"invalid spec: {problem}"
+    events: tuple[Event, ...] = ()
+    if status.observed_generation != generation or status.message != message:
+        events = (Event("Warning", "InvalidSpec", message),)
+    conditions = _merge_conditions(
+        status.conditions,
+        [
+            ("Ready", "False", "InvalidSpec", message),
+            ("Stalled", "True", "InvalidSpec", message),
+            ("Reconciling", "False", "InvalidSpec", message),
+        ],
+        generation,
+        now,
+    )
+    new = status.model_copy(update={"message": message, "observed_generation": generation, "conditions": conditions})
+    return Decision((), events, new)
+
+
+def _initialize(tick: _Tick, target: Target) -> None:
+    """Take over the target: primary as a copy of it, canary idle, Services; then scale the target to 0."""
+    replicas = tick.old.target_replicas if tick.old.target_replicas is not None else target.replicas
+    tick.set(phase=Phase.INITIALIZING, target_replicas=replicas, stable_revision=target.revision)
+    tick.act(EnsurePrimary(target.template, target.revision, replicas))
+    tick.act(EnsureCanary(target.template, target.revision))
+    tick.act(EnsureServices())
+    tick.act(SetWeight(0, replicas))
+    primary = tick.obs.primary
+    if primary is not None and primary.revision == target.revision and primary.rolled_out:
+        tick.act(ScaleTarget(0))
+        name = tick.spec.target_ref.name
+        tick.set(phase=Phase.STABLE, message=f"{name}-primary serves revision {target.revision}")
+        tick.event(
+            "Normal",
+            "Initialized",
+            f"{name}-primary ready with {replicas} replicas at revision {target.revision};"
+            f" {name} scaled to 0; traffic 100% primary",
+        )
+    else:
+        tick.set(message=f"waiting for {tick.spec.target_ref.name}-primary to be ready")
+
+
+def _follow_target_replicas(tick: _Tick, target: Target) -> None:
+    """The user (or GitOps) scaled the target: that is the new size of the primary."""
+    if target.replicas > 0:
+        tick.set(target_replicas=target.replicas)
+        tick.act(ScalePrimary(target.replicas))
+        tick.act(ScaleTarget(0))
+        tick.event(
+            "Normal",
+            "Rescaled",
+            f"{tick.spec.target_ref.name} asked for {target.replicas} replicas: primary scaled to"
+            f" {target.replicas}, {tick.spec.target_ref.name} back to 0",
+        )
+
+
+def _idle(tick: _Tick, target: Target) -> None:
+    tick.act(SetWeight(0, tick.primary_replicas))
+    if target.revision == tick.old.stable_revision:
+        return
+    if target.revision == tick.old.rejected_revision:
+        tick.set(message=f"revision {target.revision} was rolled back; waiting for a new revision")
+        return
+    _start(tick, target)
+
+
+def _start(tick: _Tick, target: Target) -> None:
+    previous = tick.old.canary_revision if tick.old.phase in models.ANALYSING_PHASES else None
+    stamp = tick.now.strftime("%Y%m%dT%H%M%SZ")
+    tick.set(
+        phase=Phase.PROGRESSING,
+        canary_revision=target.revision,
+        release_id=f"{tick.spec.target_ref.name}-{target.revision}-{stamp}",
+        current_step_index=0,
+        step_started_at=tick.now_text,
+        weight_settled_at=None,
+        canary_started_at=tick.now_text,
+        failed_checks={},
+        inconclusive_checks=0,
+        last_check_at=None,
+        last_verdict=None,
+        last_check=None,
+        message=f"analysing revision {target.revision}",
+    )
+    tick.act(EnsureCanary(target.template, target.revision))
+    if previous:
+        tick.event(
+            "Normal",
+            "CanarySuperseded",
+            f"revision {target.revision} replaced {previous} mid-analysis; analysis restarts at step 1",
+        )
+    tick.event(
+        "Normal",
+        "CanaryStarted",
+        f"revision {target.revision} (stable {tick.old.stable_revision}); plan: {plan_summary(tick.spec.steps)}",
+    )
+    _progress(tick, target)
+
+
+def _analyse(tick: _Tick, target: Target) -> None:
+    canary_revision = tick.old.canary_revision
+    if target.revision != canary_revision:
+        if target.revision == tick.old.stable_revision or target.revision == tick.old.rejected_revision:
+            back_to = "RolledBack" if target.revision == tick.old.rejected_revision else "Stable"
+            tick.act(SetWeight(0, tick.primary_replicas))
+            tick.set(
+                phase=Phase(back_to),
+                message=f"canary {canary_revision} abandoned: target set back to revision {target.revision}",
+            )
+            tick.event("Normal", "CanaryAbandoned", tick.get("message"))
+            return
+        _start(tick, target)
+        return
+
+    tick.act(EnsureCanary(target.template, target.revision))
+    check = tick.obs.check
+    if check is not None:
+        if _record_check(tick, check):
+            return
+    if tick.get("phase") is Phase.PAUSED:
+        tick.act(SetWeight(desired_weight(tick.spec, tick.old), tick.primary_replicas))
+        return
+    _progress(tick, target)
+
+
+def _record_check(tick: _Tick, check: models.CheckRecord) -> bool:
+    """Fold one check into the status; True when it rolled the canary back."""
+    analysis = tick.spec.analysis
+    failed = dict(tick.old.failed_checks)
+    for result in check.metrics:
+        if result.verdict is Verdict.FAIL:
+            failed[result.name] = failed.get(result.name, 0) + 1
+        elif result.verdict is Verdict.PASS:
+            failed[result.name] = 0
+        # an inconclusive result neither clears nor adds to a failure streak
+    tick.set(last_check=check, last_check_at=check.at, last_verdict=short_verdict(check), failed_checks=failed)
+
+    tripped = [r for r in check.metrics if failed.get(r.name, 0) >= analysis.failure_threshold]
+    if tripped:
+        _rollback(tick, tripped)
+        return True
+    if check.verdict is Verdict.FAIL:
+        tick.event("Warning", "CheckFailed", f"{check.reason} [weight {check.weight}%]")
+
+    if check.verdict is Verdict.INCONCLUSIVE:
+        count = tick.old.inconclusive_checks + 1
+        tick.set(inconclusive_checks=count)
+        tick.event("Normal", "CheckInconclusive", f"{check.reason} [{count}/{analysis.inconclusive_threshold}]")
+        if count >= analysis.inconclusive_threshold and tick.old.phase is Phase.PROGRESSING:
+            tick.set(phase=Phase.PAUSED, message=f"held: {check.reason}")
+            tick.event(
+                "Warning",
+                "Paused",
+                f"{count} inconclusive checks in a row ({check.cause}): {check.reason}; holding at"
+                f" weight {tick.obs.weight}%, resumes when checks are conclusive",
+            )
+    else:
+        tick.set(inconclusive_checks=0)
+        if tick.old.phase is Phase.PAUSED:
+            tick.set(phase=Phase.PROGRESSING, message=f"analysing revision {tick.old.canary_revision}")
+            tick.event("Normal", "Resumed", f"checks conclusive again: {check.reason}")
+    return False
+
+
+def _rollback(tick: _Tick, tripped: list[models.MetricResult]) -> None:
+    threshold = tick.spec.analysis.failure_threshold
+    why = "; ".join(r.reason for r in tripped)
+    revision = tick.old.canary_revision
+    tick.act(SetWeight(0, tick.primary_replicas))
+    tick.set(
+        phase=Phase.ROLLED_BACK,
+        rejected_revision=revision,
+        message=f"revision {revision} rolled back: {why}",
+    )
+    tick.event(
+        "Warning",
+        "RolledBack",
+        f"revision {revision} rolled back after {threshold} consecutive failed checks: {why};"
+        f" traffic 100% primary, canary scaled to 0",
+    )
+
+
+def _progress(tick: _Tick, target: Target) -> None:
+    steps = tick.spec.steps
+    index = tick.get("current_step_index") or 0
+    weight = step_weight(steps, index)
+    tick.act(SetWeight(weight, tick.primary_replicas))
+    if not tick.obs.traffic_settled or tick.obs.canary is None or tick.obs.canary.revision != target.revision:
+        tick.set(weight_settled_at=None)
+        return
+    settled_text = tick.get("weight_settled_at")
+    if settled_text is None:
+        tick.set(weight_settled_at=tick.now_text)
+        return
+    settled = datetime.datetime.fromisoformat(settled_text)
+    interval = datetime.timedelta(seconds=tick.spec.analysis.interval_seconds)
+    last_at = _time(tick.get("last_check_at"))
+    last: models.CheckRecord | None = tick.get("last_check")
+    # The check must have measured only traffic at this step's weight: its window starts after settling.
+    passed_here = (
+        last is not None and last.verdict is Verdict.PASS and last_at is not None and last_at - interval >= settled
+    )
+    step = steps[index]
+    if step.pause is not None:
+        if step.pause.seconds is None:
+            if not tick.obs.promote_requested:
+                tick.set(message=f"paused at step {index + 1}: waiting for annotation canary.dev/promote")
+                return
+            tick.act(ForgetPromotion())
+        else:
+            started = _time(tick.get("step_started_at")) or tick.now
+            if (tick.now - started).total_seconds() < step.pause.seconds or not passed_here:
+                return
+    elif not passed_here:
+        return
+
+    evidence = last.reason if last is not None and passed_here else "promoted by annotation"
+    tick.event("Normal", "StepAdvanced", f"step {index + 1}/{len(steps)} done at weight {weight}%: {evidence}")
+    index += 1
+    tick.set(current_step_index=index, step_started_at=tick.now_text)
+    if index < len(steps) and step_weight(steps, index) != weight:
+        tick.set(weight_settled_at=None)
+    if index >= len(steps):
+        _begin_promotion(tick, target)
+
+
+def _begin_promotion(tick: _Tick, target: Target) -> None:
+    tick.set(phase=Phase.PROMOTING, message=f"promoting revision {target.revision}")
+    tick.act(EnsurePrimary(target.template, target.revision, tick.primary_replicas))
+    tick.event(
+        "Normal",
+        "Promoting",
+        f"all {len(tick.spec.steps)} steps passed; {tick.spec.target_ref.name}-primary rolling out"
+        f" revision {target.revision}",
+    )
+
+
+def _promote(tick: _Tick, target: Target) -> None:
+    revision = tick.old.canary_revision
+    assert revision is not None
+    if target.revision == revision:  # otherwise the primary already holds it: applied before Promoting was written
+        tick.act(EnsurePrimary(target.template, revision, tick.primary_replicas))
+    primary = tick.obs.primary
+    if primary is None or primary.revision != revision or not primary.rolled_out:
+        tick.act(SetWeight(desired_weight(tick.spec, tick.old), tick.primary_replicas))
+        return
+    tick.act(SetWeight(0, tick.primary_replicas))
+    name = tick.spec.target_ref.name
+    tick.set(phase=Phase.SUCCEEDED, stable_revision=revision, message=f"revision {revision} promoted")
+    tick.event(
+        "Normal",
+        "Promoted",
+        f"revision {revision} promoted: {name}-primary ready with {primary.ready_replicas} replicas;"
+        f" traffic 100% primary, canary scaled to 0",
+    )
+
+
+# ---------------------------------------------------------------- conditions (kstatus)
+
+
+def _conditions(tick: _Tick) -> list[models.Condition]:
+    phase: Phase | None = tick.get("phase")
+    message = tick.get("message") or ""
+    if tick.stalled is not None:
+        reason, message = tick.stalled
+        wanted = [
+            ("Ready", "False", reason, message),
+            ("Stalled", "True", reason, message),
+            ("Reconciling", "False", reason, message),
+        ]
+    elif phase is Phase.ROLLED_BACK:
+        wanted = [
+            ("Ready", "False", "RolledBack", message),
+            ("Stalled", "True", "RolledBack", message),
+            ("Reconciling", "False", "RolledBack", message),
+        ]
+    elif phase is Phase.PAUSED:
+        last: models.CheckRecord | None = tick.get("last_check")
+        reason = last.cause if last and last.cause else "Inconclusive"
+        wanted = [
+            ("Ready", "False", reason, message),
+            ("Stalled", "True", reason, message),
+            ("Reconciling", "False", reason, message),
+        ]
+    elif phase in (Phase.STABLE, Phase.SUCCEEDED):
+        wanted = [
+            ("Ready", "True", phase.value, message),
+            ("Stalled", "False", phase.value, message),
+            ("Reconciling", "False", phase.value, message),
+        ]
+    else:
+        reason = phase.value if phase else "Initializing"
+        wanted = [
+            ("Ready", "False", reason, message),
+            ("Stalled", "False", reason, message),
+            ("Reconciling", "True", reason, message),
+        ]
+    return _merge_conditions(tick.old.conditions, wanted, tick.obs.generation, tick.now)
+
+
+def _merge_conditions(
+    old: list[models.Condition],
+    wanted: list[tuple[str, str, str, str]],
+    generation: int,
+    now: datetime.datetime,
+) -> list[models.Condition]:
+    previous = {c.type: c for c in old}
+    merged = []
+    for type_, state, reason, message in wanted:
+        before = previous.get(type_)
+        since = before.last_transition_time if before is not None and before.status == state else now.isoformat()
+        merged.append(
+            models.Condition(
+                type=type_,
+                status=state,
+                reason=reason,
+                message=message,
+                last_transition_time=since,
+                observed_generation=generation,
+            )
+        )
+    return merged
