@@ -265,22 +265,16 @@ def reconcile(
     return Decision(tuple(tick.actions), tuple(tick.events), new_status)
 
 
-def invalid_spec(status: models.CanaryRolloutStatus, generation: int, problem: str, now: datetime.datetime) -> Decision:
-    """A spec that fails validation: say why, touch nothing else."""
-    message = f"invalid spec: {problem}"
+def blocked(
+    status: models.CanaryRolloutStatus, generation: int, reason: str, message: str, now: datetime.datetime
+) -> Decision:
+    """Progress is impossible until the user acts (invalid spec, object conflict): say why, touch nothing."""
     events: tuple[Event, ...] = ()
     if status.observed_generation != generation or status.message != message:
-        events = (Event("Warning", "InvalidSpec", message),)
-    conditions = _merge_conditions(
-        status.conditions,
-        [
-            ("Ready", "False", "InvalidSpec", message),
-            ("Stalled", "True", "InvalidSpec", message),
-            ("Reconciling", "False", "InvalidSpec", message),
-        ],
-        generation,
-        now,
-    )
+        events = (Event("Warning", reason, message),)
+    wanted = [("Ready", "False", reason, message), ("Stalled", "True", reason, message)]
+    wanted.append(("Reconciling", "False", reason, message))
+    conditions = _merge_conditions(status.conditions, wanted, generation, now)
     new = status.model_copy(update={"message": message, "observed_generation": generation, "conditions": conditions})
     return Decision((), events, new)
 

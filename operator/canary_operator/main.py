@@ -1,0 +1,67 @@
+"""Kopf registrations, and nothing else: every handler calls into a domain module.
+
+One daemon per CanaryRollout runs the reconcile loop (``reconciling.tick``)
+every ``CANARY_TICK_SECONDS``; the delete handler (behind the operator's own
+finalizer) gives the user's Deployment back. Kopf's bookkeeping lives under
+the ``canary.dev`` API group.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from canary_operator import kube, logs, models, reconciling
+
+
+def _tick_seconds() -> float:
+    return float(os.environ.get("CANARY_TICK_SECONDS", "1"))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    logs.configure()
+    settings.persistence.finalizer = f"{models.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=models.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=models.GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # our own Events carry the story; Kopf's handler chatter does not
+    settings.watching.server_timeout = 300
+    settings.background.cancellation_polling = 0.2
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    if info is not None:
+        kube.use_credentials(info)
+    return info
+
+
+@kopf.daemon(models.GROUP, models.VERSION, models.PLURAL, cancellation_timeout=5.0)
+async def run_rollout(name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    assert namespace is not None  # the resource is namespaced
+    log = logs.get()
+    async with kube.Client() as api:
+        while not stopped:
+            try:
+                await reconciling.tick(api, namespace, name, datetime.datetime.now(datetime.UTC))
+            except (kube.ApiError, kube.UnreachableError) as exc:
+                log.warning("tick failed; retrying next tick", error=str(exc))
+            except Exception:  # never let one rollout's bug stop its loop or the operator
+                log.exception("tick crashed; retrying next tick")
+            await stopped.wait(_tick_seconds())
+
+
+@kopf.on.delete(models.GROUP, models.VERSION, models.PLURAL)
+async def delete_rollout(body: kopf.Body, **_: Any) -> None:
+    async with kube.Client() as api:
+        try:
+            await reconciling.finalize(api, dict(body))
+        except kube.UnreachableError as exc:
+            raise kopf.TemporaryError(str(exc), delay=2) from exc

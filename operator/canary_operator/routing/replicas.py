@@ -1,0 +1,55 @@
+"""The ``replicas`` router: the weight is the canary's share of ready pods behind the apex Service.
+
+With no mesh or ingress, a Service spreads requests evenly over its ready
+endpoints, so the canary's share of traffic is its share of ready pods. The
+primary keeps its full size (no capacity is taken from the stable version);
+the canary gets ``ceil(N * w / (100 - w))`` replicas for a weight ``w`` and a
+primary of ``N`` replicas. Small primaries make coarse weights (1 canary pod
+next to 2 primary pods is 33%, whatever was asked): the router reports the
+weight it really achieved. The canary is capped at 9x the primary (90%).
+"""
+
+from __future__ import annotations
+
+import math
+
+from canary_operator import kube, routing
+
+MAX_WEIGHT = 90
+
+
+def canary_replicas(weight: int, primary_replicas: int) -> int:
+    if weight <= 0:
+        return 0
+    weight = min(weight, MAX_WEIGHT)
+    return max(1, math.ceil(primary_replicas * weight / (100 - weight)))
+
+
+def achieved_weight(canary_ready: int, primary_ready: int) -> int:
+    total = canary_ready + primary_ready
+    return 0 if total == 0 else round(100 * canary_ready / total)
+
+
+class ReplicasRouter:
+    def __init__(self, api: kube.Client) -> None:
+        self.api = api
+
+    async def set_weight(self, arms: routing.Arms, weight: int, primary_replicas: int) -> None:
+        wanted = canary_replicas(weight, primary_replicas)
+        if arms.canary is None or arms.canary.replicas == wanted:
+            return
+        path = kube.deployment_path(arms.namespace, f"{arms.target}-canary")
+        await self.api.patch(path, {"spec": {"replicas": wanted}})
+
+    async def observe(self, arms: routing.Arms, weight: int, primary_replicas: int) -> routing.TrafficState:
+        canary_ready = arms.canary.ready_replicas if arms.canary else 0
+        primary_ready = arms.primary.ready_replicas if arms.primary else 0
+        wanted = canary_replicas(weight, primary_replicas)
+        settled = (
+            arms.canary is not None
+            and arms.canary.replicas == wanted
+            and arms.canary.rolled_out
+            and canary_ready == wanted
+            and primary_ready >= primary_replicas
+        )
+        return routing.TrafficState(weight=achieved_weight(canary_ready, primary_ready), settled=settled)
