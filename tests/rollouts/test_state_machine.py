@@ -1,0 +1,322 @@
+"""The rollout state machine, one tick at a time, on plain data.
+
+``World`` plays the cluster: it applies the actions of each decision to a few
+dataclasses (Deployments become ready at once, the router achieves the weight
+it is asked for) and feeds the next tick its observations. Clocks are explicit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any
+
+import helpers
+
+from canary_operator import models, rollouts
+from canary_operator.routing import replicas as replicas_router
+
+T0 = datetime.datetime(2026, 11, 1, 12, 0, tzinfo=datetime.UTC)
+V1 = {"spec": {"containers": [{"name": "web", "image": "example/web:1.0"}]}}
+V2 = {"spec": {"containers": [{"name": "web", "image": "example/web:2.0"}]}}
+V3 = {"spec": {"containers": [{"name": "web", "image": "example/web:3.0"}]}}
+
+
+def record(
+    verdict: models.Verdict, metric: str = "error-rate", at: datetime.datetime = T0, **extra: Any
+) -> models.CheckRecord:
+    result = models.MetricResult(name=metric, verdict=verdict, reason=f"{metric} {verdict.value}", canary=5.0, **extra)
+    cause = "InsufficientTraffic" if verdict is models.Verdict.INCONCLUSIVE else None
+    return models.CheckRecord(at=at.isoformat(), verdict=verdict, reason=result.reason, cause=cause, metrics=[result])
+
+
+@dataclasses.dataclass
+class World:
+    spec: models.CanaryRolloutSpec
+    template: dict[str, Any]
+    target_replicas: int = 9
+    now: datetime.datetime = T0
+    status: models.CanaryRolloutStatus = dataclasses.field(default_factory=models.CanaryRolloutStatus)
+    primary: rollouts.Workload | None = None
+    primary_template: dict[str, Any] | None = None
+    canary: rollouts.Workload | None = None
+    canary_replicas: int = 0
+    promote_requested: bool = False
+    primary_updates: int = 0
+    events: list[rollouts.Event] = dataclasses.field(default_factory=list)
+
+    def revision(self, template: dict[str, Any]) -> str:
+        return f"rev-{template['spec']['containers'][0]['image'].rsplit(':', 1)[1]}"
+
+    def observe(self, check: models.CheckRecord | None) -> rollouts.Observations:
+        ready_canary = self.canary.ready_replicas if self.canary else 0
+        ready_primary = self.primary.ready_replicas if self.primary else 0
+        total = ready_canary + ready_primary
+        weight = round(100 * ready_canary / total) if total else 0
+        wanted = replicas_router.canary_replicas(
+            rollouts.desired_weight(self.spec, self.status), self.status.target_replicas or 1
+        )
+        return rollouts.Observations(
+            generation=1,
+            target=rollouts.Target(self.revision(self.template), self.template, self.target_replicas),
+            primary=self.primary,
+            canary=self.canary,
+            weight=weight,
+            traffic_settled=self.canary is not None and self.canary_replicas == wanted,
+            check=check,
+            promote_requested=self.promote_requested,
+        )
+
+    def tick(self, check: models.CheckRecord | None = None, advance: float = 1.0) -> rollouts.Decision:
+        decision = rollouts.reconcile(self.spec, self.status, self.observe(check), self.now)
+        for action in decision.actions:
+            self.apply(action)
+        self.events.extend(decision.events)
+        self.status = decision.status
+        self.now += datetime.timedelta(seconds=advance)
+        return decision
+
+    def apply(self, action: rollouts.Action) -> None:
+        match action:
+            case rollouts.EnsurePrimary(template=template, revision=revision, replicas=n):
+                if self.primary is None or self.primary.revision != revision or self.primary.replicas != n:
+                    self.primary_updates += 1
+                    self.primary_template = dict(template)
+                    self.primary = rollouts.Workload(revision, n, n, n, 1, 1)
+            case rollouts.EnsureCanary(revision=revision):
+                self.canary = rollouts.Workload(
+                    revision, self.canary_replicas, self.canary_replicas, self.canary_replicas
+                )
+            case rollouts.SetWeight(weight=weight, primary_replicas=n):
+                self.canary_replicas = replicas_router.canary_replicas(weight, n)
+                if self.canary is not None:
+                    c = self.canary_replicas
+                    self.canary = dataclasses.replace(self.canary, replicas=c, ready_replicas=c, updated_replicas=c)
+            case rollouts.ScaleTarget(replicas=n):
+                self.target_replicas = n
+            case rollouts.ForgetPromotion():
+                self.promote_requested = False
+
+    def reasons(self) -> list[str]:
+        return [e.reason for e in self.events]
+
+    def run_checks(self, verdict: models.Verdict, until: models.Phase | None = None, limit: int = 60) -> None:
+        """Tick every second, handing in a check whenever one is due, until a phase (or ``limit`` ticks)."""
+        for _ in range(limit):
+            check = record(verdict, at=self.now) if rollouts.check_due(self.spec, self.status, self.now) else None
+            self.tick(check)
+            if until is not None and self.status.phase is until:
+                return
+
+
+def initialized_world(**analysis: Any) -> World:
+    spec = helpers.example_spec(interval="10s", **analysis)
+    world = World(spec=spec, template=V1)
+    world.tick()  # creates the primary (instantly ready here)
+    world.tick()  # sees it ready: scales the target to 0
+    return world
+
+
+def condition(status: models.CanaryRolloutStatus, type_: str) -> models.Condition:
+    return next(c for c in status.conditions if c.type == type_)
+
+
+def test_takes_over_the_target_and_scales_it_to_zero_once_the_primary_is_ready() -> None:
+    world = World(spec=helpers.example_spec(), template=V1)
+    first = world.tick()
+    assert world.status.phase is models.Phase.INITIALIZING
+    assert world.status.target_replicas == 9, "the target's replicas are recorded before anything is scaled"
+    assert not any(isinstance(a, rollouts.ScaleTarget) for a in first.actions)
+    world.tick()
+    assert world.status.phase is models.Phase.STABLE
+    assert world.target_replicas == 0
+    assert world.primary is not None and world.primary.replicas == 9
+    assert condition(world.status, "Ready").status == "True"
+    assert "Initialized" in world.reasons()
+
+
+def test_a_new_revision_starts_a_canary_at_the_first_step_weight() -> None:
+    world = initialized_world()
+    world.template = V2
+    world.tick()
+    assert world.status.phase is models.Phase.PROGRESSING
+    assert world.status.canary_revision == "rev-2.0"
+    assert world.canary is not None and world.canary.revision == "rev-2.0"
+    assert world.canary_replicas == 1  # 1 canary pod beside 9 primary pods is 10%
+    world.tick()
+    assert world.status.weight == 10
+    assert condition(world.status, "Reconciling").status == "True"
+
+
+def test_a_healthy_canary_walks_every_step_and_is_promoted() -> None:
+    world = initialized_world()
+    world.template = V2
+    world.run_checks(models.Verdict.PASS, until=models.Phase.SUCCEEDED, limit=200)
+    assert world.status.phase is models.Phase.SUCCEEDED
+    assert world.status.stable_revision == "rev-2.0"
+    assert world.primary_template == V2
+    world.tick()  # the status reports the weight observed, one tick after it was set
+    assert world.canary_replicas == 0 and world.status.weight == 0
+    assert world.reasons().count("StepAdvanced") == 4
+    assert world.reasons().count("Promoted") == 1
+    assert condition(world.status, "Ready").status == "True"
+
+
+def test_a_step_advances_only_on_a_check_that_measured_the_new_weight() -> None:
+    world = initialized_world()
+    world.template = V2
+    world.tick()  # canary scaled to its first weight
+    world.tick()  # weight settled
+    settled_at = world.now - datetime.timedelta(seconds=1)
+    world.tick(record(models.Verdict.PASS, at=world.now))  # its window began before the weight settled
+    assert world.status.current_step_index == 0
+    world.now = settled_at + datetime.timedelta(seconds=10)
+    world.tick(record(models.Verdict.PASS, at=world.now))
+    assert world.status.current_step_index == 1
+
+
+def test_the_pause_step_holds_for_its_duration_even_with_passing_checks() -> None:
+    world = initialized_world()
+    world.template = V2
+    for _ in range(25):  # step 0 passes within 25 s; the 30 s pause is not over then
+        due = rollouts.check_due(world.spec, world.status, world.now)
+        world.tick(record(models.Verdict.PASS, at=world.now) if due else None)
+    assert world.status.current_step_index == 1
+    assert world.status.phase is models.Phase.PROGRESSING
+
+
+def test_failing_checks_roll_back_after_failure_threshold_consecutive_failures() -> None:
+    world = initialized_world(failureThreshold=2)
+    world.template = V2
+    world.run_checks(models.Verdict.FAIL, until=models.Phase.ROLLED_BACK)
+    assert world.status.phase is models.Phase.ROLLED_BACK
+    assert world.status.rejected_revision == "rev-2.0"
+    assert world.canary_replicas == 0
+    assert world.reasons().count("CheckFailed") == 1
+    rollback = next(e for e in world.events if e.reason == "RolledBack")
+    assert rollback.type == "Warning" and "error-rate" in rollback.message
+    stalled = condition(world.status, "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "RolledBack")
+
+
+def test_one_failed_check_between_passes_does_not_roll_back() -> None:
+    world = initialized_world(failureThreshold=2)
+    world.template = V2
+    verdicts = iter([models.Verdict.FAIL, models.Verdict.PASS, models.Verdict.FAIL, models.Verdict.PASS])
+    for _ in range(45):
+        due = rollouts.check_due(world.spec, world.status, world.now)
+        world.tick(record(next(verdicts, models.Verdict.PASS), at=world.now) if due else None)
+    assert world.status.phase is models.Phase.PROGRESSING
+    assert world.status.rejected_revision is None
+
+
+def test_a_rejected_revision_is_not_retried_until_the_template_changes() -> None:
+    world = initialized_world()
+    world.template = V2
+    world.run_checks(models.Verdict.FAIL, until=models.Phase.ROLLED_BACK)
+    world.run_checks(models.Verdict.PASS, limit=30)
+    assert world.status.phase is models.Phase.ROLLED_BACK
+    assert world.reasons().count("CanaryStarted") == 1
+    world.template = V3
+    world.tick()
+    assert world.status.phase is models.Phase.PROGRESSING
+    assert world.status.canary_revision == "rev-3.0"
+
+
+def test_inconclusive_checks_never_advance_and_hold_the_rollout_after_the_threshold() -> None:
+    world = initialized_world(inconclusiveThreshold=3)
+    world.template = V2
+    world.run_checks(models.Verdict.INCONCLUSIVE, limit=100)
+    assert world.status.phase is models.Phase.PAUSED
+    assert world.status.current_step_index == 0
+    assert world.status.weight == 10, "held at the current weight, not promoted, not rolled back"
+    stalled = condition(world.status, "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "InsufficientTraffic")
+    assert world.reasons().count("Paused") == 1
+
+
+def test_a_paused_rollout_resumes_by_itself_once_checks_are_conclusive() -> None:
+    world = initialized_world(inconclusiveThreshold=2)
+    world.template = V2
+    world.run_checks(models.Verdict.INCONCLUSIVE, until=models.Phase.PAUSED)
+    world.run_checks(models.Verdict.PASS, until=models.Phase.SUCCEEDED, limit=200)
+    assert "Resumed" in world.reasons()
+    assert world.status.phase is models.Phase.SUCCEEDED
+
+
+def test_a_newer_revision_mid_rollout_restarts_the_analysis_for_it() -> None:
+    world = initialized_world()
+    world.template = V2
+    world.run_checks(models.Verdict.PASS, limit=25)
+    assert world.status.current_step_index == 1
+    world.template = V3
+    world.tick()
+    assert world.status.canary_revision == "rev-3.0"
+    assert world.status.current_step_index == 0
+    assert world.canary is not None and world.canary.revision == "rev-3.0"
+    assert "CanarySuperseded" in world.reasons()
+
+
+def test_reverting_the_target_to_the_stable_revision_abandons_the_canary() -> None:
+    world = initialized_world()
+    world.template = V2
+    world.run_checks(models.Verdict.PASS, limit=5)
+    world.template = V1
+    world.tick()
+    assert world.status.phase is models.Phase.STABLE
+    assert world.canary_replicas == 0
+
+
+def test_a_manual_pause_waits_for_the_promote_annotation() -> None:
+    world = initialized_world()
+    spec = world.spec.model_dump(by_alias=True)
+    spec["steps"] = [{"setWeight": 20}, {"pause": {}}]
+    world.spec = models.parse_spec(spec)
+    world.template = V2
+    world.run_checks(models.Verdict.PASS, limit=60)
+    assert world.status.phase is models.Phase.PROGRESSING and world.status.current_step_index == 1
+    assert "canary.dev/promote" in (world.status.message or "")
+    world.promote_requested = True
+    decision = world.tick()
+    assert any(isinstance(a, rollouts.ForgetPromotion) for a in decision.actions)
+    assert world.status.phase is models.Phase.PROMOTING
+
+
+def test_a_restart_mid_promotion_repeats_no_promotion() -> None:
+    world = initialized_world()
+    world.template = V2
+    world.run_checks(models.Verdict.PASS, until=models.Phase.PROMOTING, limit=200)
+    saved = world.status
+    # The operator dies after writing "Promoting"; the primary is mid-rollout when it comes back.
+    assert world.primary is not None
+    world.primary = dataclasses.replace(world.primary, ready_replicas=3)
+    world.status = saved
+    world.tick()
+    assert world.status.phase is models.Phase.PROMOTING
+    world.primary = dataclasses.replace(world.primary, ready_replicas=9)
+    world.tick()
+    world.tick()
+    assert world.status.phase is models.Phase.SUCCEEDED
+    assert world.primary_updates == 2  # the takeover, and exactly one promotion
+    assert world.reasons().count("Promoted") == 1
+
+
+def test_a_missing_target_is_reported_and_nothing_is_done() -> None:
+    spec = helpers.example_spec()
+    obs = rollouts.Observations(generation=3, target=None)
+    decision = rollouts.reconcile(spec, models.CanaryRolloutStatus(), obs, T0)
+    assert decision.actions == ()
+    assert [e.reason for e in decision.events] == ["TargetNotFound"]
+    stalled = condition(decision.status, "Stalled")
+    assert (stalled.status, stalled.reason, stalled.observed_generation) == ("True", "TargetNotFound", 3)
+    assert decision.status.observed_generation == 3
+
+
+def test_condition_transition_times_move_only_when_the_status_flips() -> None:
+    world = initialized_world()
+    ready_since = condition(world.status, "Ready").last_transition_time
+    world.tick()
+    assert condition(world.status, "Ready").last_transition_time == ready_since
+    world.template = V2
+    world.tick()
+    assert condition(world.status, "Ready").last_transition_time != ready_since
