@@ -1,0 +1,45 @@
+# canary-operator: everything runs from a local virtualenv; `make deps` installs what is missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: deps prometheus test lint unit demo bench-restore crds clean
+
+deps: $(VENV)/.installed prometheus
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Real Prometheus and promtool, from Debian's archive (the tests and the demo run them on loopback).
+prometheus:
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+
+lint: deps
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: deps
+	$(PY) -m pytest tests/rollouts tests/judging tests/models $(PYTEST_ARGS)
+
+demo: deps
+	$(PY) -m canary_bench.demo
+
+bench-restore: deps
+	$(PY) bench/restore.py
+
+crds: deps
+	$(PY) -m canary_operator.crds > crds/canaryrollouts.yaml
+	cp crds/canaryrollouts.yaml charts/canary-operator/crds/canaryrollouts.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
