@@ -11,9 +11,9 @@ Two ways to feed it:
   ``promtool tsdb create-blocks-from openmetrics`` and serves them; queries at a fixed ``time=`` then
   have exact, deterministic answers, with no waiting.
 
-Backfilled samples must lie in the past (Prometheus would reject live samples older than the newest
-block) and a query sees them only if its range starts at or after the series' first sample; `EPOCH`
-is a 2h-aligned instant long past that tests can build on.
+Backfilled samples must lie in the past: Prometheus rejects live samples older than its newest block,
+so data in the future would also block scraping. `EPOCH` is a 2h-aligned instant long past that tests
+can build on; a rate is exact when its whole window lies between a series' first and last sample.
 """
 
 from __future__ import annotations
@@ -149,7 +149,6 @@ class PrometheusServer:
             f"--storage.tsdb.path={self.storage_dir}",
             f"--web.listen-address={self.host}:{self.port}",
             "--web.enable-lifecycle",
-            "--storage.tsdb.no-lockfile",  # a killed process must not block the restart
             *([f"--storage.tsdb.retention.time={self.retention}"] if self.retention else []),
             *self.extra_args,
         ]
@@ -237,7 +236,8 @@ class PrometheusServer:
         request = urllib.request.Request(self.url + path, method=method)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                return str(response.read().decode())
+                data: bytes = response.read()
+                return data.decode()
         except urllib.error.HTTPError as e:
             detail = e.read().decode(errors="replace")
             e.close()
@@ -352,6 +352,9 @@ def backfilled_prometheus(
         raise
 
 
+DEFAULT_LATENCY = traffic.FixedLatency(0.02)
+
+
 def _timestamps(start: float, end: float, step: float) -> list[float]:
     if step <= 0 or end < start:
         raise ValueError(f"need step > 0 and end >= start, got start={start}, end={end}, step={step}")
@@ -367,7 +370,7 @@ def request_series(
     step: float = 15.0,
     rps: float,
     error_ratio: float = 0.0,
-    latency: traffic.LatencyDistribution = traffic.FixedLatency(0.02),
+    latency: traffic.LatencyDistribution = DEFAULT_LATENCY,
     buckets: Sequence[float] = traffic.LATENCY_BUCKETS,
 ) -> list[Series]:
     """The RED series one pod would have exported while serving `rps` steadily from `start` to `end`.

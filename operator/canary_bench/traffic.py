@@ -26,6 +26,7 @@ import types
 import urllib.error
 import urllib.parse
 import urllib.request
+import wsgiref.simple_server
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, Self
 
@@ -243,6 +244,13 @@ class ManualTrafficSource:
         return self.arms
 
 
+class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    """No access log on stderr for every scrape."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 class Exporter:
     """The one ``/metrics`` endpoint of all simulated pods, on loopback, served from a thread.
 
@@ -264,7 +272,7 @@ class Exporter:
         )
         self._lock = threading.Lock()
         self._codes: dict[tuple[str, str], set[str]] = {}
-        self._server: Any = None
+        self._server: wsgiref.simple_server.WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -284,9 +292,17 @@ class Exporter:
 
     def start(self) -> Self:
         if self._server is None:
-            self._server, self._thread = prometheus_client.start_http_server(
-                self._requested_port, addr=self.host, registry=self.registry,
+            app = prometheus_client.make_wsgi_app(self.registry)
+            self._server = wsgiref.simple_server.make_server(
+                self.host, self._requested_port, app,
+                server_class=prometheus_client.exposition.ThreadingWSGIServer, handler_class=_QuietHandler,
             )
+            # A short poll interval: stop() returns in milliseconds, not prometheus_client's 0.5 s.
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="exporter", daemon=True,
+            )
+            self._thread.start()
+            self._requested_port = self.port  # a restart keeps the scrape target's address
         return self
 
     def stop(self) -> None:
@@ -389,7 +405,10 @@ class LoadGenerator:
         return self._arms
 
     def step(self, seconds: float) -> int:
-        """Send the requests of `seconds` of traffic to the current arms; return how many were sent."""
+        """Send the requests of `seconds` of traffic to the current arms; return how many were sent.
+
+        Not to be called while the background thread runs: both would draw from the same RNG.
+        """
         try:
             self._arms = tuple(self.source())
         except TrafficSourceError as e:

@@ -13,7 +13,6 @@ The built-in templates read the conventional application metrics
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from canary_operator import models
 
@@ -29,7 +28,8 @@ class Arm:
 
     @property
     def pod_regex(self) -> str:
-        return f"{re.escape(self.workload)}-[a-z0-9]+-[a-z0-9]+"
+        # Kubernetes names hold [a-z0-9.-]: only the dot is special in a regex; doubled for a PromQL string.
+        return self.workload.replace(".", "\\\\.") + "-[a-z0-9]+-[a-z0-9]+"
 
     @property
     def selector(self) -> str:

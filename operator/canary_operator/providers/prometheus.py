@@ -40,7 +40,7 @@ class PrometheusProvider:
 
 
 def _single_value(result: object) -> float:
-    if isinstance(result, list):
+    if isinstance(result, list) and not (len(result) == 2 and isinstance(result[0], int | float)):
         if not result:
             raise providers.NoDataError("no series")
         if len(result) > 1:

@@ -1,0 +1,133 @@
+"""The Prometheus provider and the built-in queries, against a real Prometheus over backfilled data.
+
+Every number here is exact: the series are written with promtool and queried at
+a fixed time, so the built-in PromQL, the provider's parsing and the judge are
+checked end to end on the values a user would see in ``kubectl describe``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+
+import helpers
+import pytest
+
+from canary_bench import prometheus, traffic
+from canary_operator import judging, measuring, models, providers, queries
+from canary_operator.providers import prometheus as prometheus_provider
+
+START = prometheus.EPOCH
+AT = datetime.datetime.fromtimestamp(START + 600, tz=datetime.UTC)
+CANARY_POD = "web-canary-6d5f7c9b8-x2k4p"
+PRIMARY_POD = "web-primary-7c9d8f6b5-q8w3z"
+USER_POD = "web-5b6c7d8e9f-abcde"  # the user's own Deployment: never counted as either arm
+
+Start = Callable[..., prometheus.PrometheusServer]
+
+
+def arm(pod: str, rps: float, errors: float = 0.0, p99: float | None = None) -> list[prometheus.Series]:
+    latency = traffic.DiscreteLatency.with_quantile(p99) if p99 else prometheus.DEFAULT_LATENCY
+    return prometheus.request_series(
+        "shop", pod, start=START, end=START + 900, step=5, rps=rps, error_ratio=errors, latency=latency
+    )
+
+
+def spec(interval: str = "60s") -> models.CanaryRolloutSpec:
+    return helpers.example_spec(interval=interval)
+
+
+async def check(server: prometheus.PrometheusServer, interval: str = "60s") -> models.CheckRecord:
+    the_spec = spec(interval)
+    provider = providers.for_analysis(
+        the_spec.analysis.model_copy(update={"prometheus": models.PrometheusSpec(address=server.url)})
+    )
+    measurements = await measuring.measure(the_spec, "shop", 10, AT, provider)
+    return judging.judge(the_spec.analysis, measurements)
+
+
+async def test_a_healthy_canary_passes_with_exact_values(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(arm(CANARY_POD, 5, 0.004, p99=0.12) + arm(PRIMARY_POD, 45, 0.002, p99=0.11))
+    record = await check(server)
+    assert record.verdict is models.Verdict.PASS
+    error_rate, latency = record.metrics
+    assert error_rate.canary == pytest.approx(0.4) and error_rate.primary == pytest.approx(0.2)
+    assert error_rate.canary_requests == pytest.approx(300) and error_rate.primary_requests == pytest.approx(2700)
+    assert latency.canary == pytest.approx(120) and latency.primary == pytest.approx(110)
+
+
+async def test_a_canary_at_5_percent_errors_fails_on_error_rate(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(arm(CANARY_POD, 5, 0.05) + arm(PRIMARY_POD, 45, 0.001) + arm(USER_POD, 50, 0.5))
+    record = await check(server)
+    assert record.verdict is models.Verdict.FAIL
+    assert record.reason == "error-rate 5% > max 1% (n=300, primary 0.1%)"
+
+
+async def test_a_canary_with_p99_of_800ms_fails_on_latency(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(arm(CANARY_POD, 5, p99=0.8) + arm(PRIMARY_POD, 45, p99=0.12))
+    record = await check(server)
+    assert record.verdict is models.Verdict.FAIL
+    assert [m.name for m in record.metrics if m.verdict is models.Verdict.FAIL] == ["latency-p99"]
+    assert record.metrics[1].canary == pytest.approx(800)
+
+
+async def test_a_canary_without_errors_has_an_error_rate_of_zero_not_no_data(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(arm(CANARY_POD, 5) + arm(PRIMARY_POD, 45))
+    record = await check(server)
+    assert record.metrics[0].canary == 0.0
+    assert record.verdict is models.Verdict.PASS
+
+
+async def test_a_canary_at_0_2_requests_per_second_is_inconclusive(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(arm(CANARY_POD, 0.2, 0.5) + arm(PRIMARY_POD, 45))
+    record = await check(server)
+    assert record.verdict is models.Verdict.INCONCLUSIVE
+    assert record.cause == judging.INSUFFICIENT_TRAFFIC
+    assert "12 canary requests in 60s, need 50 (38 more)" in record.reason
+
+
+async def test_a_canary_with_no_series_at_all_is_inconclusive(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(arm(PRIMARY_POD, 45))
+    record = await check(server)
+    assert record.verdict is models.Verdict.INCONCLUSIVE
+
+
+async def test_an_unreachable_prometheus_raises_a_typed_error() -> None:
+    provider = prometheus_provider.PrometheusProvider(f"http://127.0.0.1:{prometheus.free_port()}", timeout=2)
+    with pytest.raises(providers.UnreachableError, match="unreachable"):
+        await provider.query("vector(1)", AT)
+
+
+async def test_bad_promql_raises_a_query_error(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(arm(PRIMARY_POD, 45))
+    provider = prometheus_provider.PrometheusProvider(server.url)
+    with pytest.raises(providers.QueryError, match="rejected"):
+        await provider.query("sum(rate(http_requests_total[5m]", AT)
+
+
+async def test_a_query_returning_several_series_is_refused(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(arm(CANARY_POD, 5) + arm(PRIMARY_POD, 45))
+    provider = prometheus_provider.PrometheusProvider(server.url)
+    with pytest.raises(providers.QueryError, match="2 series"):
+        await provider.query('sum by (pod) (rate(http_requests_total{code="200"}[1m]))', AT)
+
+
+async def test_nan_is_no_data(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(arm(PRIMARY_POD, 45))
+    provider = prometheus_provider.PrometheusProvider(server.url)
+    with pytest.raises(providers.NoDataError):
+        await provider.query("0/0", AT)
+
+
+async def test_a_custom_query_gets_its_variables_rendered(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(arm(CANARY_POD, 5) + arm(PRIMARY_POD, 45))
+    metric = models.Metric(
+        name="rps",
+        query='sum(rate(http_requests_total{namespace="{{ namespace }}",pod=~"{{ pod }}"}[{{interval}}]))',
+        min=1,
+    )
+    canary, primary = queries.arms("shop", "web")
+    provider = prometheus_provider.PrometheusProvider(server.url)
+    analysis = spec().analysis
+    assert await provider.query(queries.render(metric, analysis, canary), AT) == pytest.approx(5)
+    assert await provider.query(queries.render(metric, analysis, primary), AT) == pytest.approx(45)
