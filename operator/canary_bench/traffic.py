@@ -350,6 +350,9 @@ class ArmTally:
     pod: str
     image: str
     by_code: Mapping[str, int]
+    # Wall-clock times of the first and the last request sent to the pod (not part of the outcome).
+    first_at: float = dataclasses.field(default=0.0, compare=False)
+    last_at: float = dataclasses.field(default=0.0, compare=False)
 
     @property
     def requests(self) -> int:
@@ -395,6 +398,7 @@ class LoadGenerator:
         self._lock = threading.Lock()
         self._tallies: dict[str, collections.Counter[str]] = {}
         self._images: dict[str, str] = {}
+        self._seen: dict[str, tuple[float, float]] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: Exception | None = None
@@ -433,6 +437,10 @@ class LoadGenerator:
                 with self._lock:
                     self._images[arm.pod] = arm.image
                     self._tallies.setdefault(arm.pod, collections.Counter())[code] += 1
+            if count:
+                now = time.time()
+                with self._lock:
+                    self._seen[arm.pod] = (self._seen.get(arm.pod, (now, now))[0], now)
             sent += count
         return sent
 
@@ -440,7 +448,7 @@ class LoadGenerator:
         """Requests sent so far, per pod (including pods that are gone)."""
         with self._lock:
             return {
-                pod: ArmTally(pod=pod, image=self._images[pod], by_code=dict(codes))
+                pod: ArmTally(pod, self._images[pod], dict(codes), *self._seen[pod])
                 for pod, codes in self._tallies.items()
             }
 

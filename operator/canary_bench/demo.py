@@ -1,0 +1,121 @@
+"""``make demo``: the product end to end, live in the terminal.
+
+An emulated cluster, a real Prometheus scraping simulated traffic, and the
+real operator: a healthy release is promoted, then a release answering 5% of
+requests with 5xx is rolled back. Every line shows what the operator measured
+(real Prometheus numbers from its last check) and decided.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from canary_bench import stage as stages
+
+
+def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
+    return "   n/a" if value is None else f"{value:6.{digits}f}{unit}"
+
+
+def _arm_line(check: dict[str, Any], arm: str, window_seconds: float) -> str:
+    metrics = {m["name"]: m for m in check.get("metrics", [])}
+    errors = metrics.get("error-rate", {})
+    latency = metrics.get("latency-p99", {})
+    requests = errors.get(f"{arm}Requests")
+    rate = None if requests is None else requests / window_seconds
+    return f"{arm:7} {_fmt(rate, ' req/s')} {_fmt(errors.get(arm), '% 5xx', 2)} p99 {_fmt(latency.get(arm), 'ms', 0)}"
+
+
+class Narrator:
+    """Prints status changes, checks and Events as they happen."""
+
+    def __init__(self, stage: stages.Stage) -> None:
+        self.stage = stage
+        self.started = time.monotonic()
+        self.seen_events: set[str] = set()
+        self.last_line = ""
+        self.last_check_at: str | None = None
+
+    def say(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
+
+    def poll(self) -> dict[str, Any]:
+        status = self.stage.status()
+        steps = len(self.stage.plan.steps)
+        index = status.get("currentStepIndex")
+        step = f"step {min(index + 1, steps)}/{steps}" if index is not None else "step -/-"
+        line = f"{status.get('phase', '-'):12} {step}  weight {status.get('weight', 0):3}%"
+        check = status.get("lastCheck")
+        if check and check.get("at") != self.last_check_at:
+            self.last_check_at = check.get("at")
+            window = float(self.stage.plan.interval.rstrip("s"))
+            self.say(f"{line}  check: {check['verdict']}")
+            self.say(f"    {_arm_line(check, 'canary', window)}")
+            self.say(f"    {_arm_line(check, 'primary', window)}")
+            self.last_line = line
+        elif line != self.last_line:
+            self.say(line)
+            self.last_line = line
+        for event in sorted(self.stage.events(), key=lambda e: e.get("metadata", {}).get("creationTimestamp", "")):
+            uid = event["metadata"]["name"]
+            if uid not in self.seen_events:
+                self.seen_events.add(uid)
+                if event["reason"] not in ("CheckInconclusive",):
+                    self.say(f"  event {event['type']:7} {event['reason']}: {event['message']}")
+        return status
+
+    def follow_until(self, phases: set[str], timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.poll()
+            if status.get("phase") in phases:
+                return status
+            time.sleep(0.25)
+        raise stages.StageError(f"demo: no {phases} within {timeout}s")
+
+
+def run(rate: float) -> int:
+    print("canary-operator demo: emulated Kubernetes API, real Prometheus, simulated traffic, real operator")
+    with stages.Stage(rate=rate) as stage:
+        narrator = Narrator(stage)
+        assert stage.prometheus is not None and stage.cluster is not None
+        narrator.say(f"cluster at {stage.cluster.url}, Prometheus at {stage.prometheus.url}, {rate:g} req/s to web")
+        narrator.say(f"plan: {stage.plan.steps}, check every {stage.plan.interval}, failureThreshold "
+                     f"{stage.plan.failure_threshold}, error-rate <= {stage.plan.max_error_rate}%, "
+                     f"p99 <= {stage.plan.max_latency_ms:g}ms")
+        narrator.follow_until({"Stable"}, 30)
+        stage.wait_traffic()
+        summary = []
+        for image, expect in (("example/web:2.0", "Succeeded"), ("example/web:2.0-errors", "RolledBack")):
+            print()
+            narrator.say(f"$ kubectl -n shop set image deployment/web web={image}")
+            began = time.monotonic()
+            stage.set_image(image)
+            status = narrator.follow_until({"Succeeded", "RolledBack"}, 120)
+            took = time.monotonic() - began
+            summary.append((image, status["phase"], took, status.get("message", "")))
+            if status["phase"] != expect:
+                narrator.say(f"unexpected outcome {status['phase']} (expected {expect})")
+        print()
+        print(stage.kubectl("get", "canaryrollouts", "-n", "shop", "-o", "wide").stdout)
+        print("summary")
+        for image, phase, took, message in summary:
+            print(f"  {image:24} {phase:11} after {took:5.1f}s  {message}")
+        failures = [row for row, expected in zip(summary, ("Succeeded", "RolledBack"), strict=True)
+                    if row[1] != expected]
+        print(f"operator log (JSON lines, one story per release id): {stage.operator_log}")
+        return 1 if failures else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=100.0, help="requests per second to web")
+    args = parser.parse_args()
+    sys.exit(run(args.rate))
+
+
+if __name__ == "__main__":
+    main()

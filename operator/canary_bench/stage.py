@@ -1,0 +1,291 @@
+"""The whole product on one machine: emulated cluster, real Prometheus, traffic, the real operator.
+
+``Stage`` wires the parts the closed-loop tests, ``make demo`` and the
+benchmarks share:
+
+- an ``EmulatedCluster`` (the Kubernetes API with its Deployment controller)
+  holding namespace ``shop`` and the user's Deployment ``web``;
+- a traffic simulator whose load generator splits requests between the pods
+  the apex Service would select *right now* (read from the cluster), and an
+  exporter serving the conventional RED metrics;
+- a real Prometheus scraping that exporter;
+- the operator, ``python -m canary_operator``, as a child process that can be
+  killed and restarted;
+- the user's side: ``kubectl apply`` of a CanaryRollout, ``kubectl set image``.
+
+Everything is driven through the same interfaces a user has (kubectl, the API),
+and observed the way an SRE would (status, Events, logs, Prometheus).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any, Self, TypeVar
+
+import yaml
+
+from canary_bench import cluster as clusters
+from canary_bench import prometheus, traffic
+
+NAMESPACE = "shop"
+NAME = "web"
+STABLE_IMAGE = "example/web:1.0"
+T = TypeVar("T")
+
+
+class StageError(AssertionError):
+    """The stage did not reach a state in time; the message carries what it saw instead."""
+
+
+@dataclasses.dataclass
+class Plan:
+    """The CanaryRollout the stage applies, with short intervals for closed-loop runs."""
+
+    interval: str = "2s"
+    failure_threshold: int = 2
+    inconclusive_threshold: int = 3
+    min_requests: int = 20
+    steps: list[dict[str, Any]] = dataclasses.field(
+        default_factory=lambda: [
+            {"setWeight": 20},
+            {"pause": {"duration": "2s"}},
+            {"setWeight": 50},
+            {"pause": {"duration": "2s"}},
+        ]
+    )
+    max_error_rate: float = 1.0
+    max_latency_ms: float = 500.0
+
+    def manifest(self, prometheus_url: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "canary.dev/v1alpha1",
+            "kind": "CanaryRollout",
+            "metadata": {"name": NAME, "namespace": NAMESPACE},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": NAME},
+                "service": {"port": 80, "targetPort": 8080},
+                "trafficRouting": {"replicas": {}},
+                "steps": copy.deepcopy(self.steps),
+                "analysis": {
+                    "interval": self.interval,
+                    "failureThreshold": self.failure_threshold,
+                    "inconclusiveThreshold": self.inconclusive_threshold,
+                    "minRequests": self.min_requests,
+                    "prometheus": {"address": prometheus_url, "timeout": "2s"},
+                    "metrics": [
+                        {"name": "error-rate", "template": "error-rate", "max": self.max_error_rate},
+                        {"name": "latency-p99", "template": "latency-p99", "max": self.max_latency_ms},
+                    ],
+                },
+            },
+        }
+
+
+def deployment_manifest(image: str = STABLE_IMAGE, replicas: int = 4) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": {"app": NAME}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": NAME}},
+            "template": {
+                "metadata": {"labels": {"app": NAME}},
+                "spec": {"containers": [{"name": NAME, "image": image, "ports": [{"containerPort": 8080}]}]},
+            },
+        },
+    }
+
+
+class Stage:
+    def __init__(
+        self,
+        *,
+        rate: float = 100.0,
+        replicas: int = 4,
+        plan: Plan | None = None,
+        catalogue: traffic.Catalogue | None = None,
+        scrape_interval: str = "500ms",
+        tick_seconds: float = 0.2,
+        seed: int = 1,
+        log_format: str = "json",
+        rollout: bool = True,
+    ) -> None:
+        self.rate = rate
+        self.replicas = replicas
+        self.plan = plan or Plan()
+        self.catalogue = catalogue
+        self.scrape_interval = scrape_interval
+        self.tick_seconds = tick_seconds
+        self.seed = seed
+        self.log_format = log_format
+        self.with_rollout = rollout
+        self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="canary-stage-"))
+        self.operator_log = self.workdir / "operator.log"
+        self.cluster: clusters.EmulatedCluster | None = None
+        self.exporter: traffic.Exporter | None = None
+        self.prometheus: prometheus.PrometheusServer | None = None
+        self.load: traffic.LoadGenerator | None = None
+        self._operator: subprocess.Popen[bytes] | None = None
+        self._closers: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> Self:
+        try:
+            self.cluster = clusters.EmulatedCluster().start()
+            self._closers.append(self.cluster.stop)
+            self.cluster.create_namespace(NAMESPACE)
+            self.apply(deployment_manifest(replicas=self.replicas))
+            self.exporter = traffic.Exporter().start()
+            self._closers.append(self.exporter.stop)
+            self.prometheus = prometheus.PrometheusServer(
+                scrape_targets=[self.exporter.address], scrape_interval=self.scrape_interval
+            ).start()
+            self._closers.append(self.prometheus.close)
+            source = traffic.ReplicasTrafficSource(self.cluster.url, namespace=NAMESPACE, name=NAME)
+            self.load = traffic.LoadGenerator(
+                source, self.exporter, namespace=NAMESPACE, rate=self.rate, catalogue=self.catalogue, seed=self.seed
+            ).start()
+            self._closers.append(self.load.stop)
+            self.start_operator()
+            if self.with_rollout:
+                self.apply(self.plan.manifest(self.prometheus.url))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        self.kill_operator()
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception as exc:  # keep closing the rest; report the first failure below
+                print(f"stage: closing failed: {exc!r}", file=sys.stderr)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ the operator process
+
+    def start_operator(self) -> None:
+        assert self.cluster is not None
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "CANARY_TICK_SECONDS": str(self.tick_seconds),
+            "CANARY_LOG_FORMAT": self.log_format,
+            "PYTHONUNBUFFERED": "1",
+        }
+        log = self.operator_log.open("ab")
+        self._operator = subprocess.Popen(
+            [sys.executable, "-m", "canary_operator"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+
+    def kill_operator(self, sig: int = signal.SIGKILL) -> None:
+        """Kill the operator process (SIGKILL by default: no chance to clean up, as in a node failure)."""
+        if self._operator is not None and self._operator.poll() is None:
+            self._operator.send_signal(sig)
+            self._operator.wait(timeout=15)
+        self._operator = None
+
+    @property
+    def operator_running(self) -> bool:
+        return self._operator is not None and self._operator.poll() is None
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The operator's JSON log lines (other lines skipped)."""
+        lines = []
+        for raw in self.operator_log.read_text(errors="replace").splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                continue
+        return lines
+
+    # ------------------------------------------------------------ the user's side
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        assert self.cluster is not None
+        return self.cluster.kubectl(*args, stdin=stdin)
+
+    def apply(self, manifest: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        result = self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+        if result.returncode != 0:
+            raise StageError(f"kubectl apply failed: {result.stderr.strip()}")
+        return result
+
+    def set_image(self, image: str) -> None:
+        result = self.kubectl("-n", NAMESPACE, "set", "image", f"deployment/{NAME}", f"{NAME}={image}")
+        if result.returncode != 0:
+            raise StageError(f"kubectl set image failed: {result.stderr.strip()}")
+
+    def delete_rollout(self) -> None:
+        result = self.kubectl("-n", NAMESPACE, "delete", "canaryrollout", NAME, "--wait=false")
+        if result.returncode != 0:
+            raise StageError(f"kubectl delete failed: {result.stderr.strip()}")
+
+    # ------------------------------------------------------------ observing
+
+    def rollout(self) -> dict[str, Any] | None:
+        assert self.cluster is not None
+        return self.cluster.rollout(NAMESPACE, NAME)
+
+    def status(self) -> dict[str, Any]:
+        return (self.rollout() or {}).get("status") or {}
+
+    def deployment(self, name: str) -> dict[str, Any] | None:
+        assert self.cluster is not None
+        return self.cluster.deployment(NAMESPACE, name)
+
+    def service(self, name: str) -> dict[str, Any] | None:
+        assert self.cluster is not None
+        return self.cluster.service(NAMESPACE, name)
+
+    def events(self, reason: str | None = None) -> list[dict[str, Any]]:
+        assert self.cluster is not None
+        found = [e for e in self.cluster.events(NAMESPACE) if (e.get("involvedObject") or {}).get("name") == NAME
+                 and (e.get("involvedObject") or {}).get("kind") == "CanaryRollout"]
+        return [e for e in found if reason is None or e.get("reason") == reason]
+
+    def wait_for(self, what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
+        """Poll ``probe`` until it returns something truthy; fail with the rollout's state otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = probe()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise StageError(f"timed out after {timeout}s waiting for {what}; status: {json.dumps(self.status())}")
+            if self._operator is not None and self._operator.poll() is not None:
+                tail = "\n".join(self.operator_log.read_text(errors="replace").splitlines()[-30:])
+                raise StageError(f"operator exited with {self._operator.returncode} waiting for {what}:\n{tail}")
+            time.sleep(0.05)
+
+    def wait_phase(self, phase: str, timeout: float = 60.0) -> dict[str, Any]:
+        return self.wait_for(f"phase {phase}", lambda: self.status() if self.status().get("phase") == phase else None,
+                             timeout)
+
+    def wait_traffic(self, timeout: float = 30.0) -> float:
+        """Wait until Prometheus sees requests (scraping starts a few seconds after Prometheus does)."""
+        assert self.prometheus is not None
+        return self.prometheus.wait_for_value(
+            f'sum(rate(http_requests_total{{namespace="{NAMESPACE}"}}[2s]))', lambda v: v > 0, timeout=timeout
+        )
