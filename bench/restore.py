@@ -34,8 +34,9 @@ def measure(runs: int, rate: float, interval: float, threshold: int, scrape: flo
     plan = stages.Plan(interval=f"{interval:g}s", failure_threshold=threshold)
     results: dict[str, list[float]] = {kind: [] for kind in kinds}
     floor = threshold * interval
-    with stages.Stage(rate=rate, plan=plan, catalogue=catalogue, scrape_interval=f"{int(scrape * 1000)}ms",
-                      tick_seconds=tick) as stage:
+    with stages.Stage(
+        rate=rate, plan=plan, catalogue=catalogue, scrape_interval=f"{int(scrape * 1000)}ms", tick_seconds=tick
+    ) as stage:
         stage.wait_phase("Stable", timeout=30)
         stage.wait_traffic()
         assert stage.load is not None
@@ -46,23 +47,31 @@ def measure(runs: int, rate: float, interval: float, threshold: int, scrape: flo
                 stage.wait_phase("RolledBack", timeout=120)
                 stage.wait_for("weight 0", lambda: stage.status().get("weight") == 0, timeout=30)
                 time.sleep(0.5)  # let the generator's last ticks land before reading its clock
-                tally = next(t for t in stage.load.tallies().values()
-                             if t.image == image and t.pod.startswith("web-canary-"))
+                tally = next(
+                    t for t in stage.load.tallies().values() if t.image == image and t.pod.startswith("web-canary-")
+                )
                 exposed = tally.last_at - tally.first_at
                 results[kind].append(exposed)
-                print(f"  run {i + 1} {kind:6}: exposed {exposed:5.2f}s, {tally.requests} requests "
-                      f"({tally.errors} errors) reached the bad canary", flush=True)
+                print(
+                    f"  run {i + 1} {kind:6}: exposed {exposed:5.2f}s, {tally.requests} requests "
+                    f"({tally.errors} errors) reached the bad canary",
+                    flush=True,
+                )
     print()
     print(f"time from a bad canary's first request to traffic back at 100% primary ({runs} runs each)")
-    print(f"settings: interval {interval:g}s, failureThreshold {threshold}, scrape {scrape:g}s, tick {tick:g}s, "
-          f"{rate:g} req/s, first step 20%")
+    print(
+        f"settings: interval {interval:g}s, failureThreshold {threshold}, scrape {scrape:g}s, tick {tick:g}s, "
+        f"{rate:g} req/s, first step 20%"
+    )
     print(f"floor: failureThreshold x interval = {floor:.2f}s (+ up to {scrape:g}s scrape lag + {tick:g}s tick)")
     print(f"{'canary':8} {'median':>8} {'max':>8} {'median/floor':>13}")
     for kind, values in results.items():
         median = statistics.median(values)
         print(f"{kind:8} {median:7.2f}s {max(values):7.2f}s {median / floor:12.2f}x")
-    print(f"at Flagger-like production settings (interval 1m, threshold 2, scrape 15s) the same floor is "
-          f"{2 * 60}s + up to 15s")
+    print(
+        f"at Flagger-like production settings (interval 1m, threshold 2, scrape 15s) the same floor is "
+        f"{2 * 60}s + up to 15s"
+    )
     return 0
 
 

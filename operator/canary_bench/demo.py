@@ -83,9 +83,11 @@ def run(rate: float) -> int:
         narrator = Narrator(stage)
         assert stage.prometheus is not None and stage.cluster is not None
         narrator.say(f"cluster at {stage.cluster.url}, Prometheus at {stage.prometheus.url}, {rate:g} req/s to web")
-        narrator.say(f"plan: {stage.plan.steps}, check every {stage.plan.interval}, failureThreshold "
-                     f"{stage.plan.failure_threshold}, error-rate <= {stage.plan.max_error_rate}%, "
-                     f"p99 <= {stage.plan.max_latency_ms:g}ms")
+        narrator.say(
+            f"plan: {stage.plan.steps}, check every {stage.plan.interval}, failureThreshold "
+            f"{stage.plan.failure_threshold}, error-rate <= {stage.plan.max_error_rate}%, "
+            f"p99 <= {stage.plan.max_latency_ms:g}ms"
+        )
         narrator.follow_until({"Stable"}, 30)
         stage.wait_traffic()
         summary = []
@@ -104,8 +106,9 @@ def run(rate: float) -> int:
         print("summary")
         for image, phase, took, message in summary:
             print(f"  {image:24} {phase:11} after {took:5.1f}s  {message}")
-        failures = [row for row, expected in zip(summary, ("Succeeded", "RolledBack"), strict=True)
-                    if row[1] != expected]
+        failures = [
+            row for row, expected in zip(summary, ("Succeeded", "RolledBack"), strict=True) if row[1] != expected
+        ]
         print(f"operator log (JSON lines, one story per release id): {stage.operator_log}")
         return 1 if failures else 0
 

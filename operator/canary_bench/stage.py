@@ -194,7 +194,10 @@ class Stage:
         }
         log = self.operator_log.open("ab")
         self._operator = subprocess.Popen(
-            [sys.executable, "-m", "canary_operator"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "canary_operator"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         log.close()
@@ -261,8 +264,12 @@ class Stage:
 
     def events(self, reason: str | None = None) -> list[dict[str, Any]]:
         assert self.cluster is not None
-        found = [e for e in self.cluster.events(NAMESPACE) if (e.get("involvedObject") or {}).get("name") == NAME
-                 and (e.get("involvedObject") or {}).get("kind") == "CanaryRollout"]
+        found = [
+            e
+            for e in self.cluster.events(NAMESPACE)
+            if (e.get("involvedObject") or {}).get("name") == NAME
+            and (e.get("involvedObject") or {}).get("kind") == "CanaryRollout"
+        ]
         return [e for e in found if reason is None or e.get("reason") == reason]
 
     def wait_for(self, what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
@@ -279,9 +286,17 @@ class Stage:
                 raise StageError(f"operator exited with {self._operator.returncode} waiting for {what}:\n{tail}")
             time.sleep(0.05)
 
+    def wait_status(self, what: str, accept: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
+        """The rollout's status once ``accept(status)`` holds."""
+
+        def probe() -> dict[str, Any] | None:
+            status = self.status()
+            return status if accept(status) else None
+
+        return self.wait_for(what, probe, timeout)
+
     def wait_phase(self, phase: str, timeout: float = 60.0) -> dict[str, Any]:
-        return self.wait_for(f"phase {phase}", lambda: self.status() if self.status().get("phase") == phase else None,
-                             timeout)
+        return self.wait_status(f"phase {phase}", lambda status: status.get("phase") == phase, timeout)
 
     def wait_traffic(self, timeout: float = 30.0) -> float:
         """Wait until Prometheus sees requests (scraping starts a few seconds after Prometheus does)."""

@@ -109,9 +109,8 @@ def test_a_canary_getting_0_2_requests_per_second_is_held_and_never_promoted() -
         assert (stalled["status"], stalled["reason"]) == ("True", "InsufficientTraffic")
         assert "need 20" in status["lastCheck"]["reason"]
         threshold = stage.plan.inconclusive_threshold
-        status = stage.wait_for(
-            "more inconclusive checks",
-            lambda: (s := stage.status()) if s.get("inconclusiveChecks", 0) >= threshold + 3 else None,
+        status = stage.wait_status(
+            "more inconclusive checks", lambda status: status.get("inconclusiveChecks", 0) >= threshold + 3
         )
         assert status["phase"] == "Paused" and status["currentStepIndex"] == 0
         assert "Promoted" not in reasons(stage) and "RolledBack" not in reasons(stage)
@@ -119,16 +118,15 @@ def test_a_canary_getting_0_2_requests_per_second_is_held_and_never_promoted() -
 
 def test_prometheus_stopped_mid_rollout_holds_the_rollout_until_it_is_back(stage: stages.Stage) -> None:
     stage.set_image("example/web:2.0")
-    stage.wait_for("step 2", lambda: stage.status().get("currentStepIndex", 0) >= 1)
+    stage.wait_status("step 2", lambda status: status.get("currentStepIndex", 0) >= 1)
     assert stage.prometheus is not None
     stage.prometheus.stop()
     status = stage.wait_phase("Paused", timeout=30)
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert stalled["reason"] == "PrometheusUnreachable"
     threshold = stage.plan.inconclusive_threshold
-    status = stage.wait_for(
-        "more unreachable checks",
-        lambda: (s := stage.status()) if s.get("inconclusiveChecks", 0) >= threshold + 2 else None,
+    status = stage.wait_status(
+        "more unreachable checks", lambda status: status.get("inconclusiveChecks", 0) >= threshold + 2
     )
     assert status["phase"] == "Paused", "an unreachable Prometheus never counts as a pass"
     assert "Promoted" not in reasons(stage)
@@ -139,7 +137,7 @@ def test_prometheus_stopped_mid_rollout_holds_the_rollout_until_it_is_back(stage
 
 def test_the_operator_killed_mid_step_resumes_and_promotes_exactly_once(stage: stages.Stage) -> None:
     stage.set_image("example/web:2.0")
-    stage.wait_for("step 2", lambda: stage.status().get("currentStepIndex", 0) >= 1)
+    stage.wait_status("step 2", lambda status: status.get("currentStepIndex", 0) >= 1)
     stage.kill_operator()
     step = stage.status()["currentStepIndex"]
     stage.start_operator()
@@ -153,7 +151,7 @@ def test_the_operator_killed_mid_step_resumes_and_promotes_exactly_once(stage: s
 
 def test_a_newer_revision_mid_rollout_restarts_the_analysis_for_it(stage: stages.Stage) -> None:
     stage.set_image("example/web:2.0")
-    first = stage.wait_for("step 2", lambda: (s := stage.status()) if s.get("currentStepIndex", 0) >= 1 else None)
+    first = stage.wait_status("step 2", lambda status: status.get("currentStepIndex", 0) >= 1)
     stage.set_image("example/web:3.0")
     status = stage.wait_phase("Succeeded", timeout=90)
     assert status["canaryRevision"] != first["canaryRevision"]
@@ -166,7 +164,7 @@ def test_deleting_the_rollout_mid_rollout_restores_web_and_removes_what_the_oper
     stage: stages.Stage,
 ) -> None:
     stage.set_image("example/web:2.0")
-    stage.wait_for("step 2", lambda: stage.status().get("currentStepIndex", 0) >= 1)
+    stage.wait_status("step 2", lambda status: status.get("currentStepIndex", 0) >= 1)
     stage.delete_rollout()
     stage.wait_for("the CanaryRollout to be gone", lambda: stage.rollout() is None, timeout=30)
     web = stage.deployment("web")
@@ -189,12 +187,14 @@ def test_invalid_specs_are_rejected_with_a_specific_message_and_touch_nothing() 
 
         manifest = stage.plan.manifest(stage.prometheus.url)
         manifest["spec"]["analysis"]["metrics"][0] = {
-            "name": "custom", "query": 'sum(rate(x{pod=~"{{ pods }}"}[1m]))', "max": 1,
+            "name": "custom",
+            "query": 'sum(rate(x{pod=~"{{ pods }}"}[1m]))',
+            "max": 1,
         }
         stage.apply(manifest)
-        status = stage.wait_for(
+        status = stage.wait_status(
             "the InvalidSpec condition",
-            lambda: (s := stage.status()) if any(c["reason"] == "InvalidSpec" for c in s.get("conditions", [])) else None,
+            lambda status: any(c["reason"] == "InvalidSpec" for c in status.get("conditions", [])),
         )
         assert "unknown query variable(s) pods" in status["message"]
         warning = stage.events("InvalidSpec")
