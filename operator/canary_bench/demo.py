@@ -67,11 +67,13 @@ class Narrator:
                     self.say(f"  event {event['type']:7} {event['reason']}: {event['message']}")
         return status
 
-    def follow_until(self, phases: set[str], timeout: float) -> dict[str, Any]:
+    def follow_until(self, phases: set[str], timeout: float, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Narrate until the rollout is in one of ``phases``, for a release other than the one in ``previous``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.poll()
-            if status.get("phase") in phases:
+            new = previous is None or status.get("releaseId") != previous.get("releaseId")
+            if status.get("phase") in phases and new:
                 return status
             time.sleep(0.25)
         raise stages.StageError(f"demo: no {phases} within {timeout}s")
@@ -95,8 +97,9 @@ def run(rate: float) -> int:
             print()
             narrator.say(f"$ kubectl -n shop set image deployment/web web={image}")
             began = time.monotonic()
+            previous = stage.status()
             stage.set_image(image)
-            status = narrator.follow_until({"Succeeded", "RolledBack"}, 120)
+            status = narrator.follow_until({"Succeeded", "RolledBack"}, 120, previous)
             took = time.monotonic() - began
             summary.append((image, status["phase"], took, status.get("message", "")))
             if status["phase"] != expect:
