@@ -43,8 +43,9 @@ def measure(runs: int, rate: float, interval: float, threshold: int, scrape: flo
         for i in range(runs):
             for kind in kinds:
                 image = f"example/web:bad-{kind}-{i}"
-                stage.set_image(image)
-                stage.wait_phase("RolledBack", timeout=120)
+                outcome = stage.release(image)
+                if outcome["phase"] != "RolledBack":
+                    raise stages.StageError(f"{image} was not rolled back: {outcome.get('message')}")
                 stage.wait_for("weight 0", lambda: stage.status().get("weight") == 0, timeout=30)
                 time.sleep(0.5)  # let the generator's last ticks land before reading its clock
                 tally = next(
@@ -78,7 +79,7 @@ def measure(runs: int, rate: float, interval: float, threshold: int, scrape: flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--threshold", type=int, default=2)
     parser.add_argument("--scrape", type=float, default=0.5)

@@ -118,7 +118,7 @@ def run(rate: float) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rate", type=float, default=100.0, help="requests per second to web")
+    parser.add_argument("--rate", type=float, default=300.0, help="requests per second to web")
     args = parser.parse_args()
     sys.exit(run(args.rate))
 

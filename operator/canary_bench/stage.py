@@ -111,7 +111,7 @@ class Stage:
     def __init__(
         self,
         *,
-        rate: float = 100.0,
+        rate: float = 300.0,
         replicas: int = 4,
         plan: Plan | None = None,
         catalogue: traffic.Catalogue | None = None,
@@ -239,6 +239,16 @@ class Stage:
         result = self.kubectl("-n", NAMESPACE, "set", "image", f"deployment/{NAME}", f"{NAME}={image}")
         if result.returncode != 0:
             raise StageError(f"kubectl set image failed: {result.stderr.strip()}")
+
+    def release(self, image: str, timeout: float = 120.0) -> dict[str, Any]:
+        """``kubectl set image``, then wait for that release's verdict (Succeeded or RolledBack)."""
+        previous = self.status().get("releaseId")
+        self.set_image(image)
+        return self.wait_status(
+            f"the release of {image} to finish",
+            lambda status: status.get("releaseId") != previous and status.get("phase") in ("Succeeded", "RolledBack"),
+            timeout,
+        )
 
     def delete_rollout(self) -> None:
         result = self.kubectl("-n", NAMESPACE, "delete", "canaryrollout", NAME, "--wait=false")

@@ -181,7 +181,7 @@ class Behaviour:
 
 HEALTHY = Behaviour()
 FAILING = Behaviour(error_ratio=0.05)
-SLOW = Behaviour(latency=LognormalLatency(median=0.05, p99=0.8))
+SLOW = Behaviour(latency=LognormalLatency(median=0.2, p99=0.8))
 
 # The demo's versions, named after what goes wrong with them.
 DEFAULT_IMAGES: Mapping[str, Behaviour] = types.MappingProxyType({

@@ -38,7 +38,7 @@ _EXTRA_RULES: dict[str, dict[str, Any]] = {
     "TrafficRouting": {"oneOf": [{"required": ["replicas"]}]},
     "Metric": {
         "oneOf": [{"required": ["template"]}, {"required": ["query"]}],
-        "anyOf": [{"required": ["max"]}, {"required": ["min"]}],
+        "anyOf": [{"required": ["max"]}, {"required": ["min"]}, {"required": ["compare"]}],
     },
 }
 
@@ -72,6 +72,10 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             continue
         if key == "const":  # Kubernetes knows enum, not const
             out["enum"] = [value]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # OpenAPI v3.0 (and so Kubernetes) spells "> x" as minimum: x plus exclusiveMinimum: true.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         elif key == "properties":
             out[key] = {prop: _structural(schema, defs) for prop, schema in value.items()}
         else:

@@ -1,16 +1,24 @@
 """The analysis judge: measurements in, a verdict with its reasons out.
 
-Pure: no I/O, no clock. The handler takes the measurements (one instant query
-per metric per arm, plus the request count of each arm) and hands them here.
+Pure: no I/O, no clock. The handler takes the measurements (instant queries for
+both arms over one window, at one evaluation time) and hands them here.
 
-Rules, in order, for every metric (every metric is judged at every check, so
-one failure never hides another):
-1. the provider did not answer, or refused the query  -> inconclusive;
-2. the canary answered fewer than ``minRequests`` requests in the window -> inconclusive;
-3. the query returned no number (no series, NaN) -> inconclusive;
-4. the value is above ``max`` or below ``min`` -> fail; otherwise pass.
-The check fails if any metric fails, is inconclusive if any metric is, and
-passes only when every metric passed on enough data.
+Every metric is judged at every check (one failure never hides another), in
+these steps:
+1. the provider did not answer, or refused the query -> inconclusive;
+2. an absolute limit (``max``/``min``): fewer than ``minRequests`` canary
+   requests in the window, or fewer than 100 for a p99 (the tail would rest on
+   no request at all) -> inconclusive; no number -> inconclusive; out of range
+   -> fail;
+3. ``compare: primary``: the canary's share of bad requests (5xx, or slower
+   than ``slowerThan``) against the primary's with ``significance.compare``:
+   worse beyond tolerance at the confidence asked -> fail; within tolerance
+   at that confidence -> pass; otherwise inconclusive, saying how many more
+   canary requests would settle it;
+4. an SLO: the canary's burn rate over both the short and the long window
+   above the factor -> fail.
+A metric fails if any of its parts fails, is inconclusive if any part is, and
+passes only when every part passed. The check follows the same rule.
 """
 
 from __future__ import annotations
@@ -19,19 +27,21 @@ import dataclasses
 import datetime
 import math
 
-from canary_operator import models
+from canary_operator import models, significance
 
 UNITS = {
     models.MetricTemplate.ERROR_RATE: "%",
     models.MetricTemplate.LATENCY_P99: "ms",
     models.MetricTemplate.REQUEST_RATE: " req/s",
 }
+P99_MIN_REQUESTS = 100
 
 # Why a check was inconclusive; these become condition reasons.
 UNREACHABLE = "PrometheusUnreachable"
 QUERY_REJECTED = "QueryRejected"
 INSUFFICIENT_TRAFFIC = "InsufficientTraffic"
 NO_DATA = "NoData"
+BURN_RATE = "slo-burn-rate"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +63,9 @@ class MetricReadings:
     query: str  # the canary's rendered PromQL, for the record
     canary: Reading
     primary: Reading
+    canary_bad: Reading | None = None  # compare: bad requests (5xx, or slower than slowerThan) in the window
+    primary_bad: Reading | None = None
+    note: str = ""  # what the value rests on (e.g. the buckets behind a p99)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +76,8 @@ class Measurements:
     canary_requests: Reading
     primary_requests: Reading
     metrics: list[MetricReadings]
+    burn_short: Reading | None = None  # SLO: the canary's error ratio over the burn-rate windows
+    burn_long: Reading | None = None
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -77,81 +92,218 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return f"{text}{unit}"
 
 
-def _limit(metric: models.Metric, unit: str) -> str:
+def _pct(share: float) -> str:
+    return "n/a" if math.isnan(share) else f"{_fmt(100 * share)}%"
+
+
+def _pp(share: float) -> str:
+    return f"{'+' if share >= 0 else ''}{_fmt(100 * share)}pp"
+
+
+def _p(value: float) -> str:
+    return "p<0.001" if value < 0.001 else f"p={value:.3f}"
+
+
+def _limit(metric: models.Metric, unit: str, tighten: float) -> str:
     parts = []
     if metric.min is not None:
-        parts.append(f">= {_fmt(metric.min, unit)}")
+        parts.append(f">= {_fmt(metric.min / tighten, unit)}")
     if metric.max is not None:
-        parts.append(f"<= {_fmt(metric.max, unit)}")
+        parts.append(f"<= {_fmt(metric.max * tighten, unit)}")
+    if metric.compare is not None:
+        tolerance = []
+        if metric.max_increase:
+            tolerance.append(f"+{_fmt(metric.max_increase * tighten)}pp")
+        if metric.max_ratio and metric.max_ratio > 1:
+            tolerance.append(f"x{_fmt(1 + (metric.max_ratio - 1) * tighten)}")
+        parts.append(f"primary {' '.join(tolerance)} at {_fmt(100 * metric.confidence)}% confidence")
     return " and ".join(parts)
 
 
+@dataclasses.dataclass
+class _Part:
+    verdict: models.Verdict
+    reason: str
+    cause: str | None = None
+
+
+def _absolute(
+    readings: MetricReadings, analysis: models.Analysis, n: float | None, window: str, unit: str, tighten: float
+) -> _Part:
+    metric = readings.metric
+    name = metric.name
+    needed = analysis.min_requests
+    if metric.template is models.MetricTemplate.LATENCY_P99:
+        needed = max(needed, P99_MIN_REQUESTS)
+    if n is None or n < needed:
+        have = 0 if n is None else int(round(n))
+        why = " (a p99 needs 100)" if needed == P99_MIN_REQUESTS and needed > analysis.min_requests else ""
+        return _Part(
+            models.Verdict.INCONCLUSIVE,
+            f"{name}: {have} canary requests in {window}, need {needed}{why} ({needed - have} more)",
+            INSUFFICIENT_TRAFFIC,
+        )
+    value = readings.canary.value
+    if value is None or math.isnan(value):
+        return _Part(
+            models.Verdict.INCONCLUSIVE, f"{name}: no data for the canary ({readings.canary.detail or 'NaN'})", NO_DATA
+        )
+    sample = f"n={int(round(n))}"
+    versus = f", primary {_fmt(readings.primary.value, unit)}" if readings.primary.value is not None else ""
+    note = f"; {readings.note}" if readings.note else ""
+    if metric.max is not None and value > metric.max * tighten:
+        return _Part(
+            models.Verdict.FAIL,
+            f"{name} {_fmt(value, unit)} > max {_fmt(metric.max * tighten, unit)} ({sample}{versus}){note}",
+        )
+    if metric.min is not None and value < metric.min / tighten:
+        return _Part(
+            models.Verdict.FAIL,
+            f"{name} {_fmt(value, unit)} < min {_fmt(metric.min / tighten, unit)} ({sample}{versus}){note}",
+        )
+    return _Part(models.Verdict.PASS, f"{name} {_fmt(value, unit)} within limits ({sample}{versus}){note}")
+
+
+def _compared(
+    readings: MetricReadings, n_canary: float | None, n_primary: float | None, tighten: float
+) -> tuple[_Part, significance.Comparison | None]:
+    metric = readings.metric
+    for reading in (readings.canary_bad, readings.primary_bad):
+        if reading is None or reading.value is None:
+            detail = reading.detail if reading is not None else "not measured"
+            cause = reading.problem if reading is not None and reading.problem else NO_DATA
+            return _Part(models.Verdict.INCONCLUSIVE, f"{metric.name}: {detail}", cause), None
+    assert readings.canary_bad is not None and readings.primary_bad is not None
+    assert readings.canary_bad.value is not None and readings.primary_bad.value is not None
+    increase = (metric.max_increase or 0.0) * tighten / 100
+    ratio = 1 + ((metric.max_ratio or 1.0) - 1) * tighten
+    nc, np_ = n_canary or 0.0, n_primary or 0.0
+    result = significance.compare(
+        readings.canary_bad.value,
+        nc,
+        readings.primary_bad.value,
+        np_,
+        increase=increase,
+        ratio=ratio,
+        confidence=metric.confidence,
+    )
+    what = (
+        f"requests slower than {_fmt(metric.slower_than, 'ms')}"
+        if metric.template is models.MetricTemplate.LATENCY_P99
+        else metric.name
+    )
+    head = f"{what} {_pct(result.canary_share)} vs primary {_pct(result.primary_share)} (n={int(nc)}/{int(np_)})"
+    excess = result.canary_share - result.primary_share if not math.isnan(result.canary_share) else math.nan
+    tolerance = _pp(result.allowed - (0 if math.isnan(result.primary_share) else result.primary_share))
+    note = f"; {readings.note}" if readings.note else ""
+    if result.verdict is models.Verdict.FAIL:
+        reason = f"{head}, {_pp(excess)} > {tolerance}, {_p(result.p_value)}{note}"
+        return _Part(models.Verdict.FAIL, reason), result
+    if result.verdict is models.Verdict.PASS:
+        return _Part(models.Verdict.PASS, f"{head}, within {tolerance}, {_p(result.p_value)}{note}"), result
+    reason = f"{head}: cannot tell from {tolerance} yet, need ~{result.needed} more canary requests"
+    return _Part(models.Verdict.INCONCLUSIVE, reason, INSUFFICIENT_TRAFFIC), result
+
+
+def _combine(parts: list[_Part]) -> _Part:
+    for wanted in (models.Verdict.FAIL, models.Verdict.INCONCLUSIVE):
+        chosen = [p for p in parts if p.verdict is wanted]
+        if chosen:
+            return _Part(wanted, "; ".join(p.reason for p in chosen), next((p.cause for p in chosen if p.cause), None))
+    return _Part(models.Verdict.PASS, "; ".join(p.reason for p in parts))
+
+
 def _judge_metric(
-    readings: MetricReadings, analysis: models.Analysis, canary_n: Reading, primary_n: Reading, window: str
+    readings: MetricReadings, analysis: models.Analysis, measurements: Measurements, tighten: float
 ) -> tuple[models.MetricResult, str | None]:
     metric = readings.metric
     unit = UNITS.get(metric.template, "") if metric.template else ""
-    n = canary_n.value
-    base = {
+    n, n_primary = measurements.canary_requests.value, measurements.primary_requests.value
+    record: dict[str, object] = {
         "name": metric.name,
         "canary": readings.canary.value,
         "primary": readings.primary.value,
         "canary_requests": n,
-        "primary_requests": primary_n.value,
-        "limit": _limit(metric, unit),
+        "primary_requests": n_primary,
+        "limit": _limit(metric, unit, tighten),
         "query": readings.query,
     }
+    used = [measurements.canary_requests, readings.canary, readings.canary_bad, readings.primary_bad]
+    for reading in used:
+        if reading is not None and reading.problem in (UNREACHABLE, QUERY_REJECTED):
+            result = models.MetricResult(
+                verdict=models.Verdict.INCONCLUSIVE, reason=f"{metric.name}: {reading.detail}", **record
+            )
+            return result, reading.problem
 
-    def inconclusive(cause: str, reason: str) -> tuple[models.MetricResult, str | None]:
-        return models.MetricResult(verdict=models.Verdict.INCONCLUSIVE, reason=reason, **base), cause
-
-    for reading in (canary_n, readings.canary):
-        if reading.problem in (UNREACHABLE, QUERY_REJECTED):
-            return inconclusive(reading.problem, f"{metric.name}: {reading.detail}")
-    if n is None or n < analysis.min_requests:
-        have = 0 if n is None else int(round(n))
-        return inconclusive(
-            INSUFFICIENT_TRAFFIC,
-            f"{metric.name}: {have} canary requests in {window}, need {analysis.min_requests}"
-            f" ({analysis.min_requests - have} more)",
-        )
-    value = readings.canary.value
-    if value is None or math.isnan(value):
-        return inconclusive(NO_DATA, f"{metric.name}: no data for the canary ({readings.canary.detail or 'NaN'})")
-
-    sample = f"n={int(round(n))}"
-    versus = f", primary {_fmt(readings.primary.value, unit)}" if readings.primary.value is not None else ""
-    if metric.max is not None and value > metric.max:
-        reason = f"{metric.name} {_fmt(value, unit)} > max {_fmt(metric.max, unit)} ({sample}{versus})"
-        return models.MetricResult(verdict=models.Verdict.FAIL, reason=reason, **base), None
-    if metric.min is not None and value < metric.min:
-        reason = f"{metric.name} {_fmt(value, unit)} < min {_fmt(metric.min, unit)} ({sample}{versus})"
-        return models.MetricResult(verdict=models.Verdict.FAIL, reason=reason, **base), None
-    reason = f"{metric.name} {_fmt(value, unit)} within {_limit(metric, unit)} ({sample}{versus})"
-    return models.MetricResult(verdict=models.Verdict.PASS, reason=reason, **base), None
+    parts = []
+    if metric.max is not None or metric.min is not None:
+        parts.append(_absolute(readings, analysis, n, measurements.window, unit, tighten))
+    if metric.compare is not None:
+        part, comparison = _compared(readings, n, n_primary, tighten)
+        parts.append(part)
+        if comparison is not None:
+            record.update(
+                statistic="two proportions, Agresti-Caffo",
+                p_value=round(comparison.p_value, 6),
+                bound=f"{_pp(comparison.lower)}..{_pp(comparison.upper)} over tolerance",
+                needed_requests=comparison.needed or None,
+            )
+    outcome = _combine(parts)
+    return models.MetricResult(verdict=outcome.verdict, reason=outcome.reason, **record), outcome.cause
 
 
-def judge(analysis: models.Analysis, measurements: Measurements) -> models.CheckRecord:
+def _burn(slo: models.SLO, measurements: Measurements) -> tuple[models.MetricResult, str | None] | None:
+    if measurements.burn_short is None or measurements.burn_long is None:
+        return None
+    rule = slo.burn_rate
+    limit = f"burn < {_fmt(rule.factor)}x over {rule.short} or {rule.long}"
+    for reading in (measurements.burn_short, measurements.burn_long):
+        if reading.value is None or math.isnan(reading.value):
+            cause = reading.problem or NO_DATA
+            reason = f"{BURN_RATE}: no error ratio for the canary ({reading.detail or 'no requests'})"
+            return models.MetricResult(
+                name=BURN_RATE, verdict=models.Verdict.INCONCLUSIVE, reason=reason, limit=limit
+            ), cause
+    assert measurements.burn_short.value is not None and measurements.burn_long.value is not None
+    short = measurements.burn_short.value / slo.budget
+    long = measurements.burn_long.value / slo.budget
+    text = f"burn rate {_fmt(short)}x over {rule.short}, {_fmt(long)}x over {rule.long} (SLO {_fmt(slo.objective)}%)"
+    verdict = models.Verdict.FAIL if short > rule.factor and long > rule.factor else models.Verdict.PASS
+    reason = f"{text} {'>' if verdict is models.Verdict.FAIL else 'within'} {_fmt(rule.factor)}x"
+    return models.MetricResult(name=BURN_RATE, verdict=verdict, reason=reason, canary=short, limit=limit), None
+
+
+def judge(
+    analysis: models.Analysis,
+    measurements: Measurements,
+    *,
+    slo: models.SLO | None = None,
+    tighten: float = 1.0,
+) -> models.CheckRecord:
+    """The check's record; ``tighten`` (<= 1) scales every limit when the error budget runs low."""
     results: list[models.MetricResult] = []
-    causes: list[str] = []
+    causes: list[str | None] = []
     for readings in measurements.metrics:
-        result, cause = _judge_metric(
-            readings, analysis, measurements.canary_requests, measurements.primary_requests, measurements.window
-        )
+        result, cause = _judge_metric(readings, analysis, measurements, tighten)
         results.append(result)
-        if cause:
-            causes.append(cause)
+        causes.append(cause)
+    burn = _burn(slo, measurements) if slo is not None else None
+    if burn is not None:
+        results.append(burn[0])
+        causes.append(burn[1])
 
     failed = [r for r in results if r.verdict is models.Verdict.FAIL]
-    unsure = [r for r in results if r.verdict is models.Verdict.INCONCLUSIVE]
+    unsure = [(r, c) for r, c in zip(results, causes, strict=True) if r.verdict is models.Verdict.INCONCLUSIVE]
     if failed:
         verdict, reason, cause = models.Verdict.FAIL, "; ".join(r.reason for r in failed), None
     elif unsure:
-        verdict, reason, cause = models.Verdict.INCONCLUSIVE, unsure[0].reason, causes[0]
+        verdict, reason, cause = models.Verdict.INCONCLUSIVE, unsure[0][0].reason, unsure[0][1]
     else:
         verdict, reason, cause = models.Verdict.PASS, "; ".join(r.reason for r in results), None
     return models.CheckRecord(
         at=measurements.at.isoformat(),
+        window=measurements.window,
         verdict=verdict,
         reason=reason,
         cause=cause,

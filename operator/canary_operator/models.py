@@ -22,14 +22,14 @@ KIND = "CanaryRollout"
 PLURAL = "canaryrollouts"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 Duration = Annotated[
     str,
     pydantic.StringConstraints(pattern=DURATION_PATTERN),
-    pydantic.Field(description="A duration such as 30s, 1m30s or 500ms."),
+    pydantic.Field(description="A duration such as 30s, 1m30s, 500ms or 30d."),
 ]
 QUERY_VARIABLES = frozenset({"namespace", "workload", "pod", "interval", "target", "primary", "canary"})
 QUERY_VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -132,6 +132,28 @@ class Metric(_Model):
     interval: Duration | None = pydantic.Field(
         default=None, description="Range of the query window; defaults to analysis.interval."
     )
+    compare: Literal["primary"] | None = pydantic.Field(
+        default=None,
+        description=(
+            "Judge the canary against the primary over the same window, with a statistical test on request"
+            " counts (error-rate: share of 5xx; latency-p99: share of requests slower than slowerThan)."
+        ),
+    )
+    max_increase: float | None = pydantic.Field(
+        default=None, ge=0, description="compare: percentage points the canary may exceed the primary by."
+    )
+    max_ratio: float | None = pydantic.Field(
+        default=None, ge=1, description="compare: factor the canary may exceed the primary by (e.g. 1.5)."
+    )
+    confidence: float = pydantic.Field(
+        default=0.99,
+        ge=0.5,
+        le=0.99999,
+        description="compare: confidence needed to fail (or pass) a check; 1 - confidence is the false-rollback rate.",
+    )
+    slower_than: float | None = pydantic.Field(
+        default=None, gt=0, description="compare on latency-p99: the bound (ms) a slow request exceeds."
+    )
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> Metric:
@@ -143,8 +165,20 @@ class Metric(_Model):
                 f"metric {self.name!r}: unknown query variable(s) {', '.join(unknown)};"
                 f" known: {', '.join(sorted(QUERY_VARIABLES))}"
             )
-        if self.max is None and self.min is None:
-            raise ValueError(f"metric {self.name!r}: give max, min or both")
+        if self.max is None and self.min is None and self.compare is None:
+            raise ValueError(f"metric {self.name!r}: give max, min, compare: primary, or a combination")
+        if self.compare is not None:
+            if self.template not in (MetricTemplate.ERROR_RATE, MetricTemplate.LATENCY_P99):
+                raise ValueError(
+                    f"metric {self.name!r}: compare needs request counts; use template error-rate or latency-p99"
+                )
+            if not (self.max_increase or (self.max_ratio or 1) > 1):
+                raise ValueError(
+                    f"metric {self.name!r}: compare needs a tolerance: maxIncrease > 0 (percentage points)"
+                    " or maxRatio > 1"
+                )
+            if self.template is MetricTemplate.LATENCY_P99 and self.slower_than is None:
+                raise ValueError(f"metric {self.name!r}: compare on latency needs slowerThan (ms)")
         if self.max is not None and self.min is not None and self.min > self.max:
             raise ValueError(f"metric {self.name!r}: min {self.min} is above max {self.max}")
         return self
@@ -166,6 +200,13 @@ class Analysis(_Model):
     min_requests: int = pydantic.Field(
         default=50, ge=0, description="Fewer canary requests than this in the window: inconclusive."
     )
+    max_step_extension: Duration | None = pydantic.Field(
+        default=None,
+        description=(
+            "How long a step may run past its plan while checks lack traffic, before the rollout holds"
+            " (InsufficientTraffic); without it, inconclusiveThreshold applies."
+        ),
+    )
     prometheus: PrometheusSpec
     metrics: list[Metric] = pydantic.Field(min_length=1)
 
@@ -182,12 +223,37 @@ class Analysis(_Model):
         return parse_duration(self.interval)
 
 
+class BurnRate(_Model):
+    """Multi-window burn-rate alert on the canary's own traffic: both windows must burn faster than factor."""
+
+    short: Duration = "5m"
+    long: Duration = "1h"
+    factor: float = pydantic.Field(default=14.4, gt=0, description="Burn rate (budget spent / budget) that fails.")
+
+
+class SLO(_Model):
+    objective: float = pydantic.Field(gt=0, lt=100, description="Percent of requests answered without 5xx, e.g. 99.9.")
+    window: Duration = pydantic.Field(default="30d", description="The SLO window the error budget is counted over.")
+    tighten_factor: float = pydantic.Field(
+        default=0.5, gt=0, le=1, description="Limits are multiplied by this when 10-25% of the budget is left."
+    )
+    burn_rate: BurnRate = BurnRate()
+
+    @property
+    def budget(self) -> float:
+        """The error ratio the objective allows (0.001 for 99.9)."""
+        return 1 - self.objective / 100
+
+
 class CanaryRolloutSpec(_Model):
     target_ref: TargetRef
     service: ServiceSpec
     traffic_routing: TrafficRouting
     steps: list[Step] = pydantic.Field(min_length=1)
     analysis: Analysis
+    slo: SLO | None = pydantic.Field(
+        default=None, description="Error budget gate before a canary starts, burn-rate trigger during it."
+    )
 
 
 # ---------------------------------------------------------------- status
@@ -229,15 +295,30 @@ class MetricResult(_Status):
     primary_requests: float | None = None
     limit: str | None = None
     query: str | None = None
+    statistic: str | None = pydantic.Field(default=None, description="The test behind a compare verdict.")
+    p_value: float | None = pydantic.Field(default=None, description="P(data | canary within tolerance).")
+    bound: str | None = pydantic.Field(default=None, description="Confidence interval of the excess over tolerance.")
+    needed_requests: int | None = pydantic.Field(default=None, description="More canary requests to conclude.")
 
 
 class CheckRecord(_Status):
     at: str
+    window: str | None = None
     verdict: Verdict
     reason: str
     cause: str | None = pydantic.Field(default=None, description="Why inconclusive, as a condition reason.")
     weight: int = 0
     metrics: list[MetricResult] = []
+
+
+class BudgetDecision(_Status):
+    """What the error budget allowed when the current canary was (or was not) started."""
+
+    at: str
+    remaining: float | None = pydantic.Field(default=None, description="Share of the error budget left (0..1).")
+    band: str  # healthy, caution, warning, exhausted, unknown
+    action: str  # proceed, proceed-with-warning, tighten, blocked, forced
+    message: str = ""
 
 
 class Condition(_Status):
@@ -267,6 +348,8 @@ class CanaryRolloutStatus(_Status):
     last_check_at: str | None = None
     last_verdict: str | None = None
     last_check: CheckRecord | None = None
+    recent_checks: list[CheckRecord] = pydantic.Field(default=[], description="The last few checks, newest last.")
+    budget: BudgetDecision | None = None
     target_replicas: int | None = pydantic.Field(
         default=None, description="Replicas the target had when taken over; restored on deletion."
     )

@@ -28,8 +28,8 @@ class Arm:
 
     @property
     def pod_regex(self) -> str:
-        # Kubernetes names hold [a-z0-9.-]: only the dot is special in a regex; doubled for a PromQL string.
-        return self.workload.replace(".", "\\\\.") + "-[a-z0-9]+-[a-z0-9]+"
+        # Kubernetes names hold [a-z0-9.-]: only the dot is special in a regex (no backslash: PromQL strings).
+        return self.workload.replace(".", "[.]") + "-[a-z0-9]+-[a-z0-9]+"
 
     @property
     def selector(self) -> str:
@@ -82,3 +82,30 @@ def render(metric: models.Metric, analysis: models.Analysis, arm: Arm) -> str:
 def request_count(arm: Arm, w: str) -> str:
     """Requests the arm answered in the window: the sample size behind its other values."""
     return f"sum(increase(http_requests_total{{{arm.selector}}}[{w}]))"
+
+
+def error_count(arm: Arm, w: str) -> str:
+    """5xx answers in the window; 0 (not "no data") when the arm answered but never failed."""
+    return f'sum(increase(http_requests_total{{{arm.selector},code=~"5.."}}[{w}])) or vector(0)'
+
+
+def latency_buckets(arm: Arm, w: str) -> str:
+    """Cumulative request counts per latency bucket in the window, one series per ``le``."""
+    return f"sum by (le) (increase(http_request_duration_seconds_bucket{{{arm.selector}}}[{w}]))"
+
+
+def error_ratio(arm: Arm, w: str) -> str:
+    return (
+        f'(sum(rate(http_requests_total{{{arm.selector},code=~"5.."}}[{w}])) or vector(0))'
+        f" / sum(rate(http_requests_total{{{arm.selector}}}[{w}]))"
+    )
+
+
+def service_error_ratio(namespace: str, target: str, w: str) -> str:
+    """The whole service's error ratio (target, primary and canary pods) over the SLO window."""
+    pods = f"{target.replace('.', '[.]')}(-primary|-canary)?-[a-z0-9]+-[a-z0-9]+"
+    selector = f'namespace="{namespace}",pod=~"{pods}"'
+    return (
+        f'(sum(increase(http_requests_total{{{selector},code=~"5.."}}[{w}])) or vector(0))'
+        f" / sum(increase(http_requests_total{{{selector}}}[{w}]))"
+    )

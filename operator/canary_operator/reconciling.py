@@ -57,21 +57,33 @@ async def tick(
     primary_replicas = status.target_replicas if status.target_replicas is not None else 1
     traffic = await router.observe(arms, rollouts.desired_weight(spec, status), primary_replicas)
 
+    provider: providers.MetricProvider | None = None
     check = None
     if rollouts.check_due(spec, status, now):
-        measurements = await measuring.measure(spec, namespace, traffic.weight, now, provider_for(spec.analysis))
-        check = judging.judge(spec.analysis, measurements)
+        provider = provider_for(spec.analysis)
+        measurements = await measuring.measure(spec, namespace, traffic.weight, now, provider)
+        check = judging.judge(
+            spec.analysis, measurements, slo=spec.slo, tighten=rollouts.tighten_factor(spec, status)
+        )
+
+    target = workloads.target_of(target_doc)
+    budget = judging.Reading()
+    if rollouts.wants_budget(spec, status, target.revision if target else None):
+        budget = await measuring.error_budget(spec, namespace, now, provider or provider_for(spec.analysis))
 
     annotations = body["metadata"].get("annotations") or {}
     observations = rollouts.Observations(
         generation=generation,
-        target=workloads.target_of(target_doc),
+        target=target,
         primary=arms.primary,
         canary=arms.canary,
         weight=traffic.weight,
         traffic_settled=traffic.settled,
         check=check,
         promote_requested=workloads.PROMOTE_ANNOTATION in annotations,
+        budget_remaining=budget.value,
+        budget_problem=budget.detail or (budget.problem or ""),
+        force_release=workloads.FORCE_ANNOTATION in annotations,
     )
     decision = rollouts.reconcile(spec, status, observations, now)
     logs.bind_release(decision.status)

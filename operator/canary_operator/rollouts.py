@@ -23,6 +23,7 @@ from canary_operator import models
 
 Phase = models.Phase
 Verdict = models.Verdict
+RECENT_CHECKS = 5
 
 
 # ---------------------------------------------------------------- observations
@@ -67,6 +68,10 @@ class Observations:
     traffic_settled: bool = False  # the router reached what it was last asked for
     check: models.CheckRecord | None = None  # present when a check was due and taken
     promote_requested: bool = False
+    # With an SLO, before a canary starts: the share of the error budget left (None: unknown, see budget_problem).
+    budget_remaining: float | None = None
+    budget_problem: str = ""
+    force_release: bool = False  # the canary.dev/force-release annotation: start despite an exhausted budget
 
 
 # ---------------------------------------------------------------- actions
@@ -316,6 +321,63 @@ def _follow_target_replicas(tick: _Tick, target: Target) -> None:
         )
 
 
+def wants_budget(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, revision: str | None) -> bool:
+    """Whether this tick may start a canary that an error-budget decision must clear first."""
+    return (
+        spec.slo is not None
+        and status.phase in models.IDLE_PHASES
+        and revision is not None
+        and revision not in (status.stable_revision, status.rejected_revision)
+    )
+
+
+# (lowest remaining share, band, action); the usual error-budget policy bands.
+BUDGET_BANDS = (
+    (0.50, "healthy", "proceed"),
+    (0.25, "caution", "proceed-with-warning"),
+    (0.10, "warning", "tighten"),
+)
+
+
+def budget_decision(
+    remaining: float | None, problem: str, forced: bool, now: datetime.datetime
+) -> models.BudgetDecision:
+    at = now.isoformat()
+    if remaining is None:
+        return models.BudgetDecision(
+            at=at,
+            band="unknown",
+            action="blocked",
+            message=f"error budget unknown ({problem}); the canary waits for it",
+        )
+    left = f"{max(remaining, 0) * 100:.0f}% of the error budget left"
+    for floor, band, action in BUDGET_BANDS:
+        if remaining > floor:
+            return models.BudgetDecision(at=at, remaining=remaining, band=band, action=action, message=left)
+    if forced:
+        return models.BudgetDecision(
+            at=at,
+            remaining=remaining,
+            band="exhausted",
+            action="forced",
+            message=f"{left}; started anyway: canary.dev/force-release",
+        )
+    return models.BudgetDecision(
+        at=at,
+        remaining=remaining,
+        band="exhausted",
+        action="blocked",
+        message=f"{left}; the canary does not start (annotate canary.dev/force-release to force)",
+    )
+
+
+def tighten_factor(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> float:
+    """How much the current canary's limits are tightened by its error-budget decision."""
+    if spec.slo is not None and status.budget is not None and status.budget.action == "tighten":
+        return spec.slo.tighten_factor
+    return 1.0
+
+
 def _idle(tick: _Tick, target: Target) -> None:
     tick.act(SetWeight(0, tick.primary_replicas))
     if target.revision == tick.old.stable_revision:
@@ -323,6 +385,21 @@ def _idle(tick: _Tick, target: Target) -> None:
     if target.revision == tick.old.rejected_revision:
         tick.set(message=f"revision {target.revision} was rolled back; waiting for a new revision")
         return
+    if tick.spec.slo is not None:
+        obs = tick.obs
+        decision = budget_decision(obs.budget_remaining, obs.budget_problem, obs.force_release, tick.now)
+        if decision.action == "blocked":
+            reason = "ErrorBudgetExhausted" if decision.band == "exhausted" else "ErrorBudgetUnknown"
+            message = f"revision {target.revision} not started: {decision.message}"
+            tick.stalled = (reason, message)
+            if tick.old.message != message:
+                tick.event("Warning", reason, message)
+            tick.set(message=message, budget=decision)
+            return
+        tick.set(budget=decision)
+        if decision.action != "proceed":
+            tightened = f"; limits x{tick.spec.slo.tighten_factor:g}" if decision.action == "tighten" else ""
+            tick.event("Warning", "ErrorBudgetLow", f"{decision.band}: {decision.message}{tightened}")
     _start(tick, target)
 
 
@@ -395,7 +472,14 @@ def _record_check(tick: _Tick, check: models.CheckRecord) -> bool:
         elif result.verdict is Verdict.PASS:
             failed[result.name] = 0
         # an inconclusive result neither clears nor adds to a failure streak
-    tick.set(last_check=check, last_check_at=check.at, last_verdict=short_verdict(check), failed_checks=failed)
+    recent = [*tick.old.recent_checks, check][-RECENT_CHECKS:]
+    tick.set(
+        last_check=check,
+        last_check_at=check.at,
+        last_verdict=short_verdict(check),
+        failed_checks=failed,
+        recent_checks=recent,
+    )
 
     tripped = [r for r in check.metrics if failed.get(r.name, 0) >= analysis.failure_threshold]
     if tripped:
@@ -403,25 +487,48 @@ def _record_check(tick: _Tick, check: models.CheckRecord) -> bool:
         return True
     if check.verdict is Verdict.FAIL:
         tick.event("Warning", "CheckFailed", f"{check.reason} [weight {check.weight}%]")
+    elif check.verdict is Verdict.PASS:
+        tick.event("Normal", "CheckPassed", f"{check.reason} [weight {check.weight}%]")
 
     if check.verdict is Verdict.INCONCLUSIVE:
         count = tick.old.inconclusive_checks + 1
         tick.set(inconclusive_checks=count)
-        tick.event("Normal", "CheckInconclusive", f"{check.reason} [{count}/{analysis.inconclusive_threshold}]")
-        if count >= analysis.inconclusive_threshold and tick.old.phase is Phase.PROGRESSING:
+        hold, progress = _hold_for_inconclusive(tick, check, count)
+        tick.event("Normal", "CheckInconclusive", f"{check.reason} [{progress}]")
+        if hold and tick.old.phase is Phase.PROGRESSING:
             tick.set(phase=Phase.PAUSED, message=f"held: {check.reason}")
             tick.event(
                 "Warning",
                 "Paused",
-                f"{count} inconclusive checks in a row ({check.cause}): {check.reason}; holding at"
+                f"{progress} ({check.cause}): {check.reason}; holding at"
                 f" weight {tick.obs.weight}%, resumes when checks are conclusive",
             )
+        elif not hold:
+            tick.set(message=f"step {(tick.get('current_step_index') or 0) + 1} extended: {check.reason}")
     else:
         tick.set(inconclusive_checks=0)
         if tick.old.phase is Phase.PAUSED:
             tick.set(phase=Phase.PROGRESSING, message=f"analysing revision {tick.old.canary_revision}")
             tick.event("Normal", "Resumed", f"checks conclusive again: {check.reason}")
     return False
+
+
+def _hold_for_inconclusive(tick: _Tick, check: models.CheckRecord, count: int) -> tuple[bool, str]:
+    """Whether inconclusive checks have gone on long enough to hold the rollout, and how far along that is.
+
+    Too little traffic extends the step by up to ``maxStepExtension`` past its plan, when set;
+    anything else (and too little traffic without it) holds after ``inconclusiveThreshold`` checks in a row.
+    """
+    analysis = tick.spec.analysis
+    if check.cause == "InsufficientTraffic" and analysis.max_step_extension is not None:
+        steps = tick.spec.steps
+        step = steps[min(tick.get("current_step_index") or 0, len(steps) - 1)]
+        planned = (step.pause.seconds or 0.0) if step.pause is not None else analysis.interval_seconds
+        started = _time(tick.get("weight_settled_at")) or _time(tick.get("step_started_at")) or tick.now
+        extension = models.parse_duration(analysis.max_step_extension)
+        over = (tick.now - started).total_seconds() - planned
+        return over >= extension, f"step extended {max(over, 0):.0f}s of {analysis.max_step_extension}"
+    return count >= analysis.inconclusive_threshold, f"{count}/{analysis.inconclusive_threshold} inconclusive in a row"
 
 
 def _rollback(tick: _Tick, tripped: list[models.MetricResult]) -> None:

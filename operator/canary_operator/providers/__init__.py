@@ -34,6 +34,10 @@ class MetricProvider(Protocol):
         """The value of an instant query at ``at``; raises a MetricsError subclass otherwise."""
         ...
 
+    async def query_by(self, promql: str, at: datetime.datetime, label: str) -> dict[str, float]:
+        """An instant query returning several series: value by the given label (e.g. ``le``)."""
+        ...
+
 
 def for_analysis(analysis: models.Analysis) -> MetricProvider:
     """The provider an analysis asks for; one kind today, chosen here when more arrive."""

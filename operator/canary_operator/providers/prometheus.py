@@ -24,9 +24,21 @@ class PrometheusProvider:
         self._client = prometheus_api_client.PrometheusConnect(url=self.address, disable_ssl=False)
 
     async def query(self, promql: str, at: datetime.datetime) -> float:
-        return await asyncio.to_thread(self._query, promql, at)
+        return _single_value(await asyncio.to_thread(self._query, promql, at))
 
-    def _query(self, promql: str, at: datetime.datetime) -> float:
+    async def query_by(self, promql: str, at: datetime.datetime, label: str) -> dict[str, float]:
+        result = await asyncio.to_thread(self._query, promql, at)
+        if not isinstance(result, list) or not result:
+            raise providers.NoDataError("no series")
+        values = {}
+        for series in result:
+            try:
+                values[str(series["metric"][label])] = float(series["value"][1])
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                raise providers.QueryError(f"series without label {label!r}: {series!r:.200}") from exc
+        return values
+
+    def _query(self, promql: str, at: datetime.datetime) -> object:
         try:
             result = self._client.custom_query(promql, params={"time": f"{at.timestamp():.3f}"}, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -36,7 +48,7 @@ class PrometheusProvider:
             if "Status Code 5" in text:
                 raise providers.UnreachableError(f"Prometheus at {self.address} failed: {text[:200]}") from exc
             raise providers.QueryError(f"Prometheus rejected the query: {text[:300]}") from exc
-        return _single_value(result)
+        return result
 
 
 def _single_value(result: object) -> float:
