@@ -8,6 +8,7 @@ verdicts: a missing number is never a pass.
 from __future__ import annotations
 
 import datetime
+import functools
 from typing import Protocol
 
 from canary_operator import models
@@ -39,10 +40,13 @@ class MetricProvider(Protocol):
         ...
 
 
-def for_analysis(analysis: models.Analysis) -> MetricProvider:
-    """The provider an analysis asks for; one kind today, chosen here when more arrive."""
+@functools.lru_cache(maxsize=64)
+def _prometheus(address: str, timeout: float) -> MetricProvider:
     from canary_operator.providers import prometheus
 
-    return prometheus.PrometheusProvider(
-        address=str(analysis.prometheus.address), timeout=models.parse_duration(analysis.prometheus.timeout)
-    )
+    return prometheus.PrometheusProvider(address=address, timeout=timeout)
+
+
+def for_analysis(analysis: models.Analysis) -> MetricProvider:
+    """The provider an analysis asks for (one per address, reused across checks and rollouts)."""
+    return _prometheus(str(analysis.prometheus.address), models.parse_duration(analysis.prometheus.timeout))

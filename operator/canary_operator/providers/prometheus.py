@@ -12,6 +12,7 @@ import math
 
 import prometheus_api_client
 import requests
+import urllib3
 from prometheus_api_client import exceptions as prometheus_errors
 
 from canary_operator import providers
@@ -21,7 +22,11 @@ class PrometheusProvider:
     def __init__(self, address: str, timeout: float = 10.0) -> None:
         self.address = address.rstrip("/")
         self.timeout = timeout
-        self._client = prometheus_api_client.PrometheusConnect(url=self.address, disable_ssl=False)
+        # No client-side retries: a check that cannot reach Prometheus is inconclusive at once, and the next
+        # check asks again; retries with backoff would only delay the verdict (and a rollback) by seconds.
+        self._client = prometheus_api_client.PrometheusConnect(
+            url=self.address, disable_ssl=False, retry=urllib3.util.Retry(total=0, connect=0, read=0)
+        )
 
     async def query(self, promql: str, at: datetime.datetime) -> float:
         return _single_value(await asyncio.to_thread(self._query, promql, at))
