@@ -53,23 +53,35 @@ DEFAULT_NAMESPACES: Final = ("default", "kube-system", "kube-public", "kube-node
 
 # Used only when crds/canaryrollouts.yaml is absent (e.g. the bench installed without the repo).
 FALLBACK_CRD: Final[Mapping[str, Any]] = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
     "metadata": {"name": "canaryrollouts.canary.dev"},
     "spec": {
-        "group": "canary.dev", "scope": "Namespaced",
-        "names": {"kind": "CanaryRollout", "listKind": "CanaryRolloutList", "plural": "canaryrollouts",
-                  "singular": "canaryrollout", "shortNames": ["canary"]},
-        "versions": [{
-            "name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}},
-            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-            "additionalPrinterColumns": [
-                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                {"name": "Step", "type": "integer", "jsonPath": ".status.currentStepIndex"},
-                {"name": "Weight", "type": "integer", "jsonPath": ".status.weight"},
-                {"name": "Verdict", "type": "string", "jsonPath": ".status.lastVerdict"},
-                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-            ],
-        }],
+        "group": "canary.dev",
+        "scope": "Namespaced",
+        "names": {
+            "kind": "CanaryRollout",
+            "listKind": "CanaryRolloutList",
+            "plural": "canaryrollouts",
+            "singular": "canaryrollout",
+            "shortNames": ["canary"],
+        },
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                "additionalPrinterColumns": [
+                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                    {"name": "Step", "type": "integer", "jsonPath": ".status.currentStepIndex"},
+                    {"name": "Weight", "type": "integer", "jsonPath": ".status.weight"},
+                    {"name": "Verdict", "type": "string", "jsonPath": ".status.lastVerdict"},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+            }
+        ],
     },
 }
 
@@ -172,8 +184,10 @@ class DeploymentController:
         if spec.get("paused"):
             return True
         wanted = spec.get("replicas", 1)
-        return all(status.get(field, 0) == wanted
-                   for field in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas"))
+        return all(
+            status.get(field, 0) == wanted
+            for field in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+        )
 
     def _report(self, key: tuple[str, str], generation: int, *, finished: bool) -> None:
         namespace, name = key
@@ -185,12 +199,17 @@ class DeploymentController:
             self._templates[key] = template_hash
             annotations = deployment["metadata"].get("annotations") or {}
             revision = int(annotations.get("deployment.kubernetes.io/revision", "0")) + 1
-            deployment = self.emulator.patch_object(DEPLOYMENTS, namespace, name, {"metadata": {"annotations": {
-                "deployment.kubernetes.io/revision": str(revision)}}})
+            deployment = self.emulator.patch_object(
+                DEPLOYMENTS,
+                namespace,
+                name,
+                {"metadata": {"annotations": {"deployment.kubernetes.io/revision": str(revision)}}},
+            )
         status = self._status(deployment, template_hash, finished=finished)
         if status != deployment.get("status"):
-            self.emulator.replace_object(DEPLOYMENTS, namespace, name, {**deployment, "status": status},
-                                         subresource="status")
+            self.emulator.replace_object(
+                DEPLOYMENTS, namespace, name, {**deployment, "status": status}, subresource="status"
+            )
 
     def _status(self, deployment: Body, template_hash: str, *, finished: bool) -> Body:
         spec = deployment.get("spec") or {}
@@ -204,8 +223,10 @@ class DeploymentController:
             ready = min(int(old.get("readyReplicas", 0)), wanted)
             available = min(int(old.get("availableReplicas", 0)), wanted)
         max_unavailable = _int_or_percent(
-            ((spec.get("strategy") or {}).get("rollingUpdate") or {}).get("maxUnavailable", "25%"), wanted,
-            round_up=False)
+            ((spec.get("strategy") or {}).get("rollingUpdate") or {}).get("maxUnavailable", "25%"),
+            wanted,
+            round_up=False,
+        )
         replica_set = f'ReplicaSet "{deployment["metadata"]["name"]}-{template_hash}"'
         if paused:
             progressing = ("Unknown", "DeploymentPaused", "Deployment is paused")
@@ -217,27 +238,33 @@ class DeploymentController:
             availability = ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
         else:
             availability = ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
-        counts = {"replicas": wanted, "updatedReplicas": updated, "readyReplicas": ready,
-                  "availableReplicas": available, "unavailableReplicas": wanted - available}
+        counts = {
+            "replicas": wanted,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": available,
+            "unavailableReplicas": wanted - available,
+        }
         return {
             "observedGeneration": deployment["metadata"].get("generation"),
             **{field: count for field, count in counts.items() if count},  # omitempty, as in the real API
-            "conditions": [_condition(old, "Available", *availability),
-                           _condition(old, "Progressing", *progressing)],
+            "conditions": [_condition(old, "Available", *availability), _condition(old, "Progressing", *progressing)],
         }
 
 
 def _condition(old_status: Mapping[str, Any], kind: str, status: str, reason: str, message: str) -> Body:
-    previous: Mapping[str, Any] = next(
-        (c for c in old_status.get("conditions") or [] if c.get("type") == kind), {})
+    previous: Mapping[str, Any] = next((c for c in old_status.get("conditions") or [] if c.get("type") == kind), {})
     moment = emulators.format_time(emulators.now())
     same = previous.get("reason") == reason and previous.get("message") == message
     return {
-        "type": kind, "status": status,
+        "type": kind,
+        "status": status,
         "lastUpdateTime": previous.get("lastUpdateTime", moment) if same else moment,
         "lastTransitionTime": previous.get("lastTransitionTime", moment)
-        if previous.get("status") == status else moment,
-        "reason": reason, "message": message,
+        if previous.get("status") == status
+        else moment,
+        "reason": reason,
+        "message": message,
     }
 
 
@@ -348,8 +375,9 @@ class EmulatedCluster:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def _serve(self) -> None:
@@ -384,11 +412,14 @@ class EmulatedCluster:
 
     def _write_kubeconfig(self) -> None:
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "emulated",
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "emulated",
             "clusters": [{"name": "emulated", "cluster": {"server": self.url}}],
             "users": [{"name": "emulated", "user": {}}],
-            "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "emulated",
-                                                          "namespace": "default"}}],
+            "contexts": [
+                {"name": "emulated", "context": {"cluster": "emulated", "user": "emulated", "namespace": "default"}}
+            ],
         }
         self.kubeconfig.write_text(yaml.safe_dump(config))
 
@@ -433,22 +464,42 @@ class EmulatedCluster:
                 future.set_result(fn())
             except BaseException as e:
                 future.set_exception(e)
+
         self._loop.call_soon_threadsafe(run)
         return future.result(timeout=30)
 
     def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run the real kubectl against this cluster; check ``returncode`` yourself."""
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "NO_PROXY": "127.0.0.1,localhost",
-               "no_proxy": "127.0.0.1,localhost"}
-        command = [find_kubectl(), "--kubeconfig", str(self.kubeconfig),
-                   "--cache-dir", str(self._workdir / "kube-cache"), *args]
-        return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout, env=env,
-                              check=False)
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+        command = [
+            find_kubectl(),
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--cache-dir",
+            str(self._workdir / "kube-cache"),
+            *args,
+        ]
+        return subprocess.run(
+            command, input=stdin, capture_output=True, text=True, timeout=timeout, env=env, check=False
+        )
 
     # ------------------------------------------------------------ a small synchronous client
 
-    def request(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
-                params: Mapping[str, str] | None = None, accept: str = "application/json") -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        params: Mapping[str, str] | None = None,
+        accept: str = "application/json",
+    ) -> tuple[int, Any]:
         """One API call; answers the HTTP status and the decoded JSON body, failures included."""
         url = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
         data = json.dumps(body).encode() if body is not None else None
@@ -461,15 +512,22 @@ class EmulatedCluster:
             with e:
                 return e.code, json.loads(e.read() or b"null")
 
-    def _call(self, method: str, path: str, body: Any = None, *, missing_ok: bool = False,
-              content_type: str = "application/json", params: Mapping[str, str] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        missing_ok: bool = False,
+        content_type: str = "application/json",
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
         code, answer = self.request(method, path, body, content_type=content_type, params=params)
         if code == 404 and missing_ok:
             return None
         if code >= 400:
             answer = answer if isinstance(answer, dict) else {}
-            raise emulators.ApiError(code, answer.get("reason", ""), answer.get("message", ""),
-                                     answer.get("details"))
+            raise emulators.ApiError(code, answer.get("reason", ""), answer.get("message", ""), answer.get("details"))
         return answer
 
     def get(self, path: str) -> Body | None:
@@ -493,23 +551,30 @@ class EmulatedCluster:
 
     def patch(self, path: str, patch: Any, kind: str = "merge") -> Body:
         """Patch with ``kind`` 'merge' (RFC 7386), 'strategic' or 'json' (RFC 6902)."""
-        content_type = {"merge": "application/merge-patch+json", "json": "application/json-patch+json",
-                        "strategic": "application/strategic-merge-patch+json"}[kind]
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "json": "application/json-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+        }[kind]
         patched: Body = self._call("PATCH", path, patch, content_type=content_type)
         return patched
 
     def delete(self, path: str, *, propagation_policy: str | None = None) -> Body | None:
         """Delete; answers the object if it is only marked for deletion (finalizers), a Status if gone."""
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation_policy} \
-            if propagation_policy else None
+        body = (
+            {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation_policy}
+            if propagation_policy
+            else None
+        )
         deleted: Body | None = self._call("DELETE", path, body, missing_ok=True)
         return deleted
 
     def create_namespace(self, name: str) -> Body:
         """Create a namespace (or answer the existing one)."""
         try:
-            return self.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                      "metadata": {"name": name}})
+            return self.create(
+                "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            )
         except emulators.ApiError as e:
             if e.reason != "AlreadyExists":
                 raise
@@ -520,13 +585,14 @@ class EmulatedCluster:
     def load_crd(self, path: pathlib.Path) -> Body:
         """Serve (or re-serve) the custom resource of a CRD YAML file, printer columns and schema included."""
         crd = yaml.safe_load(path.read_text())
-        existing = self.get(f'/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd["metadata"]["name"]}')
+        existing = self.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}")
         if existing is None:
             return self.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
         replacement = copy.deepcopy(crd)
         replacement["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-        return self.replace(f'/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd["metadata"]["name"]}',
-                            replacement)
+        return self.replace(
+            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}", replacement
+        )
 
     def deployment(self, namespace: str, name: str) -> Body | None:
         return self.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
@@ -555,8 +621,14 @@ class EmulatedCluster:
             raise RuntimeError("the cluster is not started")
         self._controller.release(namespace, name)
 
-    def wait_for(self, probe: Callable[[], T | None], *, timeout: float = 10.0, interval: float = 0.02,
-                 message: str = "the condition") -> T:
+    def wait_for(
+        self,
+        probe: Callable[[], T | None],
+        *,
+        timeout: float = 10.0,
+        interval: float = 0.02,
+        message: str = "the condition",
+    ) -> T:
         """Poll ``probe`` until it answers something truthy; TimeoutError after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:

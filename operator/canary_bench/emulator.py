@@ -53,13 +53,31 @@ PATCH_TYPES: Final[Mapping[str, PatchType]] = {
 
 # Groups served by the API server itself. Everything else is a custom resource in a real
 # cluster (even gateway.networking.k8s.io): no strategic merge patch for those.
-BUILTIN_GROUPS: Final = frozenset({
-    "", "apps", "batch", "autoscaling", "policy", "events.k8s.io", "networking.k8s.io",
-    "rbac.authorization.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "storage.k8s.io",
-    "scheduling.k8s.io", "node.k8s.io", "certificates.k8s.io", "admissionregistration.k8s.io",
-    "apiextensions.k8s.io", "apiregistration.k8s.io", "flowcontrol.apiserver.k8s.io",
-    "authentication.k8s.io", "authorization.k8s.io", "resource.k8s.io",
-})
+BUILTIN_GROUPS: Final = frozenset(
+    {
+        "",
+        "apps",
+        "batch",
+        "autoscaling",
+        "policy",
+        "events.k8s.io",
+        "networking.k8s.io",
+        "rbac.authorization.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "storage.k8s.io",
+        "scheduling.k8s.io",
+        "node.k8s.io",
+        "certificates.k8s.io",
+        "admissionregistration.k8s.io",
+        "apiextensions.k8s.io",
+        "apiregistration.k8s.io",
+        "flowcontrol.apiserver.k8s.io",
+        "authentication.k8s.io",
+        "authorization.k8s.io",
+        "resource.k8s.io",
+    }
+)
 
 NAMESPACES: Final = kmock.resource("", "v1", "namespaces")
 CRDS: Final = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
@@ -68,6 +86,7 @@ CRDS: Final = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefini
 # --------------------------------------------------------------------------------------------
 # Errors: every failure is answered as a v1 Status, as the real API server does.
 # --------------------------------------------------------------------------------------------
+
 
 class ApiError(Exception):
     """A failed API call, rendered as a ``v1 Status`` with the same code and reason as the real API."""
@@ -81,8 +100,13 @@ class ApiError(Exception):
 
     def as_status(self) -> Body:
         status: Body = {
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code,
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
         }
         if self.details:
             status["details"] = self.details
@@ -100,6 +124,7 @@ class _Expired(Exception):
 @dataclasses.dataclass(frozen=True)
 class Cause:
     """One field error of a 422 Invalid answer, as in ``details.causes`` of the real API."""
+
     reason: str  # FieldValueRequired, FieldValueInvalid, ...
     field: str
     message: str
@@ -119,13 +144,15 @@ class Cause:
     @classmethod
     def unsupported(cls, field: str, value: Any, allowed: Iterable[Any]) -> Cause:
         supported = ", ".join(json.dumps(v) for v in allowed)
-        return cls("FieldValueNotSupported", field,
-                   f"Unsupported value: {json.dumps(value)}: supported values: {supported}")
+        return cls(
+            "FieldValueNotSupported", field, f"Unsupported value: {json.dumps(value)}: supported values: {supported}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # Time: RFC 3339 timestamps with second precision, and kubectl's human-readable ages.
 # --------------------------------------------------------------------------------------------
+
 
 def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
@@ -176,9 +203,11 @@ def human_duration(seconds: float) -> str:
 # URLs of the resource API.
 # --------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class Route:
     """A resource URL: ``/api/v1/namespaces/shop/services/web`` or ``/apis/apps/v1/.../scale``."""
+
     group: str
     version: str
     plural: str
@@ -247,7 +276,7 @@ class LabelRequirement:
             case "!":
                 return f"!{self.key}"
             case "in" | "notin":
-                return f'{self.key} {self.operator} ({",".join(self.values)})'
+                return f"{self.key} {self.operator} ({','.join(self.values)})"
             case _:
                 return f"{self.key}{self.operator}{self.values[0]}"
 
@@ -294,29 +323,52 @@ def selector_requirements(selector: Mapping[str, Any]) -> tuple[LabelRequirement
     """The requirements of a structured selector: ``{matchLabels: ..., matchExpressions: ...}``."""
     requirements = [LabelRequirement(k, "=", (str(v),)) for k, v in (selector.get("matchLabels") or {}).items()]
     operators: Mapping[str, Literal["in", "notin", "exists", "!"]] = {
-        "In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!",
+        "In": "in",
+        "NotIn": "notin",
+        "Exists": "exists",
+        "DoesNotExist": "!",
     }
     for expression in selector.get("matchExpressions") or []:
         operator = operators.get(expression.get("operator", ""))
         if operator is None:
-            raise bad_request(f'{expression.get("operator")!r} is not a valid label selector operator')
-        requirements.append(LabelRequirement(expression.get("key", ""), operator,
-                                             tuple(expression.get("values") or ())))
+            raise bad_request(f"{expression.get('operator')!r} is not a valid label selector operator")
+        requirements.append(
+            LabelRequirement(expression.get("key", ""), operator, tuple(expression.get("values") or ()))
+        )
     return tuple(requirements)
 
 
 # Fields every resource can be selected by, plus the extra ones a few resources support.
 _FIELD_LABELS: Final[Mapping[tuple[str, str], frozenset[str]]] = {
-    ("", "events"): frozenset({
-        "involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
-        "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
-        "reason", "reportingComponent", "source", "type",
-    }),
-    ("events.k8s.io", "events"): frozenset({
-        "regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid",
-        "regarding.apiVersion", "regarding.resourceVersion", "regarding.fieldPath",
-        "reason", "reportingController", "type",
-    }),
+    ("", "events"): frozenset(
+        {
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        }
+    ),
+    ("events.k8s.io", "events"): frozenset(
+        {
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reason",
+            "reportingController",
+            "type",
+        }
+    ),
     ("", "namespaces"): frozenset({"status.phase"}),
     ("", "secrets"): frozenset({"type"}),
 }
@@ -355,6 +407,7 @@ def parse_field_selector(text: str, group: str, plural: str) -> tuple[FieldRequi
 @dataclasses.dataclass(frozen=True)
 class Selection:
     """Which objects of a resource a list or a watch sees."""
+
     namespace: str | None = None
     name: str | None = None
     labels: tuple[LabelRequirement, ...] = ()
@@ -373,6 +426,7 @@ class Selection:
 # --------------------------------------------------------------------------------------------
 # Patches: JSON merge (RFC 7386), JSON patch (RFC 6902), strategic merge (built-in kinds).
 # --------------------------------------------------------------------------------------------
+
 
 class PatchError(Exception):
     """A patch that cannot be applied; the API answers 422 for these (Kopf relies on it)."""
@@ -481,10 +535,20 @@ def _remove(root: Any, tokens: Sequence[str], path: str) -> Any:
 
 # The patchMergeKey of the list fields of the built-in kinds (k8s.io/api struct tags).
 _MERGE_KEYS: Final[Mapping[str, str]] = {
-    "containers": "name", "initContainers": "name", "ephemeralContainers": "name",
-    "env": "name", "volumes": "name", "volumeMounts": "mountPath", "volumeDevices": "devicePath",
-    "imagePullSecrets": "name", "hostAliases": "ip", "ownerReferences": "uid", "conditions": "type",
-    "topologySpreadConstraints": "topologyKey", "resourceClaims": "name", "readinessGates": "conditionType",
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "volumeDevices": "devicePath",
+    "imagePullSecrets": "name",
+    "hostAliases": "ip",
+    "ownerReferences": "uid",
+    "conditions": "type",
+    "topologySpreadConstraints": "topologyKey",
+    "resourceClaims": "name",
+    "readinessGates": "conditionType",
 }
 _CONTAINER_LISTS: Final = frozenset({"containers", "initContainers", "ephemeralContainers"})
 _MERGED_SCALAR_LISTS: Final = frozenset({"finalizers"})
@@ -552,8 +616,9 @@ def _merge_list(original: Any, patch: list[Any], field: str, path: tuple[str, ..
     if any(item.get("$patch") == "replace" for item in patch):
         return [_strip_directives(item) for item in patch if "$patch" not in item]
     for item in patch:
-        positions = [i for i, existing in enumerate(current)
-                     if isinstance(existing, dict) and existing.get(key) == item.get(key)]
+        positions = [
+            i for i, existing in enumerate(current) if isinstance(existing, dict) and existing.get(key) == item.get(key)
+        ]
         if item.get("$patch") == "delete":
             current = [existing for i, existing in enumerate(current) if i not in positions]
         elif positions:
@@ -566,9 +631,12 @@ def _merge_list(original: Any, patch: list[Any], field: str, path: tuple[str, ..
 def _reorder(items: list[Any], order: list[Any], key: str | None) -> list[Any]:
     def identity(item: Any) -> Any:
         return item.get(key) if key is not None and isinstance(item, dict) else item
+
     wanted = [identity(item) for item in order]
-    ranked = sorted(range(len(items)), key=lambda i: (
-        wanted.index(identity(items[i])) if identity(items[i]) in wanted else len(wanted), i))
+    ranked = sorted(
+        range(len(items)),
+        key=lambda i: (wanted.index(identity(items[i])) if identity(items[i]) in wanted else len(wanted), i),
+    )
     return [items[i] for i in ranked]
 
 
@@ -610,13 +678,13 @@ def _jsonpath_steps(expression: str) -> Iterator[Callable[[Any], list[Any]]]:
             end = expression.find(")]", i) + 1 if expression.startswith("[?", i) else expression.find("]", i)
             if end <= i:
                 raise ValueError(f"unterminated bracket in {expression!r}")
-            inner = expression[i + 1:end].strip()
+            inner = expression[i + 1 : end].strip()
             i = end + 1
             if inner == "*":
                 yield _all_step
             elif inner.startswith("?"):
                 yield _filter_step(inner)
-            elif inner[:1] in '\'"':
+            elif inner[:1] in "'\"":
                 yield _key_step(inner[1:-1])
             else:
                 yield _index_step(int(inner))
@@ -648,6 +716,7 @@ def _filter_step(inner: str) -> Callable[[Any], list[Any]]:
         if operator is None:
             return bool(found)
         return bool(found) and (found[0] == expected) == (operator == "==")
+
     return lambda value: [item for item in value if matches(item)] if isinstance(value, list) else []
 
 
@@ -655,9 +724,11 @@ def _filter_step(inner: str) -> Callable[[Any], list[Any]]:
 # Server-side Tables for `kubectl get`.
 # --------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class PrinterColumn:
     """A column of ``kubectl get``: a CRD's additionalPrinterColumn or a built-in kind's column."""
+
     name: str
     type: str  # string, integer, number, boolean, date
     json_path: str = ""
@@ -668,13 +739,23 @@ class PrinterColumn:
 
     @classmethod
     def from_crd(cls, spec: Mapping[str, Any]) -> PrinterColumn:
-        return cls(name=spec["name"], type=spec.get("type", "string"), json_path=spec["jsonPath"],
-                   priority=int(spec.get("priority", 0)), description=spec.get("description", ""),
-                   format=spec.get("format", ""))
+        return cls(
+            name=spec["name"],
+            type=spec.get("type", "string"),
+            json_path=spec["jsonPath"],
+            priority=int(spec.get("priority", 0)),
+            description=spec.get("description", ""),
+            format=spec.get("format", ""),
+        )
 
     def definition(self) -> Body:
-        return {"name": self.name, "type": self.type, "format": self.format,
-                "description": self.description, "priority": self.priority}
+        return {
+            "name": self.name,
+            "type": self.type,
+            "format": self.format,
+            "description": self.description,
+            "priority": self.priority,
+        }
 
     def cell(self, obj: Body, moment: datetime.datetime) -> Any:
         if self.compute is not None:
@@ -702,9 +783,12 @@ class PrinterColumn:
         return None
 
 
-AGE_COLUMN: Final = PrinterColumn("Age", "date", ".metadata.creationTimestamp",
-                                  description="CreationTimestamp is a timestamp representing the server time "
-                                              "when this object was created.")
+AGE_COLUMN: Final = PrinterColumn(
+    "Age",
+    "date",
+    ".metadata.creationTimestamp",
+    description="CreationTimestamp is a timestamp representing the server time when this object was created.",
+)
 
 
 def _get(obj: Any, *path: str | int) -> Any:
@@ -717,14 +801,16 @@ def _get(obj: Any, *path: str | int) -> Any:
 
 
 def _service_ports(obj: Body) -> str:
-    ports = [f'{p.get("port")}{":" + str(p["nodePort"]) if p.get("nodePort") else ""}/{p.get("protocol", "TCP")}'
-             for p in _get(obj, "spec", "ports") or []]
+    ports = [
+        f"{p.get('port')}{':' + str(p['nodePort']) if p.get('nodePort') else ''}/{p.get('protocol', 'TCP')}"
+        for p in _get(obj, "spec", "ports") or []
+    ]
     return ",".join(ports) or "<none>"
 
 
 def _event_object(obj: Body) -> str:
     ref = obj.get("involvedObject") or obj.get("regarding") or {}
-    return f'{str(ref.get("kind", "")).lower()}/{ref.get("name", "")}'
+    return f"{str(ref.get('kind', '')).lower()}/{ref.get('name', '')}"
 
 
 def _containers(obj: Body, field: str) -> str:
@@ -733,38 +819,58 @@ def _containers(obj: Body, field: str) -> str:
 
 _BUILTIN_COLUMNS: Final[Mapping[tuple[str, str], tuple[PrinterColumn, ...]]] = {
     ("apps", "deployments"): (
-        PrinterColumn("Ready", "string", compute=lambda o: (
-            f'{_get(o, "status", "readyReplicas") or 0}/{_get(o, "spec", "replicas") or 0}')),
+        PrinterColumn(
+            "Ready",
+            "string",
+            compute=lambda o: f"{_get(o, 'status', 'readyReplicas') or 0}/{_get(o, 'spec', 'replicas') or 0}",
+        ),
         PrinterColumn("Up-to-date", "integer", compute=lambda o: _get(o, "status", "updatedReplicas") or 0),
         PrinterColumn("Available", "integer", compute=lambda o: _get(o, "status", "availableReplicas") or 0),
         AGE_COLUMN,
         PrinterColumn("Containers", "string", priority=1, compute=lambda o: _containers(o, "name")),
         PrinterColumn("Images", "string", priority=1, compute=lambda o: _containers(o, "image")),
-        PrinterColumn("Selector", "string", priority=1, compute=lambda o: ",".join(
-            str(r) for r in selector_requirements(_get(o, "spec", "selector") or {}))),
+        PrinterColumn(
+            "Selector",
+            "string",
+            priority=1,
+            compute=lambda o: ",".join(str(r) for r in selector_requirements(_get(o, "spec", "selector") or {})),
+        ),
     ),
     ("", "services"): (
         PrinterColumn("Type", "string", ".spec.type"),
         PrinterColumn("Cluster-IP", "string", ".spec.clusterIP"),
-        PrinterColumn("External-IP", "string", compute=lambda o: ",".join(
-            _get(o, "spec", "externalIPs") or []) or "<none>"),
+        PrinterColumn(
+            "External-IP", "string", compute=lambda o: ",".join(_get(o, "spec", "externalIPs") or []) or "<none>"
+        ),
         PrinterColumn("Port(s)", "string", compute=_service_ports),
         AGE_COLUMN,
-        PrinterColumn("Selector", "string", priority=1, compute=lambda o: ",".join(
-            f"{k}={v}" for k, v in (_get(o, "spec", "selector") or {}).items()) or "<none>"),
+        PrinterColumn(
+            "Selector",
+            "string",
+            priority=1,
+            compute=lambda o: ",".join(f"{k}={v}" for k, v in (_get(o, "spec", "selector") or {}).items()) or "<none>",
+        ),
     ),
     ("", "namespaces"): (PrinterColumn("Status", "string", ".status.phase"), AGE_COLUMN),
     ("", "events"): (
-        PrinterColumn("Last Seen", "date", compute=lambda o: (
-            o.get("lastTimestamp") or o.get("eventTime") or _get(o, "metadata", "creationTimestamp"))),
+        PrinterColumn(
+            "Last Seen",
+            "date",
+            compute=lambda o: o.get("lastTimestamp") or o.get("eventTime") or _get(o, "metadata", "creationTimestamp"),
+        ),
         PrinterColumn("Type", "string", ".type"),
         PrinterColumn("Reason", "string", ".reason"),
         PrinterColumn("Object", "string", compute=_event_object),
         PrinterColumn("Message", "string", ".message"),
     ),
     ("events.k8s.io", "events"): (
-        PrinterColumn("Last Seen", "date", compute=lambda o: (
-            o.get("deprecatedLastTimestamp") or o.get("eventTime") or _get(o, "metadata", "creationTimestamp"))),
+        PrinterColumn(
+            "Last Seen",
+            "date",
+            compute=lambda o: (
+                o.get("deprecatedLastTimestamp") or o.get("eventTime") or _get(o, "metadata", "creationTimestamp")
+            ),
+        ),
         PrinterColumn("Type", "string", ".type"),
         PrinterColumn("Reason", "string", ".reason"),
         PrinterColumn("Object", "string", compute=_event_object),
@@ -780,8 +886,10 @@ _BUILTIN_COLUMNS: Final[Mapping[tuple[str, str], tuple[PrinterColumn, ...]]] = {
 # Structural schemas of custom resources: pruning, defaulting and validation, in this order.
 # --------------------------------------------------------------------------------------------
 
-def prune(value: Any, schema: Mapping[str, Any], *, root: bool = False, path: str = "",
-          unknown: list[str] | None = None) -> Any:
+
+def prune(
+    value: Any, schema: Mapping[str, Any], *, root: bool = False, path: str = "", unknown: list[str] | None = None
+) -> Any:
     """Drop the fields the schema does not know (listed in ``unknown``) and the nulls it does not allow."""
     if isinstance(value, dict):
         properties = schema.get("properties")
@@ -863,19 +971,24 @@ def validate_schema(value: Any, schema: Mapping[str, Any], path: str = "", *, ro
             causes.append(Cause.invalid(field, value, f"{field} in body should be greater than or equal to {lowest}"))
     if isinstance(value, str):
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            causes.append(Cause("FieldValueTooLong", field, f'Too long: may not be more than {schema["maxLength"]}'))
+            causes.append(Cause("FieldValueTooLong", field, f"Too long: may not be more than {schema['maxLength']}"))
         if "minLength" in schema and len(value) < schema["minLength"]:
-            causes.append(Cause.invalid(field, value, f'{field} in body should be at least {schema["minLength"]} '
-                                                      'chars long'))
+            causes.append(
+                Cause.invalid(field, value, f"{field} in body should be at least {schema['minLength']} chars long")
+            )
         if "pattern" in schema and not re.search(schema["pattern"], value):
-            causes.append(Cause.invalid(field, value, f'{field} in body should match \'{schema["pattern"]}\''))
+            causes.append(Cause.invalid(field, value, f"{field} in body should match '{schema['pattern']}'"))
     if isinstance(value, list):
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            causes.append(Cause("FieldValueTooMany", field, f'Too many: {len(value)}: must have at most '
-                                                            f'{schema["maxItems"]} items'))
+            causes.append(
+                Cause(
+                    "FieldValueTooMany", field, f"Too many: {len(value)}: must have at most {schema['maxItems']} items"
+                )
+            )
         if "minItems" in schema and len(value) < schema["minItems"]:
-            causes.append(Cause.invalid(field, value, f'{field} in body should have at least {schema["minItems"]} '
-                                                      'items'))
+            causes.append(
+                Cause.invalid(field, value, f"{field} in body should have at least {schema['minItems']} items")
+            )
         if isinstance(schema.get("items"), dict):
             for index, item in enumerate(value):
                 causes += validate_schema(item, schema["items"], f"{path}[{index}]")
@@ -908,45 +1021,83 @@ def validate_schema(value: Any, schema: Mapping[str, Any], path: str = "", *, ro
 
 _DNS_SUBDOMAIN: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _DNS_LABEL: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_SERVER_MANAGED: Final = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                          "generation", "resourceVersion", "selfLink", "managedFields")
+_SERVER_MANAGED: Final = (
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "resourceVersion",
+    "selfLink",
+    "managedFields",
+)
 _NAME_CHARS: Final = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand
 
 
 def _validate_metadata(meta: Body, *, dns_label: bool, check_name: bool) -> list[Cause]:
     for field in ("labels", "annotations"):
         values = meta.get(field)
-        if values is not None and (not isinstance(values, dict) or
-                                   not all(isinstance(v, str) for v in values.values())):
+        if values is not None and (
+            not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values())
+        ):
             raise bad_request(f"json: cannot unmarshal metadata.{field}: values must be strings")
     causes: list[Cause] = []
     name = meta.get("name", "")
     if check_name:
         if dns_label and (len(name) > 63 or not re.fullmatch(_DNS_LABEL, name)):
-            causes.append(Cause.invalid("metadata.name", name, (
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-                f"start and end with an alphanumeric character (regex used for validation is '{_DNS_LABEL}')")))
+            causes.append(
+                Cause.invalid(
+                    "metadata.name",
+                    name,
+                    (
+                        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+                        f"start and end with an alphanumeric character (regex used for validation is '{_DNS_LABEL}')"
+                    ),
+                )
+            )
         elif not dns_label and (len(name) > 253 or not re.fullmatch(_DNS_SUBDOMAIN, name)):
-            causes.append(Cause.invalid("metadata.name", name, (
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-                "and must start and end with an alphanumeric character "
-                f"(regex used for validation is '{_DNS_SUBDOMAIN}')")))
+            causes.append(
+                Cause.invalid(
+                    "metadata.name",
+                    name,
+                    (
+                        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+                        "and must start and end with an alphanumeric character "
+                        f"(regex used for validation is '{_DNS_SUBDOMAIN}')"
+                    ),
+                )
+            )
     for field in ("labels", "annotations"):
         for key, value in (meta.get(field) or {}).items():
             if not re.fullmatch(_LABEL_KEY, key) or len(key.rsplit("/", 1)[-1]) > 63:
-                causes.append(Cause.invalid(f"metadata.{field}", key, "name part must consist of alphanumeric "
-                                            "characters, '-', '_' or '.', and must start and end with an "
-                                            "alphanumeric character"))
+                causes.append(
+                    Cause.invalid(
+                        f"metadata.{field}",
+                        key,
+                        "name part must consist of alphanumeric "
+                        "characters, '-', '_' or '.', and must start and end with an "
+                        "alphanumeric character",
+                    )
+                )
             if field == "labels" and (len(value) > 63 or not re.fullmatch(_LABEL_VALUE, value)):
-                causes.append(Cause.invalid("metadata.labels", value, "a valid label must be an empty string or "
-                                            "consist of alphanumeric characters, '-', '_' or '.', and must start "
-                                            "and end with an alphanumeric character"))
+                causes.append(
+                    Cause.invalid(
+                        "metadata.labels",
+                        value,
+                        "a valid label must be an empty string or "
+                        "consist of alphanumeric characters, '-', '_' or '.', and must start "
+                        "and end with an alphanumeric character",
+                    )
+                )
     return causes
 
 
 _POD_DEFAULTS: Final[Mapping[str, Any]] = {
-    "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
-    "securityContext": {}, "schedulerName": "default-scheduler",
+    "restartPolicy": "Always",
+    "terminationGracePeriodSeconds": 30,
+    "dnsPolicy": "ClusterFirst",
+    "securityContext": {},
+    "schedulerName": "default-scheduler",
 }
 
 
@@ -976,9 +1127,11 @@ def _version_rank(version: str) -> tuple[int, int, int]:
 # The emulator.
 # --------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Api:
     """A served resource with what the handlers need to know about it."""
+
     resource: kmock.resource
     info: kmock.ResourceInfo
     custom: bool
@@ -1016,22 +1169,40 @@ class Api:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
     def not_found(self, name: str) -> ApiError:
-        return ApiError(404, "NotFound", f'{self.group_resource} "{name}" not found',
-                        {"name": name, "group": self.group, "kind": self.plural})
+        return ApiError(
+            404,
+            "NotFound",
+            f'{self.group_resource} "{name}" not found',
+            {"name": name, "group": self.group, "kind": self.plural},
+        )
 
-    def conflict(self, name: str, reason: str = "the object has been modified; please apply your changes "
-                                                "to the latest version and try again") -> ApiError:
-        return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {self.group_resource} "{name}": {reason}',
-                        {"name": name, "group": self.group, "kind": self.plural})
+    def conflict(
+        self,
+        name: str,
+        reason: str = "the object has been modified; please apply your changes to the latest version and try again",
+    ) -> ApiError:
+        return ApiError(
+            409,
+            "Conflict",
+            f'Operation cannot be fulfilled on {self.group_resource} "{name}": {reason}',
+            {"name": name, "group": self.group, "kind": self.plural},
+        )
 
     def invalid(self, name: str, causes: Sequence[Cause]) -> ApiError:
         errors = [f"{c.field}: {c.message}" for c in causes]
-        summary = errors[0] if len(errors) == 1 else f'[{", ".join(errors)}]'
+        summary = errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]"
         group_kind = f"{self.kind}.{self.group}" if self.group else self.kind
-        return ApiError(422, "Invalid", f'{group_kind} "{name}" is invalid: {summary}', {
-            "name": name, "group": self.group, "kind": self.kind,
-            "causes": [{"reason": c.reason, "message": c.message, "field": c.field} for c in causes],
-        })
+        return ApiError(
+            422,
+            "Invalid",
+            f'{group_kind} "{name}" is invalid: {summary}',
+            {
+                "name": name,
+                "group": self.group,
+                "kind": self.kind,
+                "causes": [{"reason": c.reason, "message": c.message, "field": c.field} for c in causes],
+            },
+        )
 
     def spec_of(self, obj: Mapping[str, Any]) -> Body:
         """What metadata.generation tracks: everything but metadata (and status if a subresource)."""
@@ -1042,6 +1213,7 @@ class Api:
 @dataclasses.dataclass(frozen=True)
 class Change:
     """One write as the watch-streams see it; ``old`` lets a watch notice objects leaving a selector."""
+
     revision: int
     type: Literal["ADDED", "MODIFIED", "DELETED"]
     old: Body | None
@@ -1108,9 +1280,9 @@ class FidelityEmulator(kmock.KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         # Above kmock's own fallbacks, below any reaction a test declares: fault injection wins.
-        (self.fallback ** 1)[self._is_resource_request] << self._serve_resource
-        (self.fallback ** 1)["get /openapi/v3"] << self._serve_openapi_paths
-        (self.fallback ** 1)["get", re.compile(r"/openapi/v3/.+")] << self._serve_openapi_group_version
+        (self.fallback**1)[self._is_resource_request] << self._serve_resource
+        (self.fallback**1)["get /openapi/v3"] << self._serve_openapi_paths
+        (self.fallback**1)["get", re.compile(r"/openapi/v3/.+")] << self._serve_openapi_group_version
 
     # ---------------------------------------------------------------- registration
 
@@ -1118,8 +1290,13 @@ class FidelityEmulator(kmock.KubernetesEmulator):
         """Serve the built-in kinds: core/v1, apps/v1, events.k8s.io, CRDs, Gateway API, ..."""
         self.resources.load_bundled()
         self.resources[CRDS] = kmock.ResourceInfo(
-            namespaced=False, kind="CustomResourceDefinition", singular="customresourcedefinition",
-            verbs=ALL_VERBS, shortnames={"crd", "crds"}, subresources={"status"})
+            namespaced=False,
+            kind="CustomResourceDefinition",
+            singular="customresourcedefinition",
+            verbs=ALL_VERBS,
+            shortnames={"crd", "crds"},
+            subresources={"status"},
+        )
 
     def register(
         self,
@@ -1157,14 +1334,24 @@ class FidelityEmulator(kmock.KubernetesEmulator):
                 continue
             info = kmock.ResourceInfo(
                 namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-                kind=names["kind"], singular=names.get("singular") or names["kind"].lower(),
-                verbs=ALL_VERBS, shortnames=names.get("shortNames") or (),
-                categories=names.get("categories") or (), subresources=(version.get("subresources") or {}).keys())
+                kind=names["kind"],
+                singular=names.get("singular") or names["kind"].lower(),
+                verbs=ALL_VERBS,
+                shortnames=names.get("shortNames") or (),
+                categories=names.get("categories") or (),
+                subresources=(version.get("subresources") or {}).keys(),
+            )
             columns = [PrinterColumn.from_crd(c) for c in version.get("additionalPrinterColumns") or []]
             schema = (version.get("schema") or {}).get("openAPIV3Schema")
-            registered.append(self.register(
-                kmock.resource(spec["group"], version["name"], names["plural"]), info,
-                printer_columns=columns or [AGE_COLUMN], schema=schema, custom=True))
+            registered.append(
+                self.register(
+                    kmock.resource(spec["group"], version["name"], names["plural"]),
+                    info,
+                    printer_columns=columns or [AGE_COLUMN],
+                    schema=schema,
+                    custom=True,
+                )
+            )
         return registered
 
     def _unregister_crd(self, crd: Mapping[str, Any]) -> None:
@@ -1199,8 +1386,7 @@ class FidelityEmulator(kmock.KubernetesEmulator):
 
     def _stored(self, api: Api, selection: Selection = Selection()) -> list[tuple[ObjectKey, Body]]:
         """Live objects of a resource in the API's list order: by namespace, then by name."""
-        found = [(key, obj.last.raw) for key, obj in self.objects.items()
-                 if key[0] == api.resource and not obj.deleted]
+        found = [(key, obj.last.raw) for key, obj in self.objects.items() if key[0] == api.resource and not obj.deleted]
         found = [(key, body) for key, body in found if selection.matches(body)]
         return sorted(found, key=lambda item: (item[0][1] or "", item[0][2]))
 
@@ -1212,10 +1398,11 @@ class FidelityEmulator(kmock.KubernetesEmulator):
         history = self.objects[key].history
         history.append(body)
         if self.history_limit is not None and len(history) > self.history_limit:
-            del history[:len(history) - self.history_limit]
+            del history[: len(history) - self.history_limit]
 
-    def _commit(self, api: Api, key: ObjectKey, change: Literal["ADDED", "MODIFIED", "DELETED"],
-                old: Body | None, new: Body) -> Body:
+    def _commit(
+        self, api: Api, key: ObjectKey, change: Literal["ADDED", "MODIFIED", "DELETED"], old: Body | None, new: Body
+    ) -> Body:
         self._revision += 1
         new.setdefault("metadata", {})["resourceVersion"] = str(self._revision)
         self._keep(key, new)
@@ -1239,8 +1426,9 @@ class FidelityEmulator(kmock.KubernetesEmulator):
     def _admit(self, api: Api, obj: Body, old: Body | None, *, strict: bool = False) -> None:
         """Default and validate an object about to be stored, as the API's decoding and admission do."""
         meta = obj["metadata"]
-        causes = _validate_metadata(meta, dns_label=api.resource in (NAMESPACES, kmock.resource("v1/services")),
-                                    check_name=old is None)
+        causes = _validate_metadata(
+            meta, dns_label=api.resource in (NAMESPACES, kmock.resource("v1/services")), check_name=old is None
+        )
         match api.group, api.plural:
             case "apps", "deployments":
                 causes += self._admit_deployment(obj, old)
@@ -1258,8 +1446,10 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             pruned = prune(obj, schema, root=True, unknown=unknown)
             if strict and unknown:  # kubectl asks for ?fieldValidation=Strict
                 fields = ", ".join(f'unknown field "{field}"' for field in unknown)
-                raise bad_request(f'{api.kind} in version "{api.version}" cannot be handled as a {api.kind}: '
-                                  f'strict decoding error: {fields}')
+                raise bad_request(
+                    f'{api.kind} in version "{api.version}" cannot be handled as a {api.kind}: '
+                    f"strict decoding error: {fields}"
+                )
             obj.clear()
             obj.update(pruned)
             apply_defaults(obj, schema)
@@ -1295,8 +1485,9 @@ class FidelityEmulator(kmock.KubernetesEmulator):
         elif not selector_requirements(selector):
             causes.append(Cause.invalid("spec.selector", selector, "empty selector is invalid for deployment"))
         elif not all(r.matches(labels) for r in selector_requirements(selector)):
-            causes.append(Cause.invalid("spec.template.metadata.labels", labels,
-                                        "`selector` does not match template `labels`"))
+            causes.append(
+                Cause.invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`")
+            )
         if old is not None and selector != _get(old, "spec", "selector"):
             causes.append(Cause.invalid("spec.selector", selector, "field is immutable"))
         containers = _get(spec, "template", "spec", "containers")
@@ -1340,19 +1531,31 @@ class FidelityEmulator(kmock.KubernetesEmulator):
         names = spec.get("names") or {}
         causes = [Cause.required(f"spec.{field}") for field in ("group", "versions") if not spec.get(field)]
         causes += [Cause.required(f"spec.names.{field}") for field in ("plural", "kind") if not names.get(field)]
-        expected = f'{names.get("plural")}.{spec.get("group")}'
+        expected = f"{names.get('plural')}.{spec.get('group')}"
         if not causes and obj["metadata"]["name"] != expected:
-            causes.append(Cause.invalid("metadata.name", obj["metadata"]["name"],
-                                        'must be spec.names.plural+"."+spec.group'))
+            causes.append(
+                Cause.invalid("metadata.name", obj["metadata"]["name"], 'must be spec.names.plural+"."+spec.group')
+            )
         if not causes:
             storage = [v["name"] for v in spec["versions"] if v.get("storage")]
             obj["status"] = {
-                "acceptedNames": names, "storedVersions": storage,
+                "acceptedNames": names,
+                "storedVersions": storage,
                 "conditions": [
-                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                     "message": "no conflicts found", "lastTransitionTime": format_time(now())},
-                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                     "message": "the initial names have been accepted", "lastTransitionTime": format_time(now())},
+                    {
+                        "type": "NamesAccepted",
+                        "status": "True",
+                        "reason": "NoConflicts",
+                        "message": "no conflicts found",
+                        "lastTransitionTime": format_time(now()),
+                    },
+                    {
+                        "type": "Established",
+                        "status": "True",
+                        "reason": "InitialNamesAccepted",
+                        "message": "the initial names have been accepted",
+                        "lastTransitionTime": format_time(now()),
+                    },
                 ],
             }
         return causes
@@ -1364,14 +1567,19 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             return
         found = self._current((NAMESPACES, None, namespace))
         if found is None:
-            raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found',
-                           {"name": namespace, "kind": "namespaces"})
+            raise ApiError(
+                404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"}
+            )
         if _get(found, "metadata", "deletionTimestamp"):
-            raise ApiError(403, "Forbidden", f"unable to create new content in namespace {namespace} "
-                                             "because it is being terminated")
+            raise ApiError(
+                403,
+                "Forbidden",
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+            )
 
-    def _create(self, api: Api, namespace: str | None, body: Any, *, dry_run: bool = False,
-                strict: bool = False) -> Body:
+    def _create(
+        self, api: Api, namespace: str | None, body: Any, *, dry_run: bool = False, strict: bool = False
+    ) -> Body:
         if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
             raise bad_request("the body of the request is not a JSON object with metadata")
         self._check_kind(api, body)
@@ -1384,8 +1592,9 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             if namespace is None:
                 raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the resource")
             if meta.get("namespace") not in (None, "", namespace):
-                raise bad_request("the namespace of the provided object does not match the namespace sent "
-                                  "on the request")
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             meta["namespace"] = namespace
             self._check_namespace(namespace)
         else:
@@ -1402,8 +1611,12 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             meta["name"] = name
         key = (api.resource, namespace, meta["name"])
         if self._current(key) is not None:
-            raise ApiError(409, "AlreadyExists", f'{api.group_resource} "{meta["name"]}" already exists',
-                           {"name": meta["name"], "group": api.group, "kind": api.plural})
+            raise ApiError(
+                409,
+                "AlreadyExists",
+                f'{api.group_resource} "{meta["name"]}" already exists',
+                {"name": meta["name"], "group": api.group, "kind": api.plural},
+            )
         for field in _SERVER_MANAGED:
             meta.pop(field, None)
         meta["uid"] = str(uuid.uuid4())
@@ -1422,11 +1635,22 @@ class FidelityEmulator(kmock.KubernetesEmulator):
 
     def _check_kind(self, api: Api, body: Mapping[str, Any]) -> None:
         if body.get("apiVersion") not in (None, api.api_version) or body.get("kind") not in (None, api.kind):
-            raise bad_request(f'the API version in the data ({body.get("apiVersion")}) does not match the expected '
-                              f'API version ({api.api_version})')
+            raise bad_request(
+                f"the API version in the data ({body.get('apiVersion')}) does not match the expected "
+                f"API version ({api.api_version})"
+            )
 
-    def _update(self, api: Api, key: ObjectKey, old: Body, candidate: Any, *,
-                subresource: str | None, dry_run: bool = False, strict: bool = False) -> Body:
+    def _update(
+        self,
+        api: Api,
+        key: ObjectKey,
+        old: Body,
+        candidate: Any,
+        *,
+        subresource: str | None,
+        dry_run: bool = False,
+        strict: bool = False,
+    ) -> Body:
         """Store a new version of an existing object: the common tail of PUT and PATCH."""
         if not isinstance(candidate, dict) or not isinstance(candidate.get("metadata", {}), dict):
             raise bad_request("the object is not a JSON object with metadata")
@@ -1446,8 +1670,9 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             new["apiVersion"], new["kind"] = api.api_version, api.kind
             meta = new.setdefault("metadata", {})
             if meta.get("name", name) != name or (api.namespaced and meta.get("namespace", key[1]) != key[1]):
-                raise bad_request(f'the name of the object ({meta.get("name")}) does not match the name '
-                                  f'on the URL ({name})')
+                raise bad_request(
+                    f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+                )
             old_meta = old.get("metadata") or {}
             meta["name"] = name
             if api.namespaced:
@@ -1463,8 +1688,14 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             if old_meta.get("deletionTimestamp"):
                 added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
                 if added:
-                    raise api.invalid(name, [Cause.forbidden(
-                        "metadata.finalizers", "no new finalizers can be added if the object is being deleted")])
+                    raise api.invalid(
+                        name,
+                        [
+                            Cause.forbidden(
+                                "metadata.finalizers", "no new finalizers can be added if the object is being deleted"
+                            )
+                        ],
+                    )
         self._admit(api, new, old, strict=strict)
         if api.spec_of(new) != api.spec_of(old):
             new["metadata"]["generation"] = int(_get(old, "metadata", "generation") or 0) + 1
@@ -1477,15 +1708,28 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             self.register_crd(new)
         return new
 
-    def _patch(self, api: Api, key: ObjectKey, patch: Any, patch_type: PatchType, *,
-               subresource: str | None, dry_run: bool = False, strict: bool = False) -> Body:
+    def _patch(
+        self,
+        api: Api,
+        key: ObjectKey,
+        patch: Any,
+        patch_type: PatchType,
+        *,
+        subresource: str | None,
+        dry_run: bool = False,
+        strict: bool = False,
+    ) -> Body:
         old = self._current(key)
         if old is None:
             raise api.not_found(key[2])
         if patch_type == "strategic" and api.custom:
-            raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted "
-                           "media types include: application/json-patch+json, application/merge-patch+json, "
-                           "application/apply-patch+yaml")
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted "
+                "media types include: application/json-patch+json, application/merge-patch+json, "
+                "application/apply-patch+yaml",
+            )
         candidate = self._patched(api, old, patch, patch_type)
         return self._update(api, key, old, candidate, subresource=subresource, dry_run=dry_run, strict=strict)
 
@@ -1513,12 +1757,18 @@ class FidelityEmulator(kmock.KubernetesEmulator):
         meta = old.get("metadata") or {}
         preconditions = options.get("preconditions") or {}
         if preconditions.get("uid") not in (None, meta.get("uid")):
-            raise api.conflict(key[2], f'Precondition failed: UID in precondition: {preconditions["uid"]}, '
-                                       f'UID in object meta: {meta.get("uid")}')
+            raise api.conflict(
+                key[2],
+                f"Precondition failed: UID in precondition: {preconditions['uid']}, "
+                f"UID in object meta: {meta.get('uid')}",
+            )
         if preconditions.get("resourceVersion") not in (None, meta.get("resourceVersion")):
-            raise api.conflict(key[2], f'Precondition failed: ResourceVersion in precondition: '
-                                       f'{preconditions["resourceVersion"]}, ResourceVersion in meta: '
-                                       f'{meta.get("resourceVersion")}')
+            raise api.conflict(
+                key[2],
+                f"Precondition failed: ResourceVersion in precondition: "
+                f"{preconditions['resourceVersion']}, ResourceVersion in meta: "
+                f"{meta.get('resourceVersion')}",
+            )
         if dry_run or meta.get("deletionTimestamp"):
             return old
         if meta.get("finalizers") or api.resource == NAMESPACES:
@@ -1531,8 +1781,13 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             return self._commit(api, key, "MODIFIED", old, new)
         orphan = options.get("propagationPolicy") == "Orphan" or options.get("orphanDependents") is True
         self._remove(api, key, copy.deepcopy(old), orphan=orphan)
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": key[2], "group": api.group, "kind": api.plural, "uid": meta.get("uid")}}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": {"name": key[2], "group": api.group, "kind": api.plural, "uid": meta.get("uid")},
+        }
 
     def _remove(self, api: Api, key: ObjectKey, last: Body, *, old: Body | None = None, orphan: bool = False) -> Body:
         self._commit(api, key, "DELETED", old or last, last)
@@ -1594,8 +1849,9 @@ class FidelityEmulator(kmock.KubernetesEmulator):
         found = self._current(self._key(api, namespace, name))
         return copy.deepcopy(found) if found is not None else None
 
-    def list_objects(self, resource: kmock.resource | str, namespace: str | None = None,
-                     label_selector: str = "") -> list[Body]:
+    def list_objects(
+        self, resource: kmock.resource | str, namespace: str | None = None, label_selector: str = ""
+    ) -> list[Body]:
         api = self._api_or_fail(resource)
         selection = Selection(namespace=namespace, labels=parse_label_selector(label_selector))
         return [copy.deepcopy(body) for _, body in self._stored(api, selection)]
@@ -1603,14 +1859,30 @@ class FidelityEmulator(kmock.KubernetesEmulator):
     def create_object(self, resource: kmock.resource | str, namespace: str | None, body: Body) -> Body:
         return copy.deepcopy(self._create(self._api_or_fail(resource), namespace, body))
 
-    def patch_object(self, resource: kmock.resource | str, namespace: str | None, name: str, patch: Any, *,
-                     patch_type: PatchType = "merge", subresource: str | None = None) -> Body:
+    def patch_object(
+        self,
+        resource: kmock.resource | str,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        *,
+        patch_type: PatchType = "merge",
+        subresource: str | None = None,
+    ) -> Body:
         api = self._api_or_fail(resource)
-        return copy.deepcopy(self._patch(api, self._key(api, namespace, name), patch, patch_type,
-                                         subresource=subresource))
+        return copy.deepcopy(
+            self._patch(api, self._key(api, namespace, name), patch, patch_type, subresource=subresource)
+        )
 
-    def replace_object(self, resource: kmock.resource | str, namespace: str | None, name: str, body: Body, *,
-                       subresource: str | None = None) -> Body:
+    def replace_object(
+        self,
+        resource: kmock.resource | str,
+        namespace: str | None,
+        name: str,
+        body: Body,
+        *,
+        subresource: str | None = None,
+    ) -> Body:
         api = self._api_or_fail(resource)
         key = self._key(api, namespace, name)
         old = self._current(key)
@@ -1622,8 +1894,9 @@ class FidelityEmulator(kmock.KubernetesEmulator):
         api = self._api_or_fail(resource)
         return copy.deepcopy(self._delete(api, self._key(api, namespace, name), {}))
 
-    async def watch_objects(self, resource: kmock.resource | str,
-                            namespace: str | None = None) -> AsyncIterator[tuple[str, Body]]:
+    async def watch_objects(
+        self, resource: kmock.resource | str, namespace: str | None = None
+    ) -> AsyncIterator[tuple[str, Body]]:
         """Existing objects as ADDED, then every change; for in-cluster controllers."""
         api = self._api_or_fail(resource)
         watch, initial = self._open_watch(api, Selection(namespace=namespace), since=None)
@@ -1664,10 +1937,17 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             body = await raw_request.read()
             route = parse_route(raw_request.path)
             request = kmock.Request(
-                id=len(self._requests), raw_request=raw_request, url=raw_request.url,
-                method=raw_request.method, params=dict(raw_request.query), headers=dict(raw_request.headers),
-                cookies=dict(raw_request.cookies), body=body, text=body.decode("utf-8", "replace"),
-                data=_json_or_none(body), resource=route.resource if route else None,
+                id=len(self._requests),
+                raw_request=raw_request,
+                url=raw_request.url,
+                method=raw_request.method,
+                params=dict(raw_request.query),
+                headers=dict(raw_request.headers),
+                cookies=dict(raw_request.cookies),
+                body=body,
+                text=body.decode("utf-8", "replace"),
+                data=_json_or_none(body),
+                resource=route.resource if route else None,
             )
             self._requests.append(request)
             try:
@@ -1701,13 +1981,17 @@ class FidelityEmulator(kmock.KubernetesEmulator):
         strict = params.get("fieldValidation") == "Strict"
         key = self._key(api, route.namespace, route.name or "")
         if route.subresource not in (None, "status", "scale") or (
-                route.subresource and route.subresource not in api.info.subresources):
+            route.subresource and route.subresource not in api.info.subresources
+        ):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         verb = {
             ("GET", False): "watch" if params.get("watch") in ("true", "1") else "list",
             ("GET", True): "watch" if params.get("watch") in ("true", "1") else "get",
-            ("POST", False): "create", ("PUT", True): "update", ("PATCH", True): "patch",
-            ("DELETE", True): "delete", ("DELETE", False): "deletecollection",
+            ("POST", False): "create",
+            ("PUT", True): "update",
+            ("PATCH", True): "patch",
+            ("DELETE", True): "delete",
+            ("DELETE", False): "deletecollection",
         }.get((method, route.name is not None))
         if verb is None or (api.info.verbs and verb not in api.info.verbs):
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -1729,30 +2013,49 @@ class FidelityEmulator(kmock.KubernetesEmulator):
                     return _json_response(200, self._table(api, [found], request))
                 return _json_response(200, found)
             case "create":
-                return _json_response(201, self._create(api, route.namespace, _body(request),
-                                                         dry_run=dry_run, strict=strict))
+                return _json_response(
+                    201, self._create(api, route.namespace, _body(request), dry_run=dry_run, strict=strict)
+                )
             case "update":
                 old = self._current(key)
                 if old is None:
                     raise api.not_found(key[2])
                 if route.subresource == "scale":
                     return _json_response(200, self._scale(api, key, old, _body(request), dry_run=dry_run))
-                return _json_response(200, self._update(api, key, old, _body(request), subresource=route.subresource,
-                                                        dry_run=dry_run, strict=strict))
+                return _json_response(
+                    200,
+                    self._update(
+                        api, key, old, _body(request), subresource=route.subresource, dry_run=dry_run, strict=strict
+                    ),
+                )
             case "patch":
                 content_type = _header(request, "Content-Type").split(";")[0].strip()
                 patch_type = PATCH_TYPES.get(content_type)
                 if patch_type is None:
-                    raise ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - '
-                                   f'accepted media types include: {", ".join(PATCH_TYPES)}')
+                    raise ApiError(
+                        415,
+                        "UnsupportedMediaType",
+                        f"the body of the request was in an unknown format - "
+                        f"accepted media types include: {', '.join(PATCH_TYPES)}",
+                    )
                 if route.subresource == "scale":
                     old = self._current(key)
                     if old is None:
                         raise api.not_found(key[2])
                     scale = self._patched(api, self._scale_of(old), _body(request), patch_type)
                     return _json_response(200, self._scale(api, key, old, scale, dry_run=dry_run))
-                return _json_response(200, self._patch(api, key, _body(request), patch_type,
-                                                       subresource=route.subresource, dry_run=dry_run, strict=strict))
+                return _json_response(
+                    200,
+                    self._patch(
+                        api,
+                        key,
+                        _body(request),
+                        patch_type,
+                        subresource=route.subresource,
+                        dry_run=dry_run,
+                        strict=strict,
+                    ),
+                )
             case "delete":
                 options = dict(_body(request, required=False) or {})
                 options.update({k: params[k] for k in ("propagationPolicy",) if k in params})
@@ -1760,9 +2063,15 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             case _:  # deletecollection
                 selection = self._selection(api, route, params)
                 deleted = [self._delete(api, k, {}, dry_run=dry_run) for k, _ in self._stored(api, selection)]
-                return _json_response(200, {"kind": f"{api.kind}List", "apiVersion": api.api_version,
-                                            "metadata": {"resourceVersion": self.resource_version},
-                                            "items": [d for d in deleted if d.get("kind") != "Status"]})
+                return _json_response(
+                    200,
+                    {
+                        "kind": f"{api.kind}List",
+                        "apiVersion": api.api_version,
+                        "metadata": {"resourceVersion": self.resource_version},
+                        "items": [d for d in deleted if d.get("kind") != "Status"],
+                    },
+                )
 
     def _selection(self, api: Api, route: Route, params: Mapping[str, str]) -> Selection:
         return Selection(
@@ -1781,12 +2090,13 @@ class FidelityEmulator(kmock.KubernetesEmulator):
         if params.get("continue"):
             try:
                 token = json.loads(base64.urlsafe_b64decode(params["continue"]))
-                start = next((i for i, (key, _) in enumerate(stored)
-                              if [key[1] or "", key[2]] > token["after"]), len(stored))
+                start = next(
+                    (i for i, (key, _) in enumerate(stored) if [key[1] or "", key[2]] > token["after"]), len(stored)
+                )
             except (ValueError, KeyError, TypeError) as e:
                 raise bad_request(f"continue key is not valid: {e}") from e
         limit = int(params.get("limit") or 0)
-        page = stored[start:start + limit] if limit > 0 else stored[start:]
+        page = stored[start : start + limit] if limit > 0 else stored[start:]
         metadata: Body = {"resourceVersion": self.resource_version}
         if limit > 0 and start + limit < len(stored):
             last = page[-1][0]
@@ -1800,8 +2110,9 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             return _json_response(200, table)
         if not api.custom:  # typed lists of the built-in kinds omit the items' apiVersion and kind
             items = [{k: v for k, v in body.items() if k not in ("apiVersion", "kind")} for body in items]
-        return _json_response(200, {"kind": f"{api.kind}List", "apiVersion": api.api_version,
-                                    "metadata": metadata, "items": items})
+        return _json_response(
+            200, {"kind": f"{api.kind}List", "apiVersion": api.api_version, "metadata": metadata, "items": items}
+        )
 
     def _watch_response(self, request: kmock.Request, api: Api, route: Route) -> kmock_rendering.Response:
         params = request.params
@@ -1815,16 +2126,31 @@ class FidelityEmulator(kmock.KubernetesEmulator):
         try:
             watch, initial = self._open_watch(api, selection, since)
         except _Expired:
-            gone = ApiError(410, "Expired", f"too old resource version: {since_text} "
-                                            f"({self._forgotten.get(api.resource, 0)})")
+            gone = ApiError(
+                410, "Expired", f"too old resource version: {since_text} ({self._forgotten.get(api.resource, 0)})"
+            )
             line = json.dumps({"type": "ERROR", "object": gone.as_status()}).encode() + b"\n"
             return kmock_rendering.Response(status=200, headers=JSON_HEADERS, payload=(line,))
         bookmark = params.get("sendInitialEvents") == "true"
-        return kmock_rendering.Response(status=200, headers=JSON_HEADERS, payload=self._stream(
-            request, api, watch, initial, timeout=timeout, bookmark=bookmark, table=_wants_table(request)))
+        return kmock_rendering.Response(
+            status=200,
+            headers=JSON_HEADERS,
+            payload=self._stream(
+                request, api, watch, initial, timeout=timeout, bookmark=bookmark, table=_wants_table(request)
+            ),
+        )
 
-    async def _stream(self, request: kmock.Request, api: Api, watch: Watch, initial: list[tuple[str, Body]], *,
-                      timeout: float | None, bookmark: bool, table: bool) -> AsyncIterator[bytes]:
+    async def _stream(
+        self,
+        request: kmock.Request,
+        api: Api,
+        watch: Watch,
+        initial: list[tuple[str, Body]],
+        *,
+        timeout: float | None,
+        bookmark: bool,
+        table: bool,
+    ) -> AsyncIterator[bytes]:
         def line(kind: str, obj: Body) -> bytes:
             payload = self._table(api, [obj], request) if table and kind != "BOOKMARK" else obj
             return json.dumps({"type": kind, "object": payload}).encode() + b"\n"
@@ -1836,12 +2162,23 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             for kind, obj in initial:
                 yield line(kind, obj)
             if bookmark:
-                yield line("BOOKMARK", {"kind": api.kind, "apiVersion": api.api_version, "metadata": {
-                    "resourceVersion": self.resource_version,
-                    "annotations": {"k8s.io/initial-events-end": "true"}}})
+                yield line(
+                    "BOOKMARK",
+                    {
+                        "kind": api.kind,
+                        "apiVersion": api.api_version,
+                        "metadata": {
+                            "resourceVersion": self.resource_version,
+                            "annotations": {"k8s.io/initial-events-end": "true"},
+                        },
+                    },
+                )
             while True:
-                wait = self.watch_poll_interval if deadline is None else min(self.watch_poll_interval,
-                                                                             deadline - loop.time())
+                wait = (
+                    self.watch_poll_interval
+                    if deadline is None
+                    else min(self.watch_poll_interval, deadline - loop.time())
+                )
                 if wait <= 0:
                     return
                 try:
@@ -1861,19 +2198,27 @@ class FidelityEmulator(kmock.KubernetesEmulator):
     def _scale_of(self, obj: Body) -> Body:
         meta = obj["metadata"]
         return {
-            "kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                         if k in meta},
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
+            },
             "spec": {"replicas": _get(obj, "spec", "replicas") or 0},
-            "status": {"replicas": _get(obj, "status", "replicas") or 0, "selector": ",".join(
-                str(r) for r in selector_requirements(_get(obj, "spec", "selector") or {}))},
+            "status": {
+                "replicas": _get(obj, "status", "replicas") or 0,
+                "selector": ",".join(str(r) for r in selector_requirements(_get(obj, "spec", "selector") or {})),
+            },
         }
 
     def _scale(self, api: Api, key: ObjectKey, old: Body, scale: Any, *, dry_run: bool) -> Body:
         replicas = _get(scale, "spec", "replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise ApiError(422, "Invalid", f'Scale.autoscaling "{key[2]}" is invalid: spec.replicas: '
-                                           f'Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0')
+            raise ApiError(
+                422,
+                "Invalid",
+                f'Scale.autoscaling "{key[2]}" is invalid: spec.replicas: '
+                f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0",
+            )
         candidate = copy.deepcopy(old)
         candidate["spec"]["replicas"] = replicas
         candidate["metadata"]["resourceVersion"] = _get(scale, "metadata", "resourceVersion")
@@ -1889,13 +2234,25 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             if include == "Object":
                 row["object"] = obj
             elif include != "None":
-                row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                                 "metadata": obj.get("metadata", {})}
+                row["object"] = {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": obj.get("metadata", {}),
+                }
             rows.append(row)
-        name = PrinterColumn("Name", "string", format="name", description=(
-            "Name must be unique within a namespace. Is required when creating resources."))
-        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": self.resource_version},
-                "columnDefinitions": [c.definition() for c in (name, *columns)], "rows": rows}
+        name = PrinterColumn(
+            "Name",
+            "string",
+            format="name",
+            description=("Name must be unique within a namespace. Is required when creating resources."),
+        )
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": self.resource_version},
+            "columnDefinitions": [c.definition() for c in (name, *columns)],
+            "rows": rows,
+        }
 
     # ---------------------------------------------------------------- HTTP: discovery
 
@@ -1907,31 +2264,47 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             if res.group != group or res.version != version:
                 continue
             info = self.resources[res]
-            entry: Body = {"name": res.plural, "singularName": info.singular or "",
-                           "namespaced": info.namespaced is not False, "kind": info.kind or "",
-                           "verbs": sorted(info.verbs)}
+            entry: Body = {
+                "name": res.plural,
+                "singularName": info.singular or "",
+                "namespaced": info.namespaced is not False,
+                "kind": info.kind or "",
+                "verbs": sorted(info.verbs),
+            }
             if info.shortnames:
                 entry["shortNames"] = sorted(info.shortnames)
             if info.categories:
                 entry["categories"] = sorted(info.categories)
             entries.append(entry)
             for sub in sorted(info.subresources):
-                subentry: Body = {"name": f"{res.plural}/{sub}", "singularName": "", "namespaced": entry["namespaced"],
-                                  "kind": info.kind or "", "verbs": ["get", "patch", "update"]}
+                subentry: Body = {
+                    "name": f"{res.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": entry["namespaced"],
+                    "kind": info.kind or "",
+                    "verbs": ["get", "patch", "update"],
+                }
                 if sub == "scale":
                     subentry.update(group="autoscaling", version="v1", kind="Scale")
                 entries.append(subentry)
         if not entries and group != "":
             raise kmock.KubernetesResourceNotFoundError()
-        return {"kind": "APIResourceList", "apiVersion": "v1",
-                "groupVersion": f"{group}/{version}" if group else version, "resources": entries}
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": entries,
+        }
 
     def _group_info(self, group: str) -> Body:
-        versions = sorted({res.version or "" for res in self._served() if res.group == group},
-                          key=_version_rank, reverse=True)
-        return {"name": group,
-                "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
-                "preferredVersion": {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]}}
+        versions = sorted(
+            {res.version or "" for res in self._served() if res.group == group}, key=_version_rank, reverse=True
+        )
+        return {
+            "name": group,
+            "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
+            "preferredVersion": {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]},
+        }
 
     async def _serve_group(self, request: kmock.Request) -> kmock.Payload:
         assert request.resource is not None
@@ -1943,7 +2316,6 @@ class FidelityEmulator(kmock.KubernetesEmulator):
     async def _serve_apis(self, request: kmock.Request) -> kmock.Payload:
         groups = sorted({res.group or "" for res in self._served()} - {""})
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [self._group_info(g) for g in groups]}
-
 
     # ---------------------------------------------------------------- HTTP: OpenAPI v3
     # kubectl refuses to apply manifests unless OpenAPI v3 shows it that the server validates
@@ -1970,17 +2342,24 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             api = Api(res, self.resources[res], custom=res in self._custom)
             gvk = {"group": group, "version": version, "kind": api.kind}
             scope = f"namespaces/{{namespace}}/{api.plural}" if api.namespaced else api.plural
-            paths[f'/{"apis/" + group if group else "api"}/{version}/{scope}/{{name}}'] = {
-                "patch": {"x-kubernetes-group-version-kind": gvk, "parameters": [field_validation],
-                          "responses": {"200": {"description": "OK"}}},
+            paths[f"/{'apis/' + group if group else 'api'}/{version}/{scope}/{{name}}"] = {
+                "patch": {
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": [field_validation],
+                    "responses": {"200": {"description": "OK"}},
+                },
             }
             if res in self._schemas:
                 name = ".".join([*reversed(group.split(".")), version, api.kind])
                 schemas[name] = {**self._schemas[res], "x-kubernetes-group-version-kind": [gvk]}
         if not paths:
             raise kmock.KubernetesResourceNotFoundError()
-        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.26.4"},
-                "paths": paths, "components": {"schemas": schemas}}
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.26.4"},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }
 
 
 def _json_or_none(body: bytes) -> Any:

@@ -125,16 +125,21 @@ class PrometheusServer:
 
     def config(self) -> dict[str, Any]:
         """The Prometheus configuration: one static job over the scrape targets."""
-        scrape_configs = [{
-            "job_name": "canary-bench",
-            "honor_labels": True,  # the exporter's namespace/pod labels stand, as if from service discovery
-            "scrape_interval": self.scrape_interval,
-            "scrape_timeout": self.scrape_interval,
-            "static_configs": [{"targets": self.scrape_targets}],
-        }] if self.scrape_targets else []
+        scrape_configs = (
+            [
+                {
+                    "job_name": "canary-bench",
+                    "honor_labels": True,  # the exporter's namespace/pod labels stand, as if from service discovery
+                    "scrape_interval": self.scrape_interval,
+                    "scrape_timeout": self.scrape_interval,
+                    "static_configs": [{"targets": self.scrape_targets}],
+                }
+            ]
+            if self.scrape_targets
+            else []
+        )
         return {
-            "global": {"scrape_interval": self.scrape_interval,
-                       "evaluation_interval": self.evaluation_interval},
+            "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.evaluation_interval},
             "scrape_configs": scrape_configs,
         }
 
@@ -154,7 +159,11 @@ class PrometheusServer:
         ]
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
             )
         self._wait_ready()
         return self
@@ -324,7 +333,10 @@ def backfill(storage_dir: Path, openmetrics: str, *, promtool: str = "promtool")
         source.write_text(openmetrics)
         completed = subprocess.run(
             [require_binary(promtool), "tsdb", "create-blocks-from", "openmetrics", str(source), str(storage_dir)],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
         )
     finally:
         shutil.rmtree(source.parent, ignore_errors=True)
@@ -389,8 +401,7 @@ def request_series(
     requests = traffic.REQUESTS_METRIC
     codes = {traffic.SUCCESS_CODE: 1.0 - error_ratio, traffic.ERROR_CODE: error_ratio}
     result = [
-        counter(requests, {**pod_labels, "code": code}, share, "counter")
-        for code, share in codes.items() if share > 0
+        counter(requests, {**pod_labels, "code": code}, share, "counter") for code, share in codes.items() if share > 0
     ]
     histogram = traffic.LATENCY_METRIC
     for bound in (*sorted(buckets), math.inf):

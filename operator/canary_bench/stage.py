@@ -29,10 +29,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
 import yaml
+from prometheus_client import parser as prometheus_parser
 
 from canary_bench import cluster as clusters
 from canary_bench import prometheus, traffic
@@ -138,6 +141,7 @@ class Stage:
         self.load: traffic.LoadGenerator | None = None
         self._operator: subprocess.Popen[bytes] | None = None
         self._closers: list[Callable[[], None]] = []
+        self.http_port = prometheus.free_port()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -191,6 +195,8 @@ class Stage:
             "CANARY_TICK_SECONDS": str(self.tick_seconds),
             "CANARY_LOG_FORMAT": self.log_format,
             "PYTHONUNBUFFERED": "1",
+            "CANARY_HTTP_PORT": str(self.http_port),
+            "CANARY_HTTP_HOST": "127.0.0.1",
         }
         log = self.operator_log.open("ab")
         self._operator = subprocess.Popen(
@@ -208,6 +214,27 @@ class Stage:
             self._operator.send_signal(sig)
             self._operator.wait(timeout=15)
         self._operator = None
+
+    def operator_http(self, path: str) -> tuple[int, str]:
+        """GET one of the operator's own endpoints (/metrics, /healthz, /readyz): (status, body)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
+
+    def operator_metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The operator's /metrics as {(sample name, sorted labels): value}."""
+        status, text = self.operator_http("/metrics")
+        if status != 200:
+            raise StageError(f"operator /metrics answered {status}: {text[:200]}")
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in prometheus_parser.text_string_to_metric_families(text)
+            for sample in family.samples
+        }
 
     @property
     def operator_running(self) -> bool:

@@ -38,7 +38,20 @@ LATENCY_METRIC = "http_request_duration_seconds"
 
 # prometheus_client's defaults: fine steps around the 0.25-2.5 s thresholds canary analyses usually use.
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
 )
 
 SUCCESS_CODE = "200"
@@ -184,12 +197,14 @@ FAILING = Behaviour(error_ratio=0.05)
 SLOW = Behaviour(latency=LognormalLatency(median=0.2, p99=0.8))
 
 # The demo's versions, named after what goes wrong with them.
-DEFAULT_IMAGES: Mapping[str, Behaviour] = types.MappingProxyType({
-    "example/web:1.0": HEALTHY,
-    "example/web:2.0": HEALTHY,
-    "example/web:2.0-errors": FAILING,
-    "example/web:2.0-slow": SLOW,
-})
+DEFAULT_IMAGES: Mapping[str, Behaviour] = types.MappingProxyType(
+    {
+        "example/web:1.0": HEALTHY,
+        "example/web:2.0": HEALTHY,
+        "example/web:2.0-errors": FAILING,
+        "example/web:2.0-slow": SLOW,
+    }
+)
 
 
 class UnknownImage(LookupError):
@@ -263,12 +278,17 @@ class Exporter:
         self._requested_port = port
         self.registry = prometheus_client.CollectorRegistry()
         self._requests = prometheus_client.Counter(
-            "http_requests", "HTTP requests served, by status code.",
-            ["namespace", "pod", "code"], registry=self.registry,
+            "http_requests",
+            "HTTP requests served, by status code.",
+            ["namespace", "pod", "code"],
+            registry=self.registry,
         )
         self._latency = prometheus_client.Histogram(
-            LATENCY_METRIC, "HTTP request duration in seconds.",
-            ["namespace", "pod"], buckets=buckets, registry=self.registry,
+            LATENCY_METRIC,
+            "HTTP request duration in seconds.",
+            ["namespace", "pod"],
+            buckets=buckets,
+            registry=self.registry,
         )
         self._lock = threading.Lock()
         self._codes: dict[tuple[str, str], set[str]] = {}
@@ -294,12 +314,18 @@ class Exporter:
         if self._server is None:
             app = prometheus_client.make_wsgi_app(self.registry)
             self._server = wsgiref.simple_server.make_server(
-                self.host, self._requested_port, app,
-                server_class=prometheus_client.exposition.ThreadingWSGIServer, handler_class=_QuietHandler,
+                self.host,
+                self._requested_port,
+                app,
+                server_class=prometheus_client.exposition.ThreadingWSGIServer,
+                handler_class=_QuietHandler,
             )
             # A short poll interval: stop() returns in milliseconds, not prometheus_client's 0.5 s.
             self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="exporter", daemon=True,
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.02},
+                name="exporter",
+                daemon=True,
             )
             self._thread.start()
             self._requested_port = self.port  # a restart keeps the scrape target's address
@@ -521,7 +547,8 @@ class KubernetesReader:
     def get(self, path: str) -> dict[str, Any] | None:
         """The object at `path`, or None if it does not exist (404)."""
         request = urllib.request.Request(
-            self.base_url + path, headers={"Accept": "application/json", **self.headers},
+            self.base_url + path,
+            headers={"Accept": "application/json", **self.headers},
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -549,9 +576,13 @@ def deployment_arms(deployments: Mapping[str, Mapping[str, Any]]) -> list[Arm]:
     ready = {name: ready_replicas(body) for name, body in deployments.items()}
     total = sum(ready.values())
     return [
-        Arm(pod=pod_name(name, body.get("spec", {}).get("template", {})),
-            share=ready[name] / total, image=first_image(body))
-        for name, body in deployments.items() if ready[name] > 0
+        Arm(
+            pod=pod_name(name, body.get("spec", {}).get("template", {})),
+            share=ready[name] / total,
+            image=first_image(body),
+        )
+        for name, body in deployments.items()
+        if ready[name] > 0
     ]
 
 
@@ -572,4 +603,3 @@ class ReplicasTrafficSource:
         if not any(found.values()):
             found = {self.name: self.api.deployment(self.namespace, self.name)}
         return deployment_arms({name: body for name, body in found.items() if body is not None})
-

@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from canary_operator import kube, logs, models, reconciling
+from canary_operator import kube, logs, models, reconciling, telemetry
 
 
 def _tick_seconds() -> float:
@@ -35,6 +35,25 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.background.cancellation_polling = 0.2
 
 
+@kopf.on.startup()
+async def serve_http(memo: kopf.Memo, **_: Any) -> None:
+    """/metrics, /healthz and /readyz (see telemetry); CANARY_HTTP_PORT=0 turns them off."""
+    if os.environ.get("CANARY_HTTP_PORT") != "0":
+        memo.http = await telemetry.serve(_api_answers)
+
+
+@kopf.on.cleanup()
+async def stop_http(memo: kopf.Memo, **_: Any) -> None:
+    runner = getattr(memo, "http", None)
+    if runner is not None:
+        await runner.cleanup()
+
+
+async def _api_answers() -> bool:
+    async with kube.Client() as api:
+        return await api.get(f"/apis/{models.GROUP}/{models.VERSION}") is not None
+
+
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
@@ -49,19 +68,24 @@ async def run_rollout(name: str, namespace: str | None, stopped: kopf.DaemonStop
     log = logs.get()
     async with kube.Client() as api:
         while not stopped:
-            try:
-                await reconciling.tick(api, namespace, name, datetime.datetime.now(datetime.UTC))
-            except (kube.ApiError, kube.UnreachableError) as exc:
-                log.warning("tick failed; retrying next tick", error=str(exc))
-            except Exception:  # never let one rollout's bug stop its loop or the operator
-                log.exception("tick crashed; retrying next tick")
+            with telemetry.reconcile_duration.time():
+                try:
+                    await reconciling.tick(api, namespace, name, datetime.datetime.now(datetime.UTC))
+                    telemetry.reconciles.labels("ok").inc()
+                except (kube.ApiError, kube.UnreachableError) as exc:
+                    telemetry.reconciles.labels("error").inc()
+                    log.warning("tick failed; retrying next tick", error=str(exc))
+                except Exception:  # never let one rollout's bug stop its loop or the operator
+                    telemetry.reconciles.labels("error").inc()
+                    log.exception("tick crashed; retrying next tick")
             await stopped.wait(_tick_seconds())
 
 
 @kopf.on.delete(models.GROUP, models.VERSION, models.PLURAL)
-async def delete_rollout(body: kopf.Body, **_: Any) -> None:
+async def delete_rollout(body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
     async with kube.Client() as api:
         try:
             await reconciling.finalize(api, dict(body))
         except kube.UnreachableError as exc:
             raise kopf.TemporaryError(str(exc), delay=2) from exc
+    telemetry.forget(namespace or "", name)

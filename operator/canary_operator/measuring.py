@@ -16,23 +16,29 @@ import asyncio
 import dataclasses
 import datetime
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from canary_operator import judging, models, providers, queries, significance
+from canary_operator import judging, models, providers, queries, significance, telemetry
 
 T = TypeVar("T")
 
 
 async def _guard(call: Callable[[], Awaitable[T]]) -> T | judging.Reading:
+    began = time.perf_counter()
     try:
         return await call()
     except providers.UnreachableError as exc:
+        telemetry.query_errors.labels("unreachable").inc()
         return judging.Reading.missing(judging.UNREACHABLE, str(exc))
     except providers.QueryError as exc:
+        telemetry.query_errors.labels("rejected").inc()
         return judging.Reading.missing(judging.QUERY_REJECTED, str(exc))
     except providers.NoDataError as exc:
         return judging.Reading.missing(judging.NO_DATA, str(exc))
+    finally:
+        telemetry.query_duration.observe(time.perf_counter() - began)
 
 
 async def _read(provider: providers.MetricProvider, promql: str, at: datetime.datetime) -> judging.Reading:

@@ -303,12 +303,29 @@ class MetricResult(_Status):
 
 class CheckRecord(_Status):
     at: str
+    release: str | None = None
     window: str | None = None
     verdict: Verdict
     reason: str
     cause: str | None = pydantic.Field(default=None, description="Why inconclusive, as a condition reason.")
     weight: int = 0
     metrics: list[MetricResult] = []
+
+
+class ReleaseRecord(_Status):
+    """One release, start to verdict: the delivery figures (DORA) as the operator sees them."""
+
+    release_id: str
+    revision: str
+    outcome: str  # promoted, rolled_back, superseded, abandoned
+    started_at: str
+    finished_at: str
+    duration_seconds: float | None = None  # start to verdict; for a promotion, the lead time
+    time_to_detect_seconds: float | None = None  # rolled back: start to the rollback verdict
+    first_failure_at: str | None = None
+    restored_at: str | None = None  # rolled back: traffic seen back at 100% primary
+    time_to_restore_seconds: float | None = None  # rolled back: first failing check to restored
+    reason: str = ""
 
 
 class BudgetDecision(_Status):
@@ -350,6 +367,8 @@ class CanaryRolloutStatus(_Status):
     last_check: CheckRecord | None = None
     recent_checks: list[CheckRecord] = pydantic.Field(default=[], description="The last few checks, newest last.")
     budget: BudgetDecision | None = None
+    failing_since: str | None = pydantic.Field(default=None, description="The first failed check of the streak.")
+    releases: list[ReleaseRecord] = pydantic.Field(default=[], description="The last few releases, newest last.")
     target_replicas: int | None = pydantic.Field(
         default=None, description="Replicas the target had when taken over; restored on deletion."
     )

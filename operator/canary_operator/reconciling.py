@@ -16,7 +16,7 @@ from typing import Any, cast
 import kopf
 import pydantic
 
-from canary_operator import judging, kube, logs, measuring, models, providers, rollouts, routing, workloads
+from canary_operator import judging, kube, logs, measuring, models, providers, rollouts, routing, telemetry, workloads
 
 ProviderFactory = Callable[[models.Analysis], providers.MetricProvider]
 
@@ -62,9 +62,7 @@ async def tick(
     if rollouts.check_due(spec, status, now):
         provider = provider_for(spec.analysis)
         measurements = await measuring.measure(spec, namespace, traffic.weight, now, provider)
-        check = judging.judge(
-            spec.analysis, measurements, slo=spec.slo, tighten=rollouts.tighten_factor(spec, status)
-        )
+        check = judging.judge(spec.analysis, measurements, slo=spec.slo, tighten=rollouts.tighten_factor(spec, status))
 
     target = workloads.target_of(target_doc)
     budget = judging.Reading()
@@ -101,11 +99,30 @@ async def tick(
             metrics=[m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in check.metrics],
         )
     await _publish(api, body, decision)
+    _observe(namespace, name, spec, decision, check)
     if any(isinstance(action, rollouts.ForgetPromotion) for action in decision.actions):
         await api.patch(
             kube.rollout_path(namespace, name), {"metadata": {"annotations": {workloads.PROMOTE_ANNOTATION: None}}}
         )
     return decision
+
+
+def _observe(
+    namespace: str,
+    name: str,
+    spec: models.CanaryRolloutSpec,
+    decision: rollouts.Decision,
+    check: models.CheckRecord | None,
+) -> None:
+    telemetry.observe_status(namespace, name, spec, decision.status)
+    if check is not None:
+        telemetry.observe_check(namespace, name, check)
+    for release in decision.finished:
+        telemetry.observe_release(namespace, name, release)
+        logs.get().info("release finished", **release.model_dump(mode="json", exclude_none=True))
+    if decision.restored is not None:
+        telemetry.observe_restore(namespace, name, decision.restored)
+        logs.get().info("traffic restored", **decision.restored.model_dump(mode="json", exclude_none=True))
 
 
 async def _publish(api: kube.Client, body: Mapping[str, Any], decision: rollouts.Decision) -> None:

@@ -24,6 +24,7 @@ from canary_operator import models
 Phase = models.Phase
 Verdict = models.Verdict
 RECENT_CHECKS = 5
+RECENT_RELEASES = 10
 
 
 # ---------------------------------------------------------------- observations
@@ -131,6 +132,8 @@ class Decision:
     actions: tuple[Action, ...]
     events: tuple[Event, ...]
     status: models.CanaryRolloutStatus
+    finished: tuple[models.ReleaseRecord, ...] = ()  # releases that reached a verdict this tick
+    restored: models.ReleaseRecord | None = None  # a rolled-back release whose traffic is back on the primary
 
 
 # ---------------------------------------------------------------- derived values
@@ -214,6 +217,8 @@ class _Tick:
         self.actions: list[Action] = []
         self.events: list[Event] = []
         self.stalled: tuple[str, str] | None = None  # (reason, message) when progress is blocked
+        self.finished: list[models.ReleaseRecord] = []
+        self.restored: models.ReleaseRecord | None = None
 
     def get(self, field: str) -> Any:
         return self.changes[field] if field in self.changes else getattr(self.old, field)
@@ -225,7 +230,27 @@ class _Tick:
         self.actions.append(action)
 
     def event(self, type_: str, reason: str, message: str) -> None:
-        self.events.append(Event(type_, reason, message))
+        """An Event; it names the release it is about, so one release's story can be filtered out."""
+        release = self.get("release_id")
+        self.events.append(Event(type_, reason, f"{message} [release {release}]" if release else message))
+
+    def finish_release(self, outcome: str, reason: str, **extra: Any) -> models.ReleaseRecord | None:
+        release_id, started = self.old.release_id, _time(self.old.canary_started_at)
+        if release_id is None or started is None or self.old.canary_revision is None:
+            return None
+        record = models.ReleaseRecord(
+            release_id=release_id,
+            revision=self.old.canary_revision,
+            outcome=outcome,
+            started_at=started.isoformat(),
+            finished_at=self.now_text,
+            duration_seconds=round((self.now - started).total_seconds(), 3),
+            reason=reason,
+            **extra,
+        )
+        self.finished.append(record)
+        self.set(releases=[*self.get("releases"), record][-RECENT_RELEASES:])
+        return record
 
     @property
     def now_text(self) -> str:
@@ -267,7 +292,7 @@ def reconcile(
     tick.set(observed_generation=obs.generation)
     tick.set(conditions=_conditions(tick))
     new_status = status.model_copy(update=tick.changes)
-    return Decision(tuple(tick.actions), tuple(tick.events), new_status)
+    return Decision(tuple(tick.actions), tuple(tick.events), new_status, tuple(tick.finished), tick.restored)
 
 
 def blocked(
@@ -378,7 +403,24 @@ def tighten_factor(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutS
     return 1.0
 
 
+def _note_restored(tick: _Tick) -> None:
+    """A rollback is over for users once the router reports no traffic on the canary: time to restore."""
+    releases = tick.old.releases
+    if tick.old.phase is not Phase.ROLLED_BACK or tick.obs.weight != 0 or not releases:
+        return
+    last = releases[-1]
+    if last.outcome != "rolled_back" or last.restored_at is not None:
+        return
+    since = _time(last.first_failure_at) or _time(last.finished_at) or tick.now
+    restored = last.model_copy(
+        update={"restored_at": tick.now_text, "time_to_restore_seconds": round((tick.now - since).total_seconds(), 3)}
+    )
+    tick.set(releases=[*releases[:-1], restored])
+    tick.restored = restored
+
+
 def _idle(tick: _Tick, target: Target) -> None:
+    _note_restored(tick)
     tick.act(SetWeight(0, tick.primary_replicas))
     if target.revision == tick.old.stable_revision:
         return
@@ -405,6 +447,13 @@ def _idle(tick: _Tick, target: Target) -> None:
 
 def _start(tick: _Tick, target: Target) -> None:
     previous = tick.old.canary_revision if tick.old.phase in models.ANALYSING_PHASES else None
+    if previous:
+        tick.event(
+            "Normal",
+            "CanarySuperseded",
+            f"revision {target.revision} replaced {previous} mid-analysis; analysis restarts at step 1",
+        )
+        tick.finish_release("superseded", f"replaced by revision {target.revision}")
     stamp = tick.now.strftime("%Y%m%dT%H%M%SZ")
     tick.set(
         phase=Phase.PROGRESSING,
@@ -415,6 +464,7 @@ def _start(tick: _Tick, target: Target) -> None:
         weight_settled_at=None,
         canary_started_at=tick.now_text,
         failed_checks={},
+        failing_since=None,
         inconclusive_checks=0,
         last_check_at=None,
         last_verdict=None,
@@ -422,12 +472,6 @@ def _start(tick: _Tick, target: Target) -> None:
         message=f"analysing revision {target.revision}",
     )
     tick.act(EnsureCanary(target.template, target.revision))
-    if previous:
-        tick.event(
-            "Normal",
-            "CanarySuperseded",
-            f"revision {target.revision} replaced {previous} mid-analysis; analysis restarts at step 1",
-        )
     tick.event(
         "Normal",
         "CanaryStarted",
@@ -447,6 +491,7 @@ def _analyse(tick: _Tick, target: Target) -> None:
                 message=f"canary {canary_revision} abandoned: target set back to revision {target.revision}",
             )
             tick.event("Normal", "CanaryAbandoned", tick.get("message"))
+            tick.finish_release("abandoned", tick.get("message"))
             return
         _start(tick, target)
         return
@@ -472,8 +517,15 @@ def _record_check(tick: _Tick, check: models.CheckRecord) -> bool:
         elif result.verdict is Verdict.PASS:
             failed[result.name] = 0
         # an inconclusive result neither clears nor adds to a failure streak
+    check = check.model_copy(update={"release": tick.old.release_id})
     recent = [*tick.old.recent_checks, check][-RECENT_CHECKS:]
+    failing_since = tick.old.failing_since
+    if any(count > 0 for count in failed.values()):
+        failing_since = failing_since or check.at
+    else:
+        failing_since = None
     tick.set(
+        failing_since=failing_since,
         last_check=check,
         last_check_at=check.at,
         last_verdict=short_verdict(check),
@@ -547,6 +599,13 @@ def _rollback(tick: _Tick, tripped: list[models.MetricResult]) -> None:
         f"revision {revision} rolled back after {threshold} consecutive failed checks: {why};"
         f" traffic 100% primary, canary scaled to 0",
     )
+    started = _time(tick.old.canary_started_at) or tick.now
+    tick.finish_release(
+        "rolled_back",
+        why,
+        time_to_detect_seconds=round((tick.now - started).total_seconds(), 3),
+        first_failure_at=tick.get("failing_since"),
+    )
 
 
 def _progress(tick: _Tick, target: Target) -> None:
@@ -616,6 +675,7 @@ def _promote(tick: _Tick, target: Target) -> None:
     tick.act(SetWeight(0, tick.primary_replicas))
     name = tick.spec.target_ref.name
     tick.set(phase=Phase.SUCCEEDED, stable_revision=revision, message=f"revision {revision} promoted")
+    tick.finish_release("promoted", f"all {len(tick.spec.steps)} steps passed")
     tick.event(
         "Normal",
         "Promoted",
