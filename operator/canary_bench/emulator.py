@@ -1050,8 +1050,8 @@ def _validate_metadata(meta: Body, *, dns_label: bool, check_name: bool) -> list
                     "metadata.name",
                     name,
                     (
-                        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-                        f"start and end with an alphanumeric character (regex used for validation is '{_DNS_LABEL}')"
+                        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                        f"and must start and end with an alphanumeric character (regex used for validation is '{_DNS_LABEL}')"
                     ),
                 )
             )
@@ -1061,8 +1061,8 @@ def _validate_metadata(meta: Body, *, dns_label: bool, check_name: bool) -> list
                     "metadata.name",
                     name,
                     (
-                        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-                        "and must start and end with an alphanumeric character "
+                        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+                        "'-' or '.', and must start and end with an alphanumeric character "
                         f"(regex used for validation is '{_DNS_SUBDOMAIN}')"
                     ),
                 )
