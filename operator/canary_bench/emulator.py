@@ -1051,7 +1051,8 @@ def _validate_metadata(meta: Body, *, dns_label: bool, check_name: bool) -> list
                     name,
                     (
                         "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-                        f"and must start and end with an alphanumeric character (regex used for validation is '{_DNS_LABEL}')"
+                        "and must start and end with an alphanumeric character "
+                        f"(regex used for validation is '{_DNS_LABEL}')"
                     ),
                 )
             )
