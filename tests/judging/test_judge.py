@@ -117,3 +117,140 @@ def test_a_rejected_query_is_inconclusive_with_the_reason() -> None:
 def test_a_failure_outweighs_an_inconclusive_metric() -> None:
     record = measure(error=judging.Reading(9.0), latency=judging.Reading.missing(judging.NO_DATA, "no series"))
     assert record.verdict is models.Verdict.FAIL
+
+
+COMPARED = helpers.example_spec(
+    metrics=[
+        {"name": "error-rate", "template": "error-rate", "compare": "primary", "maxIncrease": 0.5},
+        {"name": "latency", "template": "latency-p99", "compare": "primary", "slowerThan": 500, "maxIncrease": 1},
+    ]
+)
+
+
+def compared(
+    n: tuple[float, float],
+    errors: tuple[float, float],
+    slow: tuple[float, float] = (0.0, 0.0),
+) -> models.CheckRecord:
+    error_metric, latency_metric = COMPARED.analysis.metrics
+    measurements = judging.Measurements(
+        AT,
+        "1m",
+        10,
+        judging.Reading(n[0]),
+        judging.Reading(n[1]),
+        [
+            judging.MetricReadings(
+                error_metric,
+                "q",
+                judging.Reading(100 * errors[0] / max(n[0], 1)),
+                judging.Reading(100 * errors[1] / max(n[1], 1)),
+                judging.Reading(errors[0]),
+                judging.Reading(errors[1]),
+            ),
+            judging.MetricReadings(
+                latency_metric,
+                "q",
+                judging.Reading(120.0),
+                judging.Reading(110.0),
+                judging.Reading(slow[0]),
+                judging.Reading(slow[1]),
+                note="canary p99 in bucket 100ms-250ms",
+            ),
+        ],
+    )
+    return judging.judge(COMPARED.analysis, measurements)
+
+
+def test_a_canary_worse_than_the_primary_fails_with_the_numbers_a_human_reads() -> None:
+    record = compared((4812, 43120), (101, 172))
+    assert record.verdict is models.Verdict.FAIL
+    failed = record.metrics[0]
+    assert failed.reason == "error-rate 2.1% vs primary 0.399% (n=4812/43120), +1.7pp > +0.5pp, p<0.001"
+    assert failed.statistic == "two proportions, Agresti-Caffo"
+    assert failed.p_value is not None and failed.p_value < 0.001
+    assert failed.bound is not None and failed.bound.startswith("+")
+    assert record.metrics[1].verdict is models.Verdict.PASS, "the other metric is judged too"
+
+
+def test_a_canary_on_par_with_the_primary_passes() -> None:
+    record = compared((4812, 43120), (19, 170))
+    assert record.verdict is models.Verdict.PASS
+    assert "within +0.5pp" in record.metrics[0].reason
+
+
+def test_too_few_requests_to_compare_is_inconclusive_with_the_requests_needed() -> None:
+    record = compared((40, 360), (1, 2))
+    assert record.verdict is models.Verdict.INCONCLUSIVE
+    assert record.cause == judging.INSUFFICIENT_TRAFFIC
+    first = record.metrics[0]
+    assert first.needed_requests is not None and first.needed_requests > 100
+    assert f"need ~{first.needed_requests} more canary requests" in first.reason
+
+
+def test_slow_requests_are_compared_as_a_share_with_the_buckets_behind_the_p99() -> None:
+    record = compared((5000, 45000), (5, 45), slow=(250, 450))
+    latency = record.metrics[1]
+    assert latency.verdict is models.Verdict.FAIL
+    assert latency.reason.startswith("requests slower than 500ms 5% vs primary 1% (n=5000/45000), +4pp > +1pp")
+    assert latency.reason.endswith("; canary p99 in bucket 100ms-250ms")
+
+
+def test_a_comparison_without_the_bad_counts_is_inconclusive() -> None:
+    error_metric = COMPARED.analysis.metrics[0]
+    missing = judging.Reading.missing(judging.NO_DATA, "no series")
+    measurements = judging.Measurements(
+        AT,
+        "1m",
+        10,
+        judging.Reading(500.0),
+        judging.Reading(4500.0),
+        [judging.MetricReadings(error_metric, "q", judging.Reading(1.0), judging.Reading(1.0), missing, missing)],
+    )
+    record = judging.judge(COMPARED.analysis, measurements)
+    assert record.verdict is models.Verdict.INCONCLUSIVE
+
+
+def test_a_p99_on_fewer_than_100_requests_is_not_trusted() -> None:
+    record = measure(canary_n=judging.Reading(80.0), latency=judging.Reading(900.0))
+    latency = record.metrics[1]
+    assert latency.verdict is models.Verdict.INCONCLUSIVE
+    assert "need 100 (a p99 needs 100)" in latency.reason
+
+
+def test_tightened_limits_apply_in_the_warning_band() -> None:
+    spec = helpers.example_spec()
+    measurements = judging.Measurements(
+        AT,
+        "10s",
+        10,
+        judging.Reading(500.0),
+        judging.Reading(4500.0),
+        [judging.MetricReadings(spec.analysis.metrics[0], "q", judging.Reading(0.7), judging.Reading(0.1))],
+    )
+    assert judging.judge(spec.analysis, measurements).verdict is models.Verdict.PASS
+    tightened = judging.judge(spec.analysis, measurements, tighten=0.5)
+    assert tightened.verdict is models.Verdict.FAIL
+    assert "> max 0.5%" in tightened.reason
+
+
+def test_a_fast_burn_of_the_error_budget_fails_only_when_both_windows_burn() -> None:
+    slo = models.SLO(objective=99.9)
+    spec = helpers.example_spec()
+
+    def burn(short: float, long: float) -> models.CheckRecord:
+        measurements = judging.Measurements(
+            AT,
+            "10s",
+            10,
+            judging.Reading(500.0),
+            judging.Reading(4500.0),
+            [],
+            burn_short=judging.Reading(short),
+            burn_long=judging.Reading(long),
+        )
+        return judging.judge(spec.analysis, measurements, slo=slo)
+
+    assert burn(0.02, 0.02).verdict is models.Verdict.FAIL  # 20x the 0.1% budget on both windows
+    assert burn(0.02, 0.005).verdict is models.Verdict.PASS  # a short spike: the long window is at 5x
+    assert "burn rate 20x over 5m, 20x over 1h" in burn(0.02, 0.02).reason

@@ -12,101 +12,10 @@ import datetime
 from typing import Any
 
 import helpers
+import pytest
+from helpers import T0, V1, V2, V3, World, record
 
 from canary_operator import models, rollouts
-from canary_operator.routing import replicas as replicas_router
-
-T0 = datetime.datetime(2026, 11, 1, 12, 0, tzinfo=datetime.UTC)
-V1 = {"spec": {"containers": [{"name": "web", "image": "example/web:1.0"}]}}
-V2 = {"spec": {"containers": [{"name": "web", "image": "example/web:2.0"}]}}
-V3 = {"spec": {"containers": [{"name": "web", "image": "example/web:3.0"}]}}
-
-
-def record(
-    verdict: models.Verdict, metric: str = "error-rate", at: datetime.datetime = T0, **extra: Any
-) -> models.CheckRecord:
-    result = models.MetricResult(name=metric, verdict=verdict, reason=f"{metric} {verdict.value}", canary=5.0, **extra)
-    cause = "InsufficientTraffic" if verdict is models.Verdict.INCONCLUSIVE else None
-    return models.CheckRecord(at=at.isoformat(), verdict=verdict, reason=result.reason, cause=cause, metrics=[result])
-
-
-@dataclasses.dataclass
-class World:
-    spec: models.CanaryRolloutSpec
-    template: dict[str, Any]
-    target_replicas: int = 9
-    now: datetime.datetime = T0
-    status: models.CanaryRolloutStatus = dataclasses.field(default_factory=models.CanaryRolloutStatus)
-    primary: rollouts.Workload | None = None
-    primary_template: dict[str, Any] | None = None
-    canary: rollouts.Workload | None = None
-    canary_replicas: int = 0
-    promote_requested: bool = False
-    primary_updates: int = 0
-    events: list[rollouts.Event] = dataclasses.field(default_factory=list)
-
-    def revision(self, template: dict[str, Any]) -> str:
-        return f"rev-{template['spec']['containers'][0]['image'].rsplit(':', 1)[1]}"
-
-    def observe(self, check: models.CheckRecord | None) -> rollouts.Observations:
-        ready_canary = self.canary.ready_replicas if self.canary else 0
-        ready_primary = self.primary.ready_replicas if self.primary else 0
-        total = ready_canary + ready_primary
-        weight = round(100 * ready_canary / total) if total else 0
-        wanted = replicas_router.canary_replicas(
-            rollouts.desired_weight(self.spec, self.status), self.status.target_replicas or 1
-        )
-        return rollouts.Observations(
-            generation=1,
-            target=rollouts.Target(self.revision(self.template), self.template, self.target_replicas),
-            primary=self.primary,
-            canary=self.canary,
-            weight=weight,
-            traffic_settled=self.canary is not None and self.canary_replicas == wanted,
-            check=check,
-            promote_requested=self.promote_requested,
-        )
-
-    def tick(self, check: models.CheckRecord | None = None, advance: float = 1.0) -> rollouts.Decision:
-        decision = rollouts.reconcile(self.spec, self.status, self.observe(check), self.now)
-        for action in decision.actions:
-            self.apply(action)
-        self.events.extend(decision.events)
-        self.status = decision.status
-        self.now += datetime.timedelta(seconds=advance)
-        return decision
-
-    def apply(self, action: rollouts.Action) -> None:
-        match action:
-            case rollouts.EnsurePrimary(template=template, revision=revision, replicas=n):
-                if self.primary is None or self.primary.revision != revision or self.primary.replicas != n:
-                    self.primary_updates += 1
-                    self.primary_template = dict(template)
-                    self.primary = rollouts.Workload(revision, n, n, n, 1, 1)
-            case rollouts.EnsureCanary(revision=revision):
-                self.canary = rollouts.Workload(
-                    revision, self.canary_replicas, self.canary_replicas, self.canary_replicas
-                )
-            case rollouts.SetWeight(weight=weight, primary_replicas=n):
-                self.canary_replicas = replicas_router.canary_replicas(weight, n)
-                if self.canary is not None:
-                    c = self.canary_replicas
-                    self.canary = dataclasses.replace(self.canary, replicas=c, ready_replicas=c, updated_replicas=c)
-            case rollouts.ScaleTarget(replicas=n):
-                self.target_replicas = n
-            case rollouts.ForgetPromotion():
-                self.promote_requested = False
-
-    def reasons(self) -> list[str]:
-        return [e.reason for e in self.events]
-
-    def run_checks(self, verdict: models.Verdict, until: models.Phase | None = None, limit: int = 60) -> None:
-        """Tick every second, handing in a check whenever one is due, until a phase (or ``limit`` ticks)."""
-        for _ in range(limit):
-            check = record(verdict, at=self.now) if rollouts.check_due(self.spec, self.status, self.now) else None
-            self.tick(check)
-            if until is not None and self.status.phase is until:
-                return
 
 
 def initialized_world(**analysis: Any) -> World:
@@ -320,3 +229,87 @@ def test_condition_transition_times_move_only_when_the_status_flips() -> None:
     world.template = V2
     world.tick()
     assert condition(world.status, "Ready").last_transition_time != ready_since
+
+
+def slo_world(remaining: float | None, **slo: Any) -> World:
+    world = initialized_world()
+    world.spec = world.spec.model_copy(update={"slo": models.SLO(objective=99.9, **slo)})
+    world.budget_remaining = remaining
+    world.budget_problem = "" if remaining is not None else "Prometheus unreachable"
+    world.template = V2
+    return world
+
+
+def test_an_exhausted_error_budget_blocks_the_canary_until_forced() -> None:
+    world = slo_world(0.04)
+    world.tick()
+    assert world.status.phase is models.Phase.STABLE and world.canary_replicas == 0
+    assert world.status.budget is not None and world.status.budget.band == "exhausted"
+    stalled = condition(world.status, "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "ErrorBudgetExhausted")
+    world.tick()
+    assert world.reasons().count("ErrorBudgetExhausted") == 1, "said once, not every tick"
+    world.force_release = True
+    world.tick()
+    assert world.status.phase is models.Phase.PROGRESSING
+    assert world.status.budget is not None and world.status.budget.action == "forced"
+
+
+def test_an_unknown_error_budget_never_counts_as_enough() -> None:
+    world = slo_world(None)
+    world.tick()
+    assert world.status.phase is models.Phase.STABLE
+    assert condition(world.status, "Stalled").reason == "ErrorBudgetUnknown"
+
+
+@pytest.mark.parametrize(
+    ("remaining", "band", "factor", "warned"),
+    [(0.8, "healthy", 1.0, False), (0.3, "caution", 1.0, True), (0.15, "warning", 0.5, True)],
+)
+def test_the_budget_band_decides_how_the_canary_runs(remaining: float, band: str, factor: float, warned: bool) -> None:
+    world = slo_world(remaining)
+    world.tick()
+    assert world.status.phase is models.Phase.PROGRESSING
+    assert world.status.budget is not None and world.status.budget.band == band
+    assert rollouts.tighten_factor(world.spec, world.status) == factor
+    assert ("ErrorBudgetLow" in world.reasons()) is warned
+
+
+def test_too_little_traffic_extends_the_step_up_to_max_step_extension_then_holds() -> None:
+    world = initialized_world(maxStepExtension="30s", inconclusiveThreshold=1)
+    world.template = V2
+    world.run_checks(models.Verdict.INCONCLUSIVE, limit=25)
+    assert world.status.phase is models.Phase.PROGRESSING, "extended, not held, within 30 s past the plan"
+    assert "extended" in (world.status.message or "")
+    world.run_checks(models.Verdict.INCONCLUSIVE, until=models.Phase.PAUSED, limit=60)
+    assert world.status.phase is models.Phase.PAUSED
+    assert condition(world.status, "Stalled").reason == "InsufficientTraffic"
+    assert world.status.current_step_index == 0
+
+
+def test_each_finished_release_is_recorded_with_its_outcome_and_durations() -> None:
+    world = initialized_world()
+    world.template = V2
+    world.run_checks(models.Verdict.PASS, until=models.Phase.SUCCEEDED, limit=200)
+    world.template = V3
+    world.run_checks(models.Verdict.FAIL, until=models.Phase.ROLLED_BACK)
+    world.tick()
+    world.tick()  # the router reports the canary empty: traffic restored
+    promoted, rolled_back = world.status.releases
+    assert (promoted.outcome, promoted.revision) == ("promoted", "rev-2.0")
+    assert promoted.duration_seconds is not None and promoted.duration_seconds > 60
+    assert (rolled_back.outcome, rolled_back.revision) == ("rolled_back", "rev-3.0")
+    assert rolled_back.time_to_detect_seconds == pytest.approx(21, abs=2)  # 2 checks of 10 s, after settling
+    assert rolled_back.restored_at is not None
+    assert rolled_back.time_to_restore_seconds == pytest.approx(12, abs=2)  # first failing check to empty canary
+
+
+def test_checks_and_events_name_their_release() -> None:
+    world = initialized_world()
+    world.template = V2
+    world.run_checks(models.Verdict.FAIL, until=models.Phase.ROLLED_BACK)
+    release = world.status.release_id
+    assert release is not None
+    assert all(check.release == release for check in world.status.recent_checks)
+    started = next(e for e in world.events if e.reason == "CanaryStarted")
+    assert started.message.endswith(f"[release {release}]")

@@ -1,0 +1,85 @@
+"""The canary-vs-primary test on request counts, and the histogram helpers."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from canary_operator import models, significance
+
+
+def test_a_clearly_worse_canary_fails_with_a_tiny_p_value() -> None:
+    result = significance.compare(120, 4800, 170, 43000, increase=0.005)  # 2.5% vs 0.4%, tolerance +0.5pp
+    assert result.verdict is models.Verdict.FAIL
+    assert result.p_value < 0.001 and result.lower > 0
+
+
+def test_a_canary_like_the_primary_passes_on_enough_requests() -> None:
+    result = significance.compare(20, 5000, 190, 45000, increase=0.005)
+    assert result.verdict is models.Verdict.PASS
+    assert result.upper < 0 and result.needed == 0
+
+
+def test_no_errors_on_either_arm_passes_only_with_enough_requests() -> None:
+    assert significance.compare(0, 30, 0, 270, increase=0.005).verdict is models.Verdict.INCONCLUSIVE
+    assert significance.compare(0, 3000, 0, 27000, increase=0.005).verdict is models.Verdict.PASS
+
+
+def test_an_inconclusive_comparison_says_how_many_more_requests_would_settle_it() -> None:
+    small = significance.compare(1, 300, 15, 2700, increase=0.005)  # 0.33% vs 0.56%
+    assert small.verdict is models.Verdict.INCONCLUSIVE
+    assert small.needed > 300
+    # Taking those requests at the same error rates, with the same traffic split, does settle it.
+    grown = small.needed + 300
+    settled = significance.compare(grown / 300, grown, 15 * grown / 300, 9 * grown, increase=0.005)
+    assert settled.verdict is models.Verdict.PASS
+
+
+@pytest.mark.parametrize("canary_total", [0, 0.0])
+def test_an_empty_canary_is_inconclusive_and_asks_for_requests(canary_total: float) -> None:
+    result = significance.compare(0, canary_total, 10, 2000, increase=0.005)
+    assert result.verdict is models.Verdict.INCONCLUSIVE
+    assert result.needed > 0 and math.isnan(result.canary_share)
+
+
+def test_an_empty_primary_is_inconclusive() -> None:
+    assert significance.compare(2, 2000, 0, 0, increase=0.005).verdict is models.Verdict.INCONCLUSIVE
+
+
+def test_a_ratio_tolerance_scales_with_the_primary() -> None:
+    # 3% vs 2%: +1pp is within x2 of the primary, not within +0.5pp.
+    assert significance.compare(300, 10000, 1800, 90000, ratio=2.0).verdict is models.Verdict.PASS
+    assert significance.compare(300, 10000, 1800, 90000, increase=0.005).verdict is models.Verdict.FAIL
+
+
+def test_bad_counts_above_the_total_are_clamped() -> None:
+    result = significance.compare(12, 10, 0, 1000, increase=0.005)  # increase() extrapolation can overshoot
+    assert result.canary_share == 1.0
+
+
+def test_the_false_rollback_rate_stays_at_or_below_one_minus_confidence() -> None:
+    rng = random.Random(7)
+    failures = 0
+    runs = 2000
+    for _ in range(runs):
+        n_c, n_p = 500, 4500
+        bad_c = sum(rng.random() < 0.01 for _ in range(n_c))
+        bad_p = sum(rng.random() < 0.005 for _ in range(n_p))  # canary exactly at primary + 0.5pp
+        if significance.compare(bad_c, n_c, bad_p, n_p, increase=0.005, confidence=0.99).verdict is models.Verdict.FAIL:
+            failures += 1
+    assert failures / runs <= 0.015
+
+
+def test_quantiles_from_buckets_interpolate_like_histogram_quantile() -> None:
+    buckets = {0.1: 90.0, 0.5: 98.0, 1.0: 100.0, math.inf: 100.0}
+    value, low, high = significance.quantile_from_buckets(buckets, 0.99) or (0, 0, 0)
+    assert (low, high) == (0.5, 1.0) and value == pytest.approx(0.75)
+    assert significance.quantile_from_buckets({math.inf: 0.0}, 0.99) is None
+
+
+def test_requests_slower_than_a_bound_use_the_bucket_at_or_above_it() -> None:
+    buckets = {0.25: 900.0, 0.5: 960.0, 1.0: 990.0, math.inf: 1000.0}
+    assert significance.count_above(buckets, 0.5) == (40.0, 0.5)
+    assert significance.count_above(buckets, 0.3) == (40.0, 0.5)
