@@ -43,7 +43,10 @@ def backfill_prometheus(
     servers: list[prometheus.PrometheusServer] = []
 
     def start(
-        series: Iterable[prometheus.Series] = (), *, openmetrics: str = "", **options: Any,
+        series: Iterable[prometheus.Series] = (),
+        *,
+        openmetrics: str = "",
+        **options: Any,
     ) -> prometheus.PrometheusServer:
         server = prometheus.backfilled_prometheus(series, openmetrics=openmetrics, **options)
         servers.append(server)

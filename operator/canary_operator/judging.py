@@ -192,7 +192,7 @@ def _compared(
         if metric.template is models.MetricTemplate.LATENCY_P99
         else metric.name
     )
-    head = f"{what} {_pct(result.canary_share)} vs primary {_pct(result.primary_share)} (n={int(nc)}/{int(np_)})"
+    head = f"{what} {_pct(result.canary_share)} vs primary {_pct(result.primary_share)} (n={round(nc)}/{round(np_)})"
     excess = result.canary_share - result.primary_share if not math.isnan(result.canary_share) else math.nan
     tolerance = _pp(result.allowed - (0 if math.isnan(result.primary_share) else result.primary_share))
     note = f"; {readings.note}" if readings.note else ""

@@ -25,23 +25,36 @@ ROLLOUTS = "/apis/canary.dev/v1alpha1/namespaces/shop/canaryrollouts"
 
 def deployment(name: str = "web", replicas: int = 2, image: str = "example/web:1.0") -> dict[str, Any]:
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "shop"},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop"},
         "spec": {
-            "replicas": replicas, "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
-                {"name": "app", "image": image}, {"name": "sidecar", "image": "example/sidecar:1.0"}]}},
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": "app", "image": image}, {"name": "sidecar", "image": "example/sidecar:1.0"}]
+                },
+            },
         },
     }
 
 
 def rollout(name: str = "web") -> dict[str, Any]:
     return {
-        "apiVersion": "canary.dev/v1alpha1", "kind": "CanaryRollout", "metadata": {"name": name, "namespace": "shop"},
+        "apiVersion": "canary.dev/v1alpha1",
+        "kind": "CanaryRollout",
+        "metadata": {"name": name, "namespace": "shop"},
         "spec": {
-            "targetRef": {"name": "web"}, "service": {"port": 80}, "trafficRouting": {"replicas": {}},
+            "targetRef": {"name": "web"},
+            "service": {"port": 80},
+            "trafficRouting": {"replicas": {}},
             "steps": [{"setWeight": 50}],
-            "analysis": {"prometheus": {"address": "http://127.0.0.1:9090"},
-                         "metrics": [{"name": "errors", "template": "error-rate", "max": 1}]},
+            "analysis": {
+                "prometheus": {"address": "http://127.0.0.1:9090"},
+                "metrics": [{"name": "errors", "template": "error-rate", "max": 1}],
+            },
         },
     }
 
@@ -63,13 +76,16 @@ def ready(cluster: clusters.EmulatedCluster, name: str = "web") -> dict[str, Any
     found = cluster.deployment("shop", name) or {}
     status = found.get("status") or {}
     wanted = found.get("spec", {}).get("replicas")
-    done = status.get("observedGeneration") == found.get("metadata", {}).get("generation") and \
-        status.get("availableReplicas", 0) == wanted and conditions(status).get("Progressing", ("", ""))[1] == \
-        "NewReplicaSetAvailable"
+    done = (
+        status.get("observedGeneration") == found.get("metadata", {}).get("generation")
+        and status.get("availableReplicas", 0) == wanted
+        and conditions(status).get("Progressing", ("", ""))[1] == "NewReplicaSetAvailable"
+    )
     return status if done else None
 
 
 # ---------------------------------------------------------------- lifecycle
+
 
 @contextlib.contextmanager
 def open_watch(cluster: clusters.EmulatedCluster) -> Iterator[None]:
@@ -106,12 +122,17 @@ def test_creating_an_existing_namespace_answers_it(cluster: clusters.EmulatedClu
 
 
 def test_the_printer_columns_of_a_crd_file_are_served(
-    cluster: clusters.EmulatedCluster, tmp_path: pathlib.Path,
+    cluster: clusters.EmulatedCluster,
+    tmp_path: pathlib.Path,
 ) -> None:
-    crd = yaml.safe_load(clusters.DEFAULT_CRD_PATH.read_text()) if clusters.DEFAULT_CRD_PATH.exists() \
+    crd = (
+        yaml.safe_load(clusters.DEFAULT_CRD_PATH.read_text())
+        if clusters.DEFAULT_CRD_PATH.exists()
         else dict(clusters.FALLBACK_CRD)
+    )
     crd["spec"]["versions"][0]["additionalPrinterColumns"] = [
-        {"name": "Target", "type": "string", "jsonPath": ".spec.targetRef.name"}]
+        {"name": "Target", "type": "string", "jsonPath": ".spec.targetRef.name"}
+    ]
     path = tmp_path / "crd.yaml"
     path.write_text(yaml.safe_dump(crd))
     cluster.load_crd(path)
@@ -123,21 +144,27 @@ def test_the_printer_columns_of_a_crd_file_are_served(
 
 # ---------------------------------------------------------------- the Deployment controller
 
+
 def test_a_new_deployment_is_reported_progressing_then_available(cluster: clusters.EmulatedCluster) -> None:
     cluster.hold_rollout("shop", "web")
     cluster.create(DEPLOYMENTS, deployment(replicas=2))
     status = cluster.wait_for(lambda: observed(cluster, 1), message="the rollout to start")
     assert "readyReplicas" not in status and "updatedReplicas" not in status  # zero counts are omitted
     assert status["unavailableReplicas"] == 2
-    assert conditions(status) == {"Available": ("False", "MinimumReplicasUnavailable"),
-                                  "Progressing": ("True", "ReplicaSetUpdated")}
+    assert conditions(status) == {
+        "Available": ("False", "MinimumReplicasUnavailable"),
+        "Progressing": ("True", "ReplicaSetUpdated"),
+    }
 
     cluster.release_rollout("shop", "web")
     status = cluster.wait_for(lambda: ready(cluster), message="the rollout to finish")
-    assert {k: status.get(k) for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")} == \
-        dict.fromkeys(("replicas", "updatedReplicas", "readyReplicas", "availableReplicas"), 2)
-    assert conditions(status) == {"Available": ("True", "MinimumReplicasAvailable"),
-                                  "Progressing": ("True", "NewReplicaSetAvailable")}
+    assert {
+        k: status.get(k) for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+    } == dict.fromkeys(("replicas", "updatedReplicas", "readyReplicas", "availableReplicas"), 2)
+    assert conditions(status) == {
+        "Available": ("True", "MinimumReplicasAvailable"),
+        "Progressing": ("True", "NewReplicaSetAvailable"),
+    }
 
 
 def test_a_rollout_takes_the_ready_delay(cluster: clusters.EmulatedCluster) -> None:
@@ -158,8 +185,11 @@ def test_a_new_pod_template_is_a_new_revision_rolled_out_again(cluster: clusters
     cluster.create(DEPLOYMENTS, deployment())
     cluster.wait_for(lambda: ready(cluster), message="the first rollout")
     cluster.hold_rollout("shop", "web")
-    cluster.patch(f"{DEPLOYMENTS}/web", {"spec": {"template": {"spec": {"containers": [
-        {"name": "app", "image": "example/web:2.0"}]}}}}, kind="strategic")
+    cluster.patch(
+        f"{DEPLOYMENTS}/web",
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
+        kind="strategic",
+    )
     status = cluster.wait_for(lambda: observed(cluster, 2), message="the second rollout to start")
     assert conditions(status)["Progressing"] == ("True", "ReplicaSetUpdated")
     assert status["readyReplicas"] == 2 and "updatedReplicas" not in status  # the old pods still serve
@@ -185,6 +215,7 @@ def test_a_deployment_without_replicas_runs_one(cluster: clusters.EmulatedCluste
 
 # ---------------------------------------------------------------- the real kubectl
 
+
 def kubectl(cluster: clusters.EmulatedCluster, *args: str, stdin: str | None = None) -> str:
     result = cluster.kubectl(*args, stdin=stdin)
     assert result.returncode == 0, result.stderr
@@ -196,14 +227,19 @@ def table(output: str) -> list[list[str]]:
 
 
 def test_kubectl_apply_creates_and_then_strategically_patches_a_deployment(cluster: clusters.EmulatedCluster) -> None:
-    assert kubectl(cluster, "apply", "-f", "-", stdin=yaml.safe_dump(deployment())).strip() == \
-        "deployment.apps/web created"
+    assert (
+        kubectl(cluster, "apply", "-f", "-", stdin=yaml.safe_dump(deployment())).strip()
+        == "deployment.apps/web created"
+    )
     changed = deployment(image="example/web:2.0")
-    assert kubectl(cluster, "apply", "-f", "-", stdin=yaml.safe_dump(changed)).strip() == \
-        "deployment.apps/web configured"
+    assert (
+        kubectl(cluster, "apply", "-f", "-", stdin=yaml.safe_dump(changed)).strip() == "deployment.apps/web configured"
+    )
     containers = (cluster.deployment("shop", "web") or {})["spec"]["template"]["spec"]["containers"]
-    assert [(c["name"], c["image"]) for c in containers] == [("app", "example/web:2.0"),
-                                                             ("sidecar", "example/sidecar:1.0")]
+    assert [(c["name"], c["image"]) for c in containers] == [
+        ("app", "example/web:2.0"),
+        ("sidecar", "example/sidecar:1.0"),
+    ]
 
 
 def test_kubectl_get_deployments_shows_the_ready_replicas(cluster: clusters.EmulatedCluster) -> None:
@@ -216,13 +252,17 @@ def test_kubectl_get_deployments_shows_the_ready_replicas(cluster: clusters.Emul
 
 def test_kubectl_get_canaryrollouts_shows_the_printer_columns(cluster: clusters.EmulatedCluster) -> None:
     cluster.create(ROLLOUTS, rollout())
-    cluster.patch(f"{ROLLOUTS}/web/status", {"status": {
-        "phase": "Progressing", "currentStepIndex": 0, "weight": 50, "lastVerdict": "Pass"}})
+    cluster.patch(
+        f"{ROLLOUTS}/web/status",
+        {"status": {"phase": "Progressing", "currentStepIndex": 0, "weight": 50, "lastVerdict": "Pass"}},
+    )
     output = kubectl(cluster, "get", "canaryrollouts", "-n", "shop")
-    crd = yaml.safe_load(clusters.DEFAULT_CRD_PATH.read_text()) if clusters.DEFAULT_CRD_PATH.exists() \
+    crd = (
+        yaml.safe_load(clusters.DEFAULT_CRD_PATH.read_text())
+        if clusters.DEFAULT_CRD_PATH.exists()
         else clusters.FALLBACK_CRD
-    shown = [c["name"].upper() for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]
-             if not c.get("priority")]
+    )
+    shown = [c["name"].upper() for c in crd["spec"]["versions"][0]["additionalPrinterColumns"] if not c.get("priority")]
     header, row = output.strip().splitlines()
     assert header.split() == " ".join(["NAME", *shown]).split()
     assert row.split()[:5] == ["web", "Progressing", "0", "50", "Pass"]
@@ -231,8 +271,10 @@ def test_kubectl_get_canaryrollouts_shows_the_printer_columns(cluster: clusters.
 
 def test_kubectl_scale_changes_the_replicas(cluster: clusters.EmulatedCluster) -> None:
     cluster.create(DEPLOYMENTS, deployment(replicas=2))
-    assert kubectl(cluster, "scale", "deployment", "web", "-n", "shop", "--replicas=4").strip() == \
-        "deployment.apps/web scaled"
+    assert (
+        kubectl(cluster, "scale", "deployment", "web", "-n", "shop", "--replicas=4").strip()
+        == "deployment.apps/web scaled"
+    )
     assert (cluster.deployment("shop", "web") or {})["spec"]["replicas"] == 4
     assert cluster.wait_for(lambda: ready(cluster), message="the rollout")["readyReplicas"] == 4
 
@@ -241,8 +283,17 @@ def test_kubectl_get_watch_prints_the_changes(cluster: clusters.EmulatedCluster)
     cluster.hold_rollout("shop", "web")
     cluster.create(DEPLOYMENTS, deployment(replicas=2))
     cluster.wait_for(lambda: observed(cluster, 1), message="the rollout to start")
-    command = [clusters.find_kubectl(), "--kubeconfig", str(cluster.kubeconfig), "get", "deployments", "-n", "shop",
-               "--watch", "--request-timeout=10s"]
+    command = [
+        clusters.find_kubectl(),
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "get",
+        "deployments",
+        "-n",
+        "shop",
+        "--watch",
+        "--request-timeout=10s",
+    ]
     env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as watcher:
         assert watcher.stdout is not None
@@ -257,8 +308,9 @@ def test_kubectl_get_watch_prints_the_changes(cluster: clusters.EmulatedCluster)
 
 def test_kubectl_rollout_status_waits_for_the_deployment(cluster: clusters.EmulatedCluster) -> None:
     cluster.create(DEPLOYMENTS, deployment())
-    assert "successfully rolled out" in kubectl(cluster, "rollout", "status", "deployment/web", "-n", "shop",
-                                                "--timeout=10s")
+    assert "successfully rolled out" in kubectl(
+        cluster, "rollout", "status", "deployment/web", "-n", "shop", "--timeout=10s"
+    )
 
 
 def test_kubectl_apply_rejects_a_rollout_with_an_unknown_field(cluster: clusters.EmulatedCluster) -> None:
@@ -271,8 +323,10 @@ def test_kubectl_apply_rejects_a_rollout_with_an_unknown_field(cluster: clusters
 
 # ---------------------------------------------------------------- a real Kopf operator
 
+
 def test_a_kopf_operator_with_a_finalizer_a_timer_and_status_patches_runs_to_completion(
-    cluster: clusters.EmulatedCluster, monkeypatch: pytest.MonkeyPatch,
+    cluster: clusters.EmulatedCluster,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     registry = kopf.OperatorRegistry()
@@ -307,13 +361,16 @@ def test_a_kopf_operator_with_a_finalizer_a_timer_and_status_patches_runs_to_com
 
     with KopfRunner(["run", "--standalone", "--all-namespaces"], registry=registry) as runner:
         cluster.create(ROLLOUTS, rollout("web"))
-        done = cluster.wait_for(lambda: (r := cluster.rollout("shop", "web")) and
-                                r.get("status", {}).get("phase") == "Succeeded" and r,
-                                message="the rollout to succeed")
+        done = cluster.wait_for(
+            lambda: (r := cluster.rollout("shop", "web")) and r.get("status", {}).get("phase") == "Succeeded" and r,
+            message="the rollout to succeed",
+        )
         assert done["status"]["weight"] == 100
         assert "canary.dev/test" in done["metadata"]["finalizers"]
-        started = cluster.wait_for(lambda: [e for e in cluster.events("shop") if e["reason"] == "Started"],
-                                   message="the event of the create handler")
+        started = cluster.wait_for(
+            lambda: [e for e in cluster.events("shop") if e["reason"] == "Started"],
+            message="the event of the create handler",
+        )
         assert started[0]["involvedObject"]["name"] == "web"
 
         cluster.delete(f"{ROLLOUTS}/web")

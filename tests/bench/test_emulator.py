@@ -22,56 +22,90 @@ CONFIGMAPS = "/api/v1/namespaces/shop/configmaps"
 WIDGETS = "/apis/test.dev/v1/namespaces/shop/widgets"
 
 WIDGET_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
     "metadata": {"name": "widgets.test.dev"},
     "spec": {
-        "group": "test.dev", "scope": "Namespaced",
+        "group": "test.dev",
+        "scope": "Namespaced",
         "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "shortNames": ["wd"]},
-        "versions": [{
-            "name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
-            "additionalPrinterColumns": [
-                {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
-                {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
-                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-            ],
-            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                "spec": {"type": "object", "required": ["size"], "properties": {
-                    "size": {"type": "integer", "minimum": 1, "maximum": 10},
-                    "color": {"type": "string", "enum": ["red", "blue"], "default": "red"},
-                }},
-                "status": {"type": "object", "properties": {
-                    "phase": {"type": "string"},
-                    "conditions": {"type": "array", "items": {"type": "object", "properties": {
-                        "type": {"type": "string"}, "status": {"type": "string"}}}},
-                }},
-            }}},
-        }],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+                    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["size"],
+                                "properties": {
+                                    "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                                    "color": {"type": "string", "enum": ["red", "blue"], "default": "red"},
+                                },
+                            },
+                            "status": {
+                                "type": "object",
+                                "properties": {
+                                    "phase": {"type": "string"},
+                                    "conditions": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {"type": {"type": "string"}, "status": {"type": "string"}},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    }
+                },
+            }
+        ],
     },
 }
 
 
 def configmap(name: str, labels: dict[str, str] | None = None, **data: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels or {}},
-            "data": data}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels or {}}, "data": data}
 
 
 def deployment(name: str = "web", replicas: int = 2, image: str = "example/web:1.0") -> dict[str, Any]:
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
         "spec": {
-            "replicas": replicas, "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
-                {"name": "app", "image": image, "ports": [{"containerPort": 8080}],
-                 "env": [{"name": "MODE", "value": "stable"}]},
-                {"name": "sidecar", "image": "example/sidecar:1.0"},
-            ]}},
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": image,
+                            "ports": [{"containerPort": 8080}],
+                            "env": [{"name": "MODE", "value": "stable"}],
+                        },
+                        {"name": "sidecar", "image": "example/sidecar:1.0"},
+                    ]
+                },
+            },
         },
     }
 
 
 def widget(name: str = "w", size: int = 3, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "test.dev/v1", "kind": "Widget", "metadata": {"name": name},
-            "spec": {"size": size, **spec}}
+    return {"apiVersion": "test.dev/v1", "kind": "Widget", "metadata": {"name": name}, "spec": {"size": size, **spec}}
 
 
 @pytest.fixture
@@ -89,7 +123,7 @@ def api_error(call: Callable[[], Any]) -> emulators.ApiError:
 @contextlib.contextmanager
 def watching(cluster: clusters.EmulatedCluster, path: str, **params: str) -> Iterator[Any]:
     """A watch-stream; ``stream.readline()`` gives the next raw line, b'' when the server ends it."""
-    url = f'{cluster.url}{path}?{urllib.parse.urlencode({"watch": "true", **params})}'
+    url = f"{cluster.url}{path}?{urllib.parse.urlencode({'watch': 'true', **params})}"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(url, timeout=5) as stream:
         yield stream
@@ -105,6 +139,7 @@ def names(objects: list[dict[str, Any]]) -> list[str]:
 
 
 # ---------------------------------------------------------------- metadata managed by the server
+
 
 def test_create_sets_uid_creation_timestamp_resource_version_and_generation(cluster: clusters.EmulatedCluster) -> None:
     created = cluster.create(CONFIGMAPS, configmap("a"))
@@ -140,9 +175,11 @@ def test_server_managed_metadata_cannot_be_overwritten(cluster: clusters.Emulate
 
 # ---------------------------------------------------------------- optimistic concurrency
 
+
 @pytest.mark.parametrize("kind", ["merge", "strategic"])
 def test_a_patch_carrying_a_stale_resource_version_is_a_409_conflict(
-    cluster: clusters.EmulatedCluster, kind: str,
+    cluster: clusters.EmulatedCluster,
+    kind: str,
 ) -> None:
     created = cluster.create(DEPLOYMENTS, deployment())
     cluster.patch(f"{DEPLOYMENTS}/web", {"spec": {"replicas": 3}})
@@ -168,6 +205,7 @@ def test_a_replace_with_a_stale_resource_version_is_a_409_conflict(cluster: clus
 
 # ---------------------------------------------------------------- generation
 
+
 def test_generation_grows_with_the_spec_only(cluster: clusters.EmulatedCluster, widgets: str) -> None:
     assert cluster.create(widgets, widget())["metadata"]["generation"] == 1
     assert cluster.patch(f"{widgets}/w", {"spec": {"size": 4}})["metadata"]["generation"] == 2
@@ -178,12 +216,15 @@ def test_generation_grows_with_the_spec_only(cluster: clusters.EmulatedCluster, 
 
 # ---------------------------------------------------------------- the status subresource
 
+
 def test_a_write_to_the_status_subresource_changes_only_the_status(
-    cluster: clusters.EmulatedCluster, widgets: str,
+    cluster: clusters.EmulatedCluster,
+    widgets: str,
 ) -> None:
     cluster.create(widgets, widget(size=3))
-    patched = cluster.patch(f"{widgets}/w/status", {"spec": {"size": 9}, "metadata": {"labels": {"x": "y"}},
-                                                    "status": {"phase": "Ready"}})
+    patched = cluster.patch(
+        f"{widgets}/w/status", {"spec": {"size": 9}, "metadata": {"labels": {"x": "y"}}, "status": {"phase": "Ready"}}
+    )
     assert patched["status"] == {"phase": "Ready"}
     assert patched["spec"]["size"] == 3
     assert "x" not in (patched["metadata"].get("labels") or {})
@@ -198,7 +239,8 @@ def test_a_write_to_the_main_resource_ignores_the_status(cluster: clusters.Emula
 
 
 def test_a_create_ignores_the_status_of_a_resource_with_a_status_subresource(
-    cluster: clusters.EmulatedCluster, widgets: str,
+    cluster: clusters.EmulatedCluster,
+    widgets: str,
 ) -> None:
     created = cluster.create(widgets, {**widget(), "status": {"phase": "Ready"}})
     assert "status" not in created
@@ -213,6 +255,7 @@ def test_deployments_and_services_have_status_subresources(cluster: clusters.Emu
 
 
 # ---------------------------------------------------------------- creation
+
 
 def test_create_answers_201_created(cluster: clusters.EmulatedCluster) -> None:
     code, body = cluster.request("POST", CONFIGMAPS, configmap("a"))
@@ -271,11 +314,17 @@ def test_a_dry_run_validates_but_stores_nothing(cluster: clusters.EmulatedCluste
 
 # ---------------------------------------------------------------- errors
 
+
 def test_a_missing_object_is_a_404_not_found_status(cluster: clusters.EmulatedCluster) -> None:
     code, body = cluster.request("GET", f"{DEPLOYMENTS}/ghost")
     assert code == 404
     assert body == {
-        "apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "code": 404, "reason": "NotFound",
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Failure",
+        "code": 404,
+        "reason": "NotFound",
         "message": 'deployments.apps "ghost" not found',
         "details": {"name": "ghost", "group": "apps", "kind": "deployments"},
     }
@@ -288,11 +337,16 @@ def test_an_unknown_resource_is_a_404_status(cluster: clusters.EmulatedCluster) 
 
 # ---------------------------------------------------------------- patches
 
+
 def test_a_merge_patch_deletes_keys_with_null_and_replaces_lists(cluster: clusters.EmulatedCluster) -> None:
     cluster.create(DEPLOYMENTS, deployment())
-    patch = {"metadata": {"labels": {"team": "shop"}},
-             "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}},
-                      "revisionHistoryLimit": None}}
+    patch = {
+        "metadata": {"labels": {"team": "shop"}},
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}},
+            "revisionHistoryLimit": None,
+        },
+    }
     patched = cluster.patch(f"{DEPLOYMENTS}/web", patch, kind="merge")
     assert [c["name"] for c in patched["spec"]["template"]["spec"]["containers"]] == ["app"]
     assert patched["metadata"]["labels"] == {"team": "shop"}
@@ -301,16 +355,20 @@ def test_a_merge_patch_deletes_keys_with_null_and_replaces_lists(cluster: cluste
 
 def test_a_json_patch_applies_its_operations_in_order(cluster: clusters.EmulatedCluster) -> None:
     cluster.create(CONFIGMAPS, configmap("a", one="1", two="2"))
-    patched = cluster.patch(f"{CONFIGMAPS}/a", [
-        {"op": "test", "path": "/data/one", "value": "1"},
-        {"op": "add", "path": "/data/three", "value": "3"},
-        {"op": "replace", "path": "/data/one", "value": "uno"},
-        {"op": "remove", "path": "/data/two"},
-        {"op": "copy", "from": "/data/three", "path": "/data/four"},
-        {"op": "move", "from": "/data/four", "path": "/data/five"},
-        {"op": "add", "path": "/metadata/finalizers", "value": []},
-        {"op": "add", "path": "/metadata/finalizers/-", "value": "x.dev/f"},
-    ], kind="json")
+    patched = cluster.patch(
+        f"{CONFIGMAPS}/a",
+        [
+            {"op": "test", "path": "/data/one", "value": "1"},
+            {"op": "add", "path": "/data/three", "value": "3"},
+            {"op": "replace", "path": "/data/one", "value": "uno"},
+            {"op": "remove", "path": "/data/two"},
+            {"op": "copy", "from": "/data/three", "path": "/data/four"},
+            {"op": "move", "from": "/data/four", "path": "/data/five"},
+            {"op": "add", "path": "/metadata/finalizers", "value": []},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": "x.dev/f"},
+        ],
+        kind="json",
+    )
     assert patched["data"] == {"one": "uno", "three": "3", "five": "3"}
     assert patched["metadata"]["finalizers"] == ["x.dev/f"]
 
@@ -319,10 +377,16 @@ def test_a_failed_json_patch_test_is_a_422_invalid_and_changes_nothing(cluster: 
     created = cluster.create(CONFIGMAPS, configmap("a", k="v"))
     cluster.patch(f"{CONFIGMAPS}/a", {"data": {"k": "newer"}})
     # What Kopf sends to remove its finalizer: the test guards against a concurrent change.
-    error = api_error(lambda: cluster.patch(f"{CONFIGMAPS}/a", [
-        {"op": "test", "path": "/metadata/resourceVersion", "value": created["metadata"]["resourceVersion"]},
-        {"op": "replace", "path": "/data/k", "value": "lost"},
-    ], kind="json"))
+    error = api_error(
+        lambda: cluster.patch(
+            f"{CONFIGMAPS}/a",
+            [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": created["metadata"]["resourceVersion"]},
+                {"op": "replace", "path": "/data/k", "value": "lost"},
+            ],
+            kind="json",
+        )
+    )
     assert (error.code, error.reason) == (422, "Invalid")
     assert (cluster.get(f"{CONFIGMAPS}/a") or {})["data"] == {"k": "newer"}
 
@@ -337,8 +401,10 @@ def test_a_strategic_merge_patch_merges_containers_by_name(cluster: clusters.Emu
     cluster.create(DEPLOYMENTS, deployment())
     patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}}
     containers = cluster.patch(f"{DEPLOYMENTS}/web", patch, kind="strategic")["spec"]["template"]["spec"]["containers"]
-    assert [(c["name"], c["image"]) for c in containers] == [("app", "example/web:2.0"),
-                                                             ("sidecar", "example/sidecar:1.0")]
+    assert [(c["name"], c["image"]) for c in containers] == [
+        ("app", "example/web:2.0"),
+        ("sidecar", "example/sidecar:1.0"),
+    ]
     assert containers[0]["env"] == [{"name": "MODE", "value": "stable"}]
 
 
@@ -346,13 +412,23 @@ def test_a_strategic_merge_patch_merges_env_ports_and_volumes_by_their_keys(
     cluster: clusters.EmulatedCluster,
 ) -> None:
     cluster.create(DEPLOYMENTS, deployment())
-    patch = {"spec": {"template": {"spec": {
-        "volumes": [{"name": "cache", "emptyDir": {}}],
-        "containers": [{"name": "app",
-                        "env": [{"name": "MODE", "value": "canary"}, {"name": "EXTRA", "value": "1"}],
-                        "ports": [{"containerPort": 9090, "name": "metrics"}],
-                        "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}],
-    }}}}
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "volumes": [{"name": "cache", "emptyDir": {}}],
+                    "containers": [
+                        {
+                            "name": "app",
+                            "env": [{"name": "MODE", "value": "canary"}, {"name": "EXTRA", "value": "1"}],
+                            "ports": [{"containerPort": 9090, "name": "metrics"}],
+                            "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+                        }
+                    ],
+                }
+            }
+        }
+    }
     spec = cluster.patch(f"{DEPLOYMENTS}/web", patch, kind="strategic")["spec"]["template"]["spec"]
     app = spec["containers"][0]
     assert app["env"] == [{"name": "MODE", "value": "canary"}, {"name": "EXTRA", "value": "1"}]
@@ -366,14 +442,18 @@ def test_a_strategic_merge_patch_honours_delete_and_replace_directives(cluster: 
     deleted = {"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "$patch": "delete"}]}}}}
     spec = cluster.patch(f"{DEPLOYMENTS}/web", deleted, kind="strategic")["spec"]["template"]["spec"]
     assert [c["name"] for c in spec["containers"]] == ["app"]
-    replaced = {"spec": {"template": {"spec": {"containers": [
-        {"$patch": "replace"}, {"name": "only", "image": "example/only:1.0"}]}}}}
+    replaced = {
+        "spec": {
+            "template": {"spec": {"containers": [{"$patch": "replace"}, {"name": "only", "image": "example/only:1.0"}]}}
+        }
+    }
     spec = cluster.patch(f"{DEPLOYMENTS}/web", replaced, kind="strategic")["spec"]["template"]["spec"]
     assert [c["name"] for c in spec["containers"]] == ["only"]
 
 
 def test_a_strategic_merge_patch_of_a_custom_resource_is_415_unsupported(
-    cluster: clusters.EmulatedCluster, widgets: str,
+    cluster: clusters.EmulatedCluster,
+    widgets: str,
 ) -> None:
     cluster.create(widgets, widget())
     error = api_error(lambda: cluster.patch(f"{widgets}/w", {"spec": {"size": 4}}, kind="strategic"))
@@ -387,6 +467,7 @@ def test_a_patch_of_an_unknown_content_type_is_415(cluster: clusters.EmulatedClu
 
 
 # ---------------------------------------------------------------- replace
+
 
 def test_a_put_replaces_the_whole_object(cluster: clusters.EmulatedCluster) -> None:
     created = cluster.create(CONFIGMAPS, configmap("a", old="1"))
@@ -406,6 +487,7 @@ def test_a_put_of_a_missing_object_is_a_404(cluster: clusters.EmulatedCluster) -
 
 
 # ---------------------------------------------------------------- deletion and finalizers
+
 
 def test_a_delete_without_finalizers_removes_the_object(cluster: clusters.EmulatedCluster) -> None:
     created = cluster.create(CONFIGMAPS, configmap("a"))
@@ -458,8 +540,10 @@ def test_deleting_a_namespace_terminates_it_and_deletes_its_content(cluster: clu
     cluster.create("/api/v1/namespaces/temp/configmaps", {"metadata": {"name": "held", "finalizers": ["x.dev/f"]}})
     cluster.delete("/api/v1/namespaces/temp")
     assert (cluster.get("/api/v1/namespaces/temp") or {})["status"]["phase"] == "Terminating"
-    cluster.wait_for(lambda: (cluster.get(held) or {}).get("metadata", {}).get("deletionTimestamp"),
-                     message="the content to be deleted")
+    cluster.wait_for(
+        lambda: (cluster.get(held) or {}).get("metadata", {}).get("deletionTimestamp"),
+        message="the content to be deleted",
+    )
     error = api_error(lambda: cluster.create("/api/v1/namespaces/temp/configmaps", configmap("new")))
     assert (error.code, error.reason) == (403, "Forbidden")
     cluster.patch(held, {"metadata": {"finalizers": None}})
@@ -468,6 +552,7 @@ def test_deleting_a_namespace_terminates_it_and_deletes_its_content(cluster: clu
 
 
 # ---------------------------------------------------------------- lists and selectors
+
 
 @pytest.fixture
 def labelled(cluster: clusters.EmulatedCluster) -> clusters.EmulatedCluster:
@@ -478,19 +563,24 @@ def labelled(cluster: clusters.EmulatedCluster) -> clusters.EmulatedCluster:
     return cluster
 
 
-@pytest.mark.parametrize("selector, expected", [
-    ("app=web", ["a", "b"]),
-    ("app==web", ["a", "b"]),
-    ("app!=web", ["c", "d"]),
-    ("tier in (front,back)", ["a", "b"]),
-    ("tier notin (front)", ["b", "c", "d"]),
-    ("tier", ["a", "b"]),
-    ("!tier", ["c", "d"]),
-    ("app=web,tier=back", ["b"]),
-    ("app in (web, api),!tier", ["c"]),
-])
+@pytest.mark.parametrize(
+    "selector, expected",
+    [
+        ("app=web", ["a", "b"]),
+        ("app==web", ["a", "b"]),
+        ("app!=web", ["c", "d"]),
+        ("tier in (front,back)", ["a", "b"]),
+        ("tier notin (front)", ["b", "c", "d"]),
+        ("tier", ["a", "b"]),
+        ("!tier", ["c", "d"]),
+        ("app=web,tier=back", ["b"]),
+        ("app in (web, api),!tier", ["c"]),
+    ],
+)
 def test_lists_filter_by_label_selectors(
-    labelled: clusters.EmulatedCluster, selector: str, expected: list[str],
+    labelled: clusters.EmulatedCluster,
+    selector: str,
+    expected: list[str],
 ) -> None:
     assert names(labelled.list(CONFIGMAPS, label_selector=selector)) == expected
 
@@ -500,14 +590,19 @@ def test_an_unparsable_label_selector_is_a_400(labelled: clusters.EmulatedCluste
     assert (error.code, error.reason) == (400, "BadRequest")
 
 
-@pytest.mark.parametrize("selector, expected", [
-    ("metadata.name=b", ["b"]),
-    ("metadata.name!=b", ["a", "c", "d"]),
-    ("metadata.namespace=shop,metadata.name==c", ["c"]),
-    ("metadata.namespace=default", []),
-])
+@pytest.mark.parametrize(
+    "selector, expected",
+    [
+        ("metadata.name=b", ["b"]),
+        ("metadata.name!=b", ["a", "c", "d"]),
+        ("metadata.namespace=shop,metadata.name==c", ["c"]),
+        ("metadata.namespace=default", []),
+    ],
+)
 def test_lists_filter_by_field_selectors(
-    labelled: clusters.EmulatedCluster, selector: str, expected: list[str],
+    labelled: clusters.EmulatedCluster,
+    selector: str,
+    expected: list[str],
 ) -> None:
     assert names(labelled.list("/api/v1/configmaps", field_selector=selector)) == expected
 
@@ -551,6 +646,7 @@ def test_all_namespaces_are_listed_at_the_cluster_wide_path(cluster: clusters.Em
 
 
 # ---------------------------------------------------------------- watches
+
 
 def test_a_watch_streams_json_lines_of_the_changes(cluster: clusters.EmulatedCluster) -> None:
     cluster.create(CONFIGMAPS, configmap("a"))
@@ -612,8 +708,9 @@ def test_a_watch_of_one_object_by_field_selector(cluster: clusters.EmulatedClust
 
 def test_a_watch_with_initial_events_ends_them_with_a_bookmark(cluster: clusters.EmulatedCluster) -> None:
     cluster.create(CONFIGMAPS, configmap("a"))
-    with watching(cluster, CONFIGMAPS, sendInitialEvents="true", resourceVersionMatch="NotOlderThan",
-                  allowWatchBookmarks="true") as stream:
+    with watching(
+        cluster, CONFIGMAPS, sendInitialEvents="true", resourceVersionMatch="NotOlderThan", allowWatchBookmarks="true"
+    ) as stream:
         assert next_event(stream)[0] == "ADDED"
         kind, bookmark = next_event(stream)
     assert kind == "BOOKMARK"
@@ -621,6 +718,7 @@ def test_a_watch_with_initial_events_ends_them_with_a_bookmark(cluster: clusters
 
 
 # ---------------------------------------------------------------- the scale subresource
+
 
 def test_the_scale_subresource_reads_and_writes_the_deployment_replicas(cluster: clusters.EmulatedCluster) -> None:
     cluster.hold_rollout("shop", "web")  # the Deployment controller then writes its status once per generation
@@ -630,8 +728,10 @@ def test_the_scale_subresource_reads_and_writes_the_deployment_replicas(cluster:
     assert (scale["apiVersion"], scale["kind"], scale["spec"]) == ("autoscaling/v1", "Scale", {"replicas": 2})
     assert scale["status"]["selector"] == "app=web"
     assert cluster.patch(f"{DEPLOYMENTS}/web/scale", {"spec": {"replicas": 5}})["spec"]["replicas"] == 5
-    scaled = cluster.wait_for(lambda: (d := cluster.deployment("shop", "web")) and
-                              d.get("status", {}).get("observedGeneration") == 2 and d, message="the controller")
+    scaled = cluster.wait_for(
+        lambda: (d := cluster.deployment("shop", "web")) and d.get("status", {}).get("observedGeneration") == 2 and d,
+        message="the controller",
+    )
     assert scaled["spec"]["replicas"] == 5
     fresh = cluster.get(f"{DEPLOYMENTS}/web/scale")
     assert fresh is not None
@@ -640,6 +740,7 @@ def test_the_scale_subresource_reads_and_writes_the_deployment_replicas(cluster:
 
 
 # ---------------------------------------------------------------- tables for kubectl
+
 
 def test_a_table_shows_name_and_the_printer_columns(cluster: clusters.EmulatedCluster, widgets: str) -> None:
     cluster.create(widgets, widget(size=3))
@@ -664,31 +765,53 @@ def test_a_table_of_deployments_shows_the_ready_replicas(cluster: clusters.Emula
     assert cells["Ready"] == "0/2"
 
 
-@pytest.mark.parametrize("expression, expected", [
-    (".status.phase", ["Ready"]),
-    ("{.status.phase}", ["Ready"]),
-    ('.status.conditions[?(@.type=="Ready")].status', ["True"]),
-    (".status.conditions[?(@.type=='Synced')].reason", ["Later"]),
-    (".status.conditions[0].type", ["Ready"]),
-    (".status.conditions[*].type", ["Ready", "Synced"]),
-    (".metadata.labels.app\\.kubernetes\\.io/name", ["web"]),
-    (".status.missing", []),
-])
+@pytest.mark.parametrize(
+    "expression, expected",
+    [
+        (".status.phase", ["Ready"]),
+        ("{.status.phase}", ["Ready"]),
+        ('.status.conditions[?(@.type=="Ready")].status', ["True"]),
+        (".status.conditions[?(@.type=='Synced')].reason", ["Later"]),
+        (".status.conditions[0].type", ["Ready"]),
+        (".status.conditions[*].type", ["Ready", "Synced"]),
+        (".metadata.labels.app\\.kubernetes\\.io/name", ["web"]),
+        (".status.missing", []),
+    ],
+)
 def test_printer_column_json_paths(expression: str, expected: list[Any]) -> None:
-    obj = {"metadata": {"labels": {"app.kubernetes.io/name": "web"}}, "status": {"phase": "Ready", "conditions": [
-        {"type": "Ready", "status": "True"}, {"type": "Synced", "status": "False", "reason": "Later"}]}}
+    obj = {
+        "metadata": {"labels": {"app.kubernetes.io/name": "web"}},
+        "status": {
+            "phase": "Ready",
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "Synced", "status": "False", "reason": "Later"},
+            ],
+        },
+    }
     assert emulators.jsonpath(obj, expression) == expected
 
 
-@pytest.mark.parametrize("seconds, age", [
-    (5, "5s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (3 * 3600 + 60, "3h1m"), (10 * 3600, "10h"),
-    (3 * 86400, "3d"), (30 * 86400, "30d"), (3 * 365 * 86400, "3y"),
-])
+@pytest.mark.parametrize(
+    "seconds, age",
+    [
+        (5, "5s"),
+        (119, "119s"),
+        (125, "2m5s"),
+        (600, "10m"),
+        (3 * 3600 + 60, "3h1m"),
+        (10 * 3600, "10h"),
+        (3 * 86400, "3d"),
+        (30 * 86400, "30d"),
+        (3 * 365 * 86400, "3y"),
+    ],
+)
 def test_ages_are_printed_as_kubectl_does(seconds: int, age: str) -> None:
     assert emulators.human_duration(seconds) == age
 
 
 # ---------------------------------------------------------------- discovery and custom resources
+
 
 def test_discovery_lists_the_subresources_and_the_scale_kind(cluster: clusters.EmulatedCluster) -> None:
     _, body = cluster.request("GET", "/apis/apps/v1")
@@ -710,7 +833,8 @@ def test_posting_a_crd_serves_its_custom_resource(cluster: clusters.EmulatedClus
 
 
 def test_a_custom_resource_is_pruned_and_defaulted_by_its_schema(
-    cluster: clusters.EmulatedCluster, widgets: str,
+    cluster: clusters.EmulatedCluster,
+    widgets: str,
 ) -> None:
     created = cluster.create(widgets, widget(unknown="dropped"))
     assert created["spec"] == {"size": 3, "color": "red"}
@@ -719,15 +843,19 @@ def test_a_custom_resource_is_pruned_and_defaulted_by_its_schema(
 
 
 def test_a_custom_resource_violating_its_schema_is_a_422_invalid(
-    cluster: clusters.EmulatedCluster, widgets: str,
+    cluster: clusters.EmulatedCluster,
+    widgets: str,
 ) -> None:
     error = api_error(lambda: cluster.create(widgets, widget(size=11, color="green")))
     assert (error.code, error.reason) == (422, "Invalid")
     fields = {cause["field"] for cause in error.details["causes"]}
     assert fields == {"spec.size", "spec.color"}
     error = api_error(lambda: cluster.create(widgets, {"metadata": {"name": "x"}, "spec": {}}))
-    assert error.details["causes"][0] == {"reason": "FieldValueRequired", "message": "Required value",
-                                          "field": "spec.size"}
+    assert error.details["causes"][0] == {
+        "reason": "FieldValueRequired",
+        "message": "Required value",
+        "field": "spec.size",
+    }
 
 
 def test_strict_field_validation_rejects_unknown_fields(cluster: clusters.EmulatedCluster, widgets: str) -> None:
@@ -737,6 +865,7 @@ def test_strict_field_validation_rejects_unknown_fields(cluster: clusters.Emulat
 
 
 # ---------------------------------------------------------------- built-in defaults and rules
+
 
 def test_deployments_get_the_api_defaults(cluster: clusters.EmulatedCluster) -> None:
     body = deployment()
@@ -759,8 +888,12 @@ def test_a_deployment_whose_selector_does_not_match_its_template_is_invalid(
 
 def test_the_selector_of_a_deployment_is_immutable(cluster: clusters.EmulatedCluster) -> None:
     cluster.create(DEPLOYMENTS, deployment())
-    patch = {"spec": {"selector": {"matchLabels": {"app": "web", "track": "canary"}},
-                      "template": {"metadata": {"labels": {"app": "web", "track": "canary"}}}}}
+    patch = {
+        "spec": {
+            "selector": {"matchLabels": {"app": "web", "track": "canary"}},
+            "template": {"metadata": {"labels": {"app": "web", "track": "canary"}}},
+        }
+    }
     error = api_error(lambda: cluster.patch(f"{DEPLOYMENTS}/web", patch))
     assert error.code == 422
     assert error.details["causes"][0]["field"] == "spec.selector"
@@ -768,8 +901,9 @@ def test_the_selector_of_a_deployment_is_immutable(cluster: clusters.EmulatedClu
 
 
 def test_services_get_a_cluster_ip_and_port_defaults(cluster: clusters.EmulatedCluster) -> None:
-    created = cluster.create(SERVICES, {"metadata": {"name": "web"},
-                                        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    created = cluster.create(
+        SERVICES, {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+    )
     spec = created["spec"]
     assert spec["type"] == "ClusterIP"
     assert spec["clusterIP"].startswith("10.96.")
@@ -780,11 +914,13 @@ def test_services_get_a_cluster_ip_and_port_defaults(cluster: clusters.EmulatedC
 
 # ---------------------------------------------------------------- still kmock
 
+
 def test_kmock_reactions_still_override_the_emulation(cluster: clusters.EmulatedCluster) -> None:
     cluster.create(DEPLOYMENTS, deployment(replicas=2))
     cluster.call(lambda: cluster.emulator["patch", kmock.resource("apps", "v1", "deployments")] << 503)
-    code, _ = cluster.request("PATCH", f"{DEPLOYMENTS}/web", {"spec": {"replicas": 3}},
-                              content_type="application/merge-patch+json")
+    code, _ = cluster.request(
+        "PATCH", f"{DEPLOYMENTS}/web", {"spec": {"replicas": 3}}, content_type="application/merge-patch+json"
+    )
     assert code == 503
     assert (cluster.deployment("shop", "web") or {})["spec"]["replicas"] == 2
 
@@ -793,6 +929,10 @@ def test_the_history_of_every_object_is_kept_for_assertions(cluster: clusters.Em
     cluster.create(CONFIGMAPS, configmap("a", k="1"))
     cluster.patch(f"{CONFIGMAPS}/a", {"data": {"k": "2"}})
     cluster.delete(f"{CONFIGMAPS}/a")
-    history = cluster.call(lambda: [None if version is None else version["data"]["k"]
-                                    for version in cluster.emulator.objects["v1/configmaps", "shop", "a"].history])
+    history = cluster.call(
+        lambda: [
+            None if version is None else version["data"]["k"]
+            for version in cluster.emulator.objects["v1/configmaps", "shop", "a"].history
+        ]
+    )
     assert history == ["1", "2", "2", None]

@@ -21,7 +21,12 @@ def canary_and_primary() -> list[prometheus.Series]:
     """Canary: 50 req/s, 2.5 % 5xx, p99 800 ms. Primary: 450 req/s, no errors, 20 ms."""
     return [
         *prometheus.request_series(
-            "shop", "web-canary", start=T0, end=T1, rps=50, error_ratio=0.025,
+            "shop",
+            "web-canary",
+            start=T0,
+            end=T1,
+            rps=50,
+            error_ratio=0.025,
             latency=traffic.DiscreteLatency.with_quantile(0.8),
         ),
         *prometheus.request_series("shop", "web-primary", start=T0, end=T1, rps=450),
@@ -34,11 +39,13 @@ def test_backfilled_counters_answer_exact_request_and_error_rates(backfill_prome
     rates = server.query('sum by (pod) (rate(http_requests_total{namespace="shop"}[1m]))', at=AT)
     error_ratio = server.query_value(
         'sum(rate(http_requests_total{pod="web-canary", code=~"5.."}[1m]))'
-        ' / sum(rate(http_requests_total{pod="web-canary"}[1m]))', at=AT,
+        ' / sum(rate(http_requests_total{pod="web-canary"}[1m]))',
+        at=AT,
     )
 
     assert {r["metric"]["pod"]: float(r["value"][1]) for r in rates} == {
-        "web-canary": pytest.approx(50), "web-primary": pytest.approx(450),
+        "web-canary": pytest.approx(50),
+        "web-primary": pytest.approx(450),
     }
     assert error_ratio == pytest.approx(0.025)
 
@@ -48,8 +55,8 @@ def test_backfilled_histogram_answers_exact_p99(backfill_prometheus: Start) -> N
 
     def p99(pod: str) -> float | None:
         return server.query_value(
-            "histogram_quantile(0.99, sum by (le) "
-            f'(rate(http_request_duration_seconds_bucket{{pod="{pod}"}}[1m])))', at=AT,
+            f'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{pod="{pod}"}}[1m])))',
+            at=AT,
         )
 
     assert p99("web-canary") == pytest.approx(0.8)
@@ -80,8 +87,9 @@ def test_openmetrics_rendering_follows_the_format() -> None:
     assert "# TYPE http_requests counter" in lines
     assert "# TYPE http_request_duration_seconds histogram" in lines
     assert f'http_requests_total{{namespace="shop",pod="web",code="500"}} 7.5 {T0 + 15:.3f}' in lines
-    assert any(line.startswith('http_request_duration_seconds_bucket{namespace="shop",pod="web",le="+Inf"}')
-               for line in lines)
+    assert any(
+        line.startswith('http_request_duration_seconds_bucket{namespace="shop",pod="web",le="+Inf"}') for line in lines
+    )
     assert any(line.startswith("http_request_duration_seconds_count{") for line in lines)
     assert any(line.startswith("http_request_duration_seconds_sum{") for line in lines)
 

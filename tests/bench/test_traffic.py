@@ -68,7 +68,11 @@ def test_requests_split_by_weight_and_fail_by_version(exporter: traffic.Exporter
 def test_same_seed_gives_the_same_outcomes(exporter: traffic.Exporter) -> None:
     def run(seed: int) -> dict[str, traffic.ArmTally]:
         generator = traffic.LoadGenerator(
-            traffic.ManualTrafficSource([CANARY]), exporter, namespace=NS, rate=1000, seed=seed,
+            traffic.ManualTrafficSource([CANARY]),
+            exporter,
+            namespace=NS,
+            rate=1000,
+            seed=seed,
         )
         generator.step(1.0)
         return generator.tallies()
@@ -96,7 +100,11 @@ def test_rate_multiplier_scales_a_versions_requests(exporter: traffic.Exporter) 
 
 def test_exporter_serves_the_red_series_of_each_pod(exporter: traffic.Exporter) -> None:
     generator = traffic.LoadGenerator(
-        traffic.ManualTrafficSource([PRIMARY, CANARY]), exporter, namespace=NS, rate=100, seed=1,
+        traffic.ManualTrafficSource([PRIMARY, CANARY]),
+        exporter,
+        namespace=NS,
+        rate=100,
+        seed=1,
     )
     generator.step(10.0)
     canary = generator.tallies()[CANARY.pod]
@@ -271,8 +279,10 @@ def test_replicas_source_reports_an_unreachable_api_as_a_source_error() -> None:
 
 # The closed loop: generator -> exporter -> real Prometheus.
 
+
 def test_prometheus_sees_the_generated_rate_and_forgets_gone_pods(
-    exporter: traffic.Exporter, start_prometheus: Callable[..., prometheus.PrometheusServer],
+    exporter: traffic.Exporter,
+    start_prometheus: Callable[..., prometheus.PrometheusServer],
 ) -> None:
     source = traffic.ManualTrafficSource([traffic.Arm("web-smoke-sim", 1.0, "example/web:1.0")])
     server = start_prometheus(scrape_targets=[exporter.address], scrape_interval="1s")

@@ -1,0 +1,124 @@
+"""Whole rollouts judged on real Prometheus over backfilled data, on a controlled clock.
+
+The cluster is played by ``helpers.World`` (the pure state machine with
+instantly ready Deployments); every check is the real thing: built-in PromQL
+sent to a real Prometheus at the world's clock, measured by ``measuring``,
+judged by ``judging``. The data is exact, so are the outcomes.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+import helpers
+import pytest
+from helpers import V1, V2, World
+
+from canary_bench import prometheus
+from canary_operator import judging, measuring, models, rollouts
+from canary_operator.providers import prometheus as prometheus_provider
+
+Start = Callable[..., prometheus.PrometheusServer]
+DATA_START = prometheus.EPOCH
+DATA_END = prometheus.EPOCH + 3 * 3600
+CLOCK = prometheus.EPOCH + 5400  # 1.5 h of data behind the first tick: every window is full
+CANARY = "web-canary-5d6f7c8b9-abcde"
+PRIMARY = "web-primary-6c7d8e9f0-fghij"
+
+ERRORS_VS_PRIMARY = {"name": "error-rate", "template": "error-rate", "compare": "primary", "maxIncrease": 0.5}
+
+
+def pod(name: str, rps: float, errors: float, start: float = DATA_START) -> list[prometheus.Series]:
+    return prometheus.request_series("shop", name, start=start, end=DATA_END, step=15, rps=rps, error_ratio=errors)
+
+
+def world_for(**spec: Any) -> World:
+    raw = helpers.example_rollout()["spec"]
+    raw["analysis"].update(interval="1m", **spec.pop("analysis", {}))
+    raw.update(spec)
+    world = World(spec=models.parse_spec(raw), template=V1)
+    world.now = datetime.datetime.fromtimestamp(CLOCK, tz=datetime.UTC)
+    world.tick()
+    world.tick()
+    assert world.status.phase is models.Phase.STABLE
+    return world
+
+
+async def run(world: World, server: prometheus.PrometheusServer, minutes: float, until: set[models.Phase]) -> None:
+    """Tick every 5 s of world time, taking real checks and budget readings when due."""
+    provider = prometheus_provider.PrometheusProvider(server.url)
+    for _ in range(int(minutes * 12)):
+        check = None
+        if rollouts.check_due(world.spec, world.status, world.now):
+            measurements = await measuring.measure(world.spec, "shop", world.status.weight, world.now, provider)
+            tighten = rollouts.tighten_factor(world.spec, world.status)
+            check = judging.judge(world.spec.analysis, measurements, slo=world.spec.slo, tighten=tighten)
+        if rollouts.wants_budget(world.spec, world.status, world.revision(world.template)):
+            budget = await measuring.error_budget(world.spec, "shop", world.now, provider)
+            world.budget_remaining, world.budget_problem = budget.value, budget.detail
+        world.tick(check, advance=5)
+        if world.status.phase in until:
+            return
+
+
+async def test_a_canary_with_2pp_more_errors_at_50_rps_is_rolled_back(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(pod(CANARY, 50, 0.025) + pod(PRIMARY, 450, 0.005))
+    world = world_for(analysis={"metrics": [ERRORS_VS_PRIMARY]})
+    world.template = V2
+    await run(world, server, minutes=10, until={models.Phase.ROLLED_BACK, models.Phase.SUCCEEDED})
+    assert world.status.phase is models.Phase.ROLLED_BACK
+    last = world.status.last_check
+    assert last is not None
+    assert last.metrics[0].reason == "error-rate 2.5% vs primary 0.5% (n=3000/27000), +2pp > +0.5pp, p<0.001"
+    assert 'code=~"5.."' in (last.metrics[0].query or "")
+    release = world.status.releases[-1]
+    assert release.time_to_detect_seconds is not None and release.time_to_detect_seconds <= 130
+
+
+async def test_a_healthy_canary_at_1_rps_is_neither_promoted_early_nor_rolled_back(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(pod(CANARY, 1, 0.005) + pod(PRIMARY, 9, 0.005))
+    world = world_for(analysis={"metrics": [ERRORS_VS_PRIMARY], "maxStepExtension": "5m"})
+    world.template = V2
+    await run(world, server, minutes=30, until={models.Phase.ROLLED_BACK, models.Phase.SUCCEEDED})
+    assert world.status.phase is models.Phase.PAUSED
+    assert world.status.current_step_index == 0
+    stalled = next(c for c in world.status.conditions if c.type == "Stalled")
+    assert stalled.reason == "InsufficientTraffic"
+    last = world.status.last_check
+    assert last is not None and last.verdict is models.Verdict.INCONCLUSIVE
+    needed = last.metrics[0].needed_requests
+    assert needed is not None and needed > 1000
+    assert "(n=60/540): cannot tell from +0.5pp yet" in last.metrics[0].reason
+
+
+async def test_an_exhausted_error_budget_blocks_the_start(backfill_prometheus: Start) -> None:
+    server = backfill_prometheus(pod(CANARY, 50, 0.005) + pod(PRIMARY, 450, 0.005))
+    world = world_for(slo={"objective": 99.9, "window": "1h"})
+    world.template = V2
+    await run(world, server, minutes=2, until=set())
+    assert world.status.phase is models.Phase.STABLE and world.canary_replicas == 0
+    budget = world.status.budget
+    assert budget is not None and budget.band == "exhausted" and budget.action == "blocked"
+    assert budget.remaining == pytest.approx(-4.0, abs=0.01)  # a 0.5% error ratio spends 5x a 0.1% budget
+    assert next(c for c in world.status.conditions if c.type == "Stalled").reason == "ErrorBudgetExhausted"
+
+
+async def test_a_fast_burn_of_the_error_budget_rolls_the_canary_back(backfill_prometheus: Start) -> None:
+    canary_from = CLOCK  # the canary's pods appear when it starts
+    server = backfill_prometheus(pod(CANARY, 50, 0.02, start=canary_from) + pod(PRIMARY, 450, 0.0002))
+    world = world_for(
+        slo={"objective": 99.9, "window": "1h"},
+        analysis={"metrics": [{"name": "error-rate", "template": "error-rate", "max": 5}]},
+    )
+    world.template = V2
+    await run(world, server, minutes=10, until={models.Phase.ROLLED_BACK, models.Phase.SUCCEEDED})
+    assert world.status.budget is not None and world.status.budget.band == "healthy"
+    assert world.status.phase is models.Phase.ROLLED_BACK
+    last = world.status.last_check
+    assert last is not None
+    verdicts = {m.name: m.verdict for m in last.metrics}
+    assert verdicts == {"error-rate": models.Verdict.PASS, judging.BURN_RATE: models.Verdict.FAIL}
+    burn = next(m for m in last.metrics if m.name == judging.BURN_RATE)
+    assert burn.canary == pytest.approx(20, rel=0.05)
