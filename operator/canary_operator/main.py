@@ -30,6 +30,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=models.GROUP, key="last-handled-configuration"
     )
+    settings.posting.reporting_component = "canary-operator"  # the "From" column of kubectl describe
     settings.posting.level = logging.WARNING  # our own Events carry the story; Kopf's handler chatter does not
     settings.watching.server_timeout = 300
     settings.background.cancellation_polling = 0.2

@@ -737,7 +737,12 @@ def _merge_conditions(
     merged = []
     for type_, state, reason, message in wanted:
         before = previous.get(type_)
-        since = before.last_transition_time if before is not None and before.status == state else now.isoformat()
+        # metav1.Time: RFC 3339 in UTC, to the second, as kstatus readers expect.
+        since = (
+            before.last_transition_time
+            if before is not None and before.status == state
+            else now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
         merged.append(
             models.Condition(
                 type=type_,

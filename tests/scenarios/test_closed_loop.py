@@ -8,6 +8,7 @@ ratio the operator sets; the canary's behaviour follows its image (see
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,6 +53,14 @@ def test_the_operator_takes_over_web_without_losing_it(stage: stages.Stage) -> N
     assert stage.status()["targetReplicas"] == 4
     ready_condition = next(c for c in stage.status()["conditions"] if c["type"] == "Ready")
     assert ready_condition["status"] == "True"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", ready_condition["lastTransitionTime"])
+
+    listed = stage.kubectl("get", "canaryrollouts", "-n", "shop").stdout.splitlines()
+    assert listed[0].split() == ["NAME", "PHASE", "STEP", "WEIGHT", "LAST", "VERDICT", "AGE"]
+    assert listed[1].split()[:2] == ["web", "Stable"]
+    described = stage.kubectl("describe", "canaryrollout", "web", "-n", "shop").stdout
+    assert "Type:                  Ready" in described
+    assert re.search(r"Normal\s+Initialized\s+\S+\s+canary-operator\s+web-primary ready with 4 replicas", described)
 
 
 def test_a_healthy_canary_is_promoted(stage: stages.Stage) -> None:
