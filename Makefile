@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps prometheus test lint unit demo bench-restore crds clean
+.PHONY: deps prometheus test lint unit demo bench-restore bench-judge crds clean
 
 deps: $(VENV)/.installed prometheus
 
@@ -36,6 +36,9 @@ demo: deps
 
 bench-restore: deps
 	$(PY) bench/restore.py
+
+bench-judge: deps
+	$(PY) bench/judge.py
 
 crds: deps
 	$(PY) -m canary_operator.crds > crds/canaryrollouts.yaml
