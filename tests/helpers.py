@@ -115,8 +115,10 @@ class World:
                     self.canary = dataclasses.replace(self.canary, replicas=c, ready_replicas=c, updated_replicas=c)
             case rollouts.ScaleTarget(replicas=n):
                 self.target_replicas = n
-            case rollouts.ForgetPromotion():
+            case rollouts.ForgetAnnotation(key=rollouts.PROMOTE_ANNOTATION):
                 self.promote_requested = False
+            case rollouts.ForgetAnnotation(key=rollouts.FORCE_ANNOTATION):
+                self.force_release = False
 
     def reasons(self) -> list[str]:
         return [e.reason for e in self.events]

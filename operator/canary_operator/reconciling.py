@@ -78,10 +78,10 @@ async def tick(
         weight=traffic.weight,
         traffic_settled=traffic.settled,
         check=check,
-        promote_requested=workloads.PROMOTE_ANNOTATION in annotations,
+        promote_requested=rollouts.PROMOTE_ANNOTATION in annotations,
         budget_remaining=budget.value,
         budget_problem=budget.detail or (budget.problem or ""),
-        force_release=workloads.FORCE_ANNOTATION in annotations,
+        force_release=rollouts.FORCE_ANNOTATION in annotations,
     )
     decision = rollouts.reconcile(spec, status, observations, now)
     logs.bind_release(decision.status)
@@ -100,10 +100,9 @@ async def tick(
         )
     await _publish(api, body, decision)
     _observe(namespace, name, spec, decision, check)
-    if any(isinstance(action, rollouts.ForgetPromotion) for action in decision.actions):
-        await api.patch(
-            kube.rollout_path(namespace, name), {"metadata": {"annotations": {workloads.PROMOTE_ANNOTATION: None}}}
-        )
+    forget = {a.key: None for a in decision.actions if isinstance(a, rollouts.ForgetAnnotation)}
+    if forget:  # after the status patch, so that a failed patch does not lose what the annotation asked for
+        await api.patch(kube.rollout_path(namespace, name), {"metadata": {"annotations": forget}})
     return decision
 
 
@@ -238,8 +237,8 @@ async def _apply(
             current = workloads.target_of(target_doc)
             if current is not None and current.replicas != replicas:
                 await api.patch(kube.deployment_path(namespace, target), {"spec": {"replicas": replicas}})
-        case rollouts.ForgetPromotion():
-            pass  # done after the status patch, so that a failed patch does not lose the promotion
+        case rollouts.ForgetAnnotation():
+            pass  # done after the status patch
 
 
 async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:

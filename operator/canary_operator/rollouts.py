@@ -112,12 +112,18 @@ class ScaleTarget:
     replicas: int
 
 
+PROMOTE_ANNOTATION = "canary.dev/promote"  # promote past a pause without duration
+FORCE_ANNOTATION = "canary.dev/force-release"  # start a canary although the error budget is exhausted
+
+
 @dataclasses.dataclass(frozen=True)
-class ForgetPromotion:
-    """Remove the ``canary.dev/promote`` annotation once it has been acted on."""
+class ForgetAnnotation:
+    """Remove a one-shot annotation (promote, force-release) from the CanaryRollout once acted on."""
+
+    key: str
 
 
-Action = EnsurePrimary | ScalePrimary | EnsureCanary | EnsureServices | SetWeight | ScaleTarget | ForgetPromotion
+Action = EnsurePrimary | ScalePrimary | EnsureCanary | EnsureServices | SetWeight | ScaleTarget | ForgetAnnotation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -439,6 +445,8 @@ def _idle(tick: _Tick, target: Target) -> None:
             tick.set(message=message, budget=decision)
             return
         tick.set(budget=decision)
+        if decision.action == "forced":
+            tick.act(ForgetAnnotation(FORCE_ANNOTATION))
         if decision.action != "proceed":
             tightened = f"; limits x{tick.spec.slo.tighten_factor:g}" if decision.action == "tighten" else ""
             tick.event("Warning", "ErrorBudgetLow", f"{decision.band}: {decision.message}{tightened}")
@@ -634,7 +642,7 @@ def _progress(tick: _Tick, target: Target) -> None:
             if not tick.obs.promote_requested:
                 tick.set(message=f"paused at step {index + 1}: waiting for annotation canary.dev/promote")
                 return
-            tick.act(ForgetPromotion())
+            tick.act(ForgetAnnotation(PROMOTE_ANNOTATION))
         else:
             started = _time(tick.get("step_started_at")) or tick.now
             if (tick.now - started).total_seconds() < step.pause.seconds or not passed_here:

@@ -24,8 +24,6 @@ from canary_operator import models, rollouts
 ROLLOUT_LABEL = "canary.dev/rollout"
 ARM_LABEL = "canary.dev/arm"
 REVISION_ANNOTATION = "canary.dev/revision"
-PROMOTE_ANNOTATION = "canary.dev/promote"
-FORCE_ANNOTATION = "canary.dev/force-release"  # start a canary although the error budget is exhausted
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canary-operator"}
 
 # Fields of the target's Deployment spec copied to both arms (everything but replicas, selector, template).

@@ -187,7 +187,7 @@ def test_a_manual_pause_waits_for_the_promote_annotation() -> None:
     assert "canary.dev/promote" in (world.status.message or "")
     world.promote_requested = True
     decision = world.tick()
-    assert any(isinstance(a, rollouts.ForgetPromotion) for a in decision.actions)
+    assert rollouts.ForgetAnnotation(rollouts.PROMOTE_ANNOTATION) in decision.actions
     assert world.status.phase is models.Phase.PROMOTING
 
 
@@ -253,6 +253,7 @@ def test_an_exhausted_error_budget_blocks_the_canary_until_forced() -> None:
     world.tick()
     assert world.status.phase is models.Phase.PROGRESSING
     assert world.status.budget is not None and world.status.budget.action == "forced"
+    assert not world.force_release, "the annotation is used up: the next release faces the budget again"
 
 
 def test_an_unknown_error_budget_never_counts_as_enough() -> None:
