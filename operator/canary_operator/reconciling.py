@@ -54,7 +54,7 @@ async def tick(
     )
     arms = routing.Arms(namespace, target_name, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
     router = routing.for_rollout(spec, api)
-    primary_replicas = status.target_replicas if status.target_replicas is not None else 1
+    primary_replicas = rollouts.primary_replicas(status.target_replicas)
     traffic = await router.observe(arms, rollouts.desired_weight(spec, status), primary_replicas)
 
     provider: providers.MetricProvider | None = None

@@ -157,6 +157,11 @@ def step_weight(steps: list[models.Step], index: int) -> int:
     return 0
 
 
+def primary_replicas(target_replicas: int | None) -> int:
+    """The primary's size: what the target had when taken over (or was scaled to since); 1 before that."""
+    return 1 if target_replicas is None else int(target_replicas)
+
+
 def desired_weight(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> int:
     if status.phase in models.ANALYSING_PHASES or status.phase is Phase.PROMOTING:
         return step_weight(spec.steps, min(status.current_step_index or 0, len(spec.steps) - 1))
@@ -264,8 +269,7 @@ class _Tick:
 
     @property
     def primary_replicas(self) -> int:
-        replicas = self.get("target_replicas")
-        return 1 if replicas is None else int(replicas)
+        return primary_replicas(self.get("target_replicas"))
 
 
 def reconcile(
