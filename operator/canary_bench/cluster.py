@@ -1,7 +1,7 @@
 """
 An emulated Kubernetes cluster on 127.0.0.1 for the tests, the demo and the benchmarks.
 
-``EmulatedCluster`` serves a :class:`canary_bench.emulator.FidelityEmulator` over HTTP and
+``EmulatedCluster`` serves a :class:`canary_bench.emulation.FidelityEmulator` over HTTP and
 runs the one controller the operator depends on: a simulated Deployment controller that
 reports rollouts through the Deployment status (``observedGeneration``, ready replicas,
 ``Available``/``Progressing`` conditions), after a configurable delay and holdable per
@@ -42,7 +42,7 @@ import aiohttp.web
 import kmock
 import yaml
 
-from canary_bench import emulator as emulators
+from canary_bench import emulation
 
 Body = dict[str, Any]
 T = TypeVar("T")
@@ -115,7 +115,7 @@ class DeploymentController:
     ReplicaSets: only the Deployment's status tells the story.
     """
 
-    def __init__(self, emulator: emulators.FidelityEmulator, *, ready_delay: float = 0.2) -> None:
+    def __init__(self, emulator: emulation.FidelityEmulator, *, ready_delay: float = 0.2) -> None:
         self.emulator = emulator
         self.ready_delay = ready_delay
         self._held: set[tuple[str, str]] = set()
@@ -254,7 +254,7 @@ class DeploymentController:
 
 def _condition(old_status: Mapping[str, Any], kind: str, status: str, reason: str, message: str) -> Body:
     previous: Mapping[str, Any] = next((c for c in old_status.get("conditions") or [] if c.get("type") == kind), {})
-    moment = emulators.format_time(emulators.now())
+    moment = emulation.format_time(emulation.now())
     same = previous.get("reason") == reason and previous.get("message") == message
     return {
         "type": kind,
@@ -322,7 +322,7 @@ class EmulatedCluster:
 
     Served kinds: the built-in ones (core/v1, apps/v1, events.k8s.io/v1, CRDs, ...) and
     CanaryRollout from ``crds/canaryrollouts.yaml`` (its schema and printer columns).
-    The sync client methods raise :class:`canary_bench.emulator.ApiError` with the
+    The sync client methods raise :class:`canary_bench.emulation.ApiError` with the
     ``code`` and ``reason`` of the API's Status on failures, except a 404 on reads (None).
     """
 
@@ -343,7 +343,7 @@ class EmulatedCluster:
         self._started = threading.Event()
         self._failure: BaseException | None = None
         self._url: str | None = None
-        self._emulator: emulators.FidelityEmulator | None = None
+        self._emulator: emulation.FidelityEmulator | None = None
         self._controller: DeploymentController | None = None
         # No proxies: the cluster is on loopback, whatever HTTP_PROXY the environment has.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -391,13 +391,13 @@ class EmulatedCluster:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        emulator = emulators.FidelityEmulator()
+        emulator = emulation.FidelityEmulator()
         emulator.load_builtins()
         for namespace in self._namespaces:
-            emulator.create_object(emulators.NAMESPACES, None, {"metadata": {"name": namespace}})
+            emulator.create_object(emulation.NAMESPACES, None, {"metadata": {"name": namespace}})
         crds = [yaml.safe_load(path.read_text()) for path in self._crd_paths if path.exists()]
         for crd in crds or [FALLBACK_CRD]:
-            emulator.create_object(emulators.CRDS, None, dict(crd))
+            emulator.create_object(emulation.CRDS, None, dict(crd))
         controller = DeploymentController(emulator, ready_delay=self._ready_delay)
         async with emulator, _Server(emulator, host="127.0.0.1", server_cls=_QuietTestServer) as server:
             self._url = str(server.url).rstrip("/")
@@ -437,7 +437,7 @@ class EmulatedCluster:
         return self._workdir / "kubeconfig"
 
     @property
-    def emulator(self) -> emulators.FidelityEmulator:
+    def emulator(self) -> emulation.FidelityEmulator:
         """The emulator itself; touch it only through :meth:`call` (it lives in the cluster's thread)."""
         if self._emulator is None:
             raise RuntimeError("the cluster is not started")
@@ -527,7 +527,7 @@ class EmulatedCluster:
             return None
         if code >= 400:
             answer = answer if isinstance(answer, dict) else {}
-            raise emulators.ApiError(code, answer.get("reason", ""), answer.get("message", ""), answer.get("details"))
+            raise emulation.ApiError(code, answer.get("reason", ""), answer.get("message", ""), answer.get("details"))
         return answer
 
     def get(self, path: str) -> Body | None:
@@ -575,7 +575,7 @@ class EmulatedCluster:
             return self.create(
                 "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
             )
-        except emulators.ApiError as e:
+        except emulation.ApiError as e:
             if e.reason != "AlreadyExists":
                 raise
         found = self.get(f"/api/v1/namespaces/{name}")

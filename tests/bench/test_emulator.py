@@ -14,7 +14,8 @@ import kmock
 import pytest
 
 from canary_bench import cluster as clusters
-from canary_bench import emulator as emulators
+from canary_bench import emulation
+from canary_bench.emulation import tables, times
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/shop/deployments"
 SERVICES = "/api/v1/namespaces/shop/services"
@@ -114,8 +115,8 @@ def widgets(cluster: clusters.EmulatedCluster) -> str:
     return WIDGETS
 
 
-def api_error(call: Callable[[], Any]) -> emulators.ApiError:
-    with pytest.raises(emulators.ApiError) as info:
+def api_error(call: Callable[[], Any]) -> emulation.ApiError:
+    with pytest.raises(emulation.ApiError) as info:
         call()
     return info.value
 
@@ -145,7 +146,7 @@ def test_create_sets_uid_creation_timestamp_resource_version_and_generation(clus
     created = cluster.create(CONFIGMAPS, configmap("a"))
     meta = created["metadata"]
     assert len(meta["uid"]) == 36
-    assert emulators.parse_time(meta["creationTimestamp"]) is not None
+    assert times.parse_time(meta["creationTimestamp"]) is not None
     assert meta["creationTimestamp"].endswith("Z")
     assert isinstance(meta["resourceVersion"], str) and int(meta["resourceVersion"]) > 0
     assert meta["generation"] == 1
@@ -789,7 +790,7 @@ def test_printer_column_json_paths(expression: str, expected: list[Any]) -> None
             ],
         },
     }
-    assert emulators.jsonpath(obj, expression) == expected
+    assert tables.jsonpath(obj, expression) == expected
 
 
 @pytest.mark.parametrize(
@@ -807,7 +808,7 @@ def test_printer_column_json_paths(expression: str, expected: list[Any]) -> None
     ],
 )
 def test_ages_are_printed_as_kubectl_does(seconds: int, age: str) -> None:
-    assert emulators.human_duration(seconds) == age
+    assert times.human_duration(seconds) == age
 
 
 # ---------------------------------------------------------------- discovery and custom resources

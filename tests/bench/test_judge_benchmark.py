@@ -1,0 +1,242 @@
+"""The judge benchmark's parts: the trace generator, the peers' rules and the replay of our own rule."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import pathlib
+import statistics
+import sys
+
+import pytest
+
+BENCH = str(pathlib.Path(__file__).resolve().parents[2] / "bench")
+if BENCH not in sys.path:
+    sys.path.insert(0, BENCH)
+corpus = importlib.import_module("judging_corpus")
+peers = importlib.import_module("peers")
+judge = importlib.import_module("judge")
+
+HEALTHY = corpus.FAMILY["healthy 0.1%"]
+
+
+def arm(requests: int, errors: int = 0, slow: int = 0) -> object:
+    """An arm whose requests all take 40 ms, but ``slow`` of them take 600 ms."""
+    fast = requests - slow
+    buckets = tuple(fast + slow if bound >= 0.75 else fast if bound >= 0.05 else 0 for bound in corpus.BUCKETS)
+    return corpus.Arm(requests, errors, buckets)
+
+
+def trace(*intervals: tuple[object, object]) -> object:
+    return corpus.Trace(HEALTHY, 500.0, 0, tuple(corpus.Interval(c, p) for c, p in intervals))
+
+
+GOOD = (arm(3000, 3), arm(27000, 27))
+ERRORS = (arm(3000, 150), arm(27000, 27))  # 5% against 0.1%
+SLOW = (arm(3000, 3, slow=300), arm(27000, 27))  # a p99 of 725 ms
+SILENT = (arm(0), arm(27000, 27))  # the canary answered nothing
+
+
+# ---------------------------------------------------------------- corpus
+
+
+def test_the_same_seed_draws_the_same_trace() -> None:
+    family = corpus.FAMILY["err +2pp"]
+    assert corpus.generate(family, 50.0, 7, seed=3) == corpus.generate(family, 50.0, 7, seed=3)
+
+
+def test_another_seed_or_index_draws_another_trace() -> None:
+    family = corpus.FAMILY["err +2pp"]
+    first = corpus.generate(family, 50.0, 7, seed=3)
+    assert corpus.generate(family, 50.0, 7, seed=4) != first
+    assert corpus.generate(family, 50.0, 8, seed=3) != first
+
+
+def test_the_canary_gets_its_share_of_the_requests() -> None:
+    drawn = corpus.generate(HEALTHY, 500.0, 0)
+    canary = statistics.fmean(i.canary.requests for i in drawn.intervals)
+    primary = statistics.fmean(i.primary.requests for i in drawn.intervals)
+    assert len(drawn.intervals) == corpus.HORIZON
+    assert canary == pytest.approx(3000, rel=0.02)
+    assert primary == pytest.approx(27000, rel=0.02)
+
+
+def test_buckets_are_cumulative_and_end_with_every_request() -> None:
+    for interval in corpus.generate(corpus.FAMILY["lat tail"], 50.0, 1).intervals:
+        for side in (interval.canary, interval.primary):
+            assert list(side.buckets) == sorted(side.buckets)
+            assert side.buckets[-1] == side.requests
+
+
+def test_an_error_regression_starts_at_the_onset_and_only_in_the_canary() -> None:
+    drawn = corpus.generate(corpus.FAMILY["err +5pp"], 500.0, 0)
+    before, after = drawn.intervals[: corpus.ONSET], drawn.intervals[corpus.ONSET :]
+    assert drawn.onset == corpus.ONSET
+    assert max(i.canary.error_percent for i in before) < 1
+    assert min(i.canary.error_percent for i in after) > 4
+    assert max(i.primary.error_percent for i in drawn.intervals) < 1
+
+
+def test_a_latency_tail_shows_in_the_canary_p99() -> None:
+    drawn = corpus.generate(corpus.FAMILY["lat tail"], 500.0, 0)
+    assert max(i.canary.p99_ms for i in drawn.intervals[: corpus.ONSET]) < 500
+    assert min(i.canary.p99_ms for i in drawn.intervals[corpus.ONSET :]) > 1000
+
+
+def test_healthy_and_transient_traces_have_no_onset() -> None:
+    assert corpus.generate(HEALTHY, 5.0, 0).onset is None
+    assert corpus.generate(corpus.FAMILY["blip canary"], 5.0, 0).onset is None
+
+
+def test_an_arm_without_requests_has_no_error_rate_and_no_p99() -> None:
+    assert math.isnan(arm(0).error_percent) and math.isnan(arm(0).p99_ms)
+
+
+# ---------------------------------------------------------------- Flagger
+
+
+def test_flagger_with_threshold_1_rolls_back_on_the_first_interval_above_the_limit() -> None:
+    assert peers.Flagger(threshold=1).rollback_at(trace(GOOD, GOOD, ERRORS, GOOD)) == 2
+
+
+def test_flagger_holds_the_p99_to_its_limit() -> None:
+    assert peers.Flagger(threshold=1).rollback_at(trace(GOOD, SLOW)) == 1
+
+
+def test_flagger_never_resets_its_failed_checks() -> None:
+    rule = peers.Flagger(threshold=3)
+    assert rule.rollback_at(trace(ERRORS, GOOD, ERRORS, GOOD, GOOD, ERRORS)) == 5
+
+
+def test_flagger_counts_one_failed_check_per_interval_however_many_metrics_fail() -> None:
+    both = (arm(3000, 150, slow=300), arm(27000, 27))
+    assert peers.Flagger(threshold=2).rollback_at(trace(both, GOOD)) is None
+
+
+def test_flagger_fails_a_check_without_canary_requests() -> None:
+    assert peers.Flagger(threshold=1).rollback_at(trace(GOOD, SILENT)) == 1
+
+
+def test_flagger_passes_a_canary_within_its_limits() -> None:
+    assert peers.Flagger(threshold=1).rollback_at(trace(GOOD, GOOD, GOOD)) is None
+
+
+# ---------------------------------------------------------------- Argo Rollouts
+
+
+def test_argo_with_the_default_failure_limit_0_aborts_on_the_first_failed_measurement() -> None:
+    assert peers.ArgoRollouts().rollback_at(trace(GOOD, GOOD, SLOW, GOOD)) == 2
+
+
+def test_argo_aborts_when_the_total_of_failures_exceeds_the_failure_limit() -> None:
+    rule = peers.ArgoRollouts(failure_limit=3)
+    assert rule.rollback_at(trace(ERRORS, GOOD, ERRORS, ERRORS, GOOD, GOOD)) is None
+    assert rule.rollback_at(trace(ERRORS, GOOD, ERRORS, ERRORS, GOOD, ERRORS)) == 5
+
+
+def test_argo_counts_failures_per_metric() -> None:
+    rule = peers.ArgoRollouts(failure_limit=1)
+    assert rule.rollback_at(trace(ERRORS, SLOW, GOOD)) is None
+    assert rule.rollback_at(trace(ERRORS, SLOW, ERRORS)) == 2
+
+
+def test_argo_errors_until_the_canary_has_series_and_aborts_after_the_consecutive_error_limit() -> None:
+    rule = peers.ArgoRollouts(failure_limit=3)
+    assert rule.rollback_at(trace(*[SILENT] * 4, GOOD)) is None
+    assert rule.rollback_at(trace(*[SILENT] * 5, GOOD)) == 4
+
+
+def test_argo_fails_a_nan_measurement_once_the_canary_has_served() -> None:
+    assert peers.ArgoRollouts().rollback_at(trace(GOOD, SILENT)) == 1
+
+
+# ---------------------------------------------------------------- Kayenta
+
+
+def test_kayenta_classifies_a_clearly_higher_canary_high() -> None:
+    canary = [5.1, 4.8, 5.3, 5.0, 4.9, 5.2]
+    baseline = [0.1, 0.12, 0.09, 0.11, 0.1, 0.08]
+    assert peers.classify(canary, baseline) == peers.HIGH
+
+
+def test_kayenta_passes_a_canary_like_its_baseline() -> None:
+    canary = [0.1, 0.12, 0.09, 0.11, 0.1, 0.13]
+    baseline = [0.11, 0.1, 0.12, 0.08, 0.1, 0.09]
+    assert peers.classify(canary, baseline) == peers.PASS
+    assert peers.classify(baseline, baseline) == peers.PASS
+
+
+def test_kayenta_flags_a_lower_canary_only_when_the_direction_allows_it() -> None:
+    canary = [0.1, 0.12, 0.09, 0.11, 0.1, 0.08]
+    baseline = [5.1, 4.8, 5.3, 5.0, 4.9, 5.2]
+    assert peers.classify(canary, baseline, direction="increase") == peers.PASS
+    assert peers.classify(canary, baseline, direction="either") == peers.LOW
+
+
+def test_kayenta_scores_nodata_on_half_the_metrics_as_zero() -> None:
+    assert peers.classify([], [1.0]) == peers.NODATA
+    assert peers.score([peers.NODATA, peers.PASS]) == 0
+    assert peers.score([peers.PASS, peers.HIGH]) == 50
+    assert peers.score([peers.PASS, peers.PASS]) == 100
+
+
+def _literal_z(experiment: list[float], control: list[float], mu: float) -> float:
+    """Kayenta's statistic at one shift, from the ranks, as its MannWhitney.scala computes it."""
+    values = [x - mu for x in experiment] + list(control)
+    order = sorted(values)
+    rank = {v: (order.index(v) + 1 + len(order) - order[::-1].index(v)) / 2 for v in values}
+    nx, ny = len(experiment), len(control)
+    dz = sum(rank[v] for v in values[:nx]) - nx * (nx + 1) / 2 - nx * ny / 2
+    ties = [order.count(v) for v in set(order)]
+    sigma = math.sqrt(nx * ny / 12 * ((nx + ny + 1) - sum(t**3 - t for t in ties) / ((nx + ny) * (nx + ny - 1))))
+    return (dz - 0.5 * (dz > 0) + 0.5 * (dz < 0)) / sigma
+
+
+def test_kayenta_interval_ends_are_where_the_rank_statistic_crosses_the_quantile() -> None:
+    canary = [1.83, 0.5, 1.62, 2.48, 1.68, 1.88, 1.55, 3.06, 1.3]
+    baseline = [0.878, 0.647, 0.598, 2.05, 1.06, 1.29, 1.06, 3.14, 1.29]
+    found = peers.shift_interval(canary, baseline, 0.98)
+    z = statistics.NormalDist().inv_cdf(0.99)
+    step = 1e-6
+    assert _literal_z(canary, baseline, found.lower - step) > z >= _literal_z(canary, baseline, found.lower + step)
+    assert _literal_z(canary, baseline, found.upper - step) > -z >= _literal_z(canary, baseline, found.upper + step)
+    assert found.lower < found.estimate < found.upper
+
+
+def test_kayenta_fails_an_interim_judgement_below_the_marginal_score() -> None:
+    bad = [ERRORS] * 10
+    assert peers.Kayenta(every=5).rollback_at(trace(*bad)) == 4
+
+
+def test_kayenta_promotes_a_canary_like_its_baseline() -> None:
+    assert peers.Kayenta(every=5).rollback_at(trace(*[GOOD] * 10)) is None
+
+
+# ---------------------------------------------------------------- our rule
+
+
+def test_our_rule_rolls_back_after_failure_threshold_failed_checks_in_a_row() -> None:
+    replay = judge.our_rollbacks(trace(GOOD, ERRORS, ERRORS, GOOD))
+    assert replay.rollback == {2: 2, 1: 1}
+
+
+def test_a_passed_check_resets_our_failure_streak() -> None:
+    replay = judge.our_rollbacks(trace(ERRORS, GOOD, ERRORS, GOOD))
+    assert replay.rollback == {2: None, 1: 0}
+
+
+def test_an_inconclusive_check_neither_clears_nor_extends_our_streak() -> None:
+    replay = judge.our_rollbacks(trace(ERRORS, SILENT, ERRORS))
+    assert replay.rollback[2] == 2
+
+
+def test_three_inconclusive_checks_in_a_row_would_pause_our_rollout() -> None:
+    assert judge.our_rollbacks(trace(GOOD, SILENT, SILENT, SILENT)).held == 3
+    assert judge.our_rollbacks(trace(GOOD, SILENT, SILENT, GOOD)).held is None
+
+
+def test_every_judge_answers_on_a_generated_trace() -> None:
+    results = judge.replay(corpus.generate(corpus.FAMILY["err +5pp"], 500.0, 0))
+    assert set(results) == {*judge.JUDGES, judge.HELD}
+    assert results["ours ft=2"] == corpus.ONSET + 1
+    assert results["Flagger t=1"] == corpus.ONSET
