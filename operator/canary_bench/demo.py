@@ -81,7 +81,7 @@ class Narrator:
 
 def run(rate: float) -> int:
     print("canary-operator demo: emulated Kubernetes API, real Prometheus, simulated traffic, real operator")
-    with stages.Stage(rate=rate) as stage:
+    with stages.Stage(rate=rate, keep_logs=True) as stage:
         narrator = Narrator(stage)
         assert stage.prometheus is not None and stage.cluster is not None
         narrator.say(f"cluster at {stage.cluster.url}, Prometheus at {stage.prometheus.url}, {rate:g} req/s to web")

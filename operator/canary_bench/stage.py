@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -123,6 +124,7 @@ class Stage:
         seed: int = 1,
         log_format: str = "json",
         rollout: bool = True,
+        keep_logs: bool = False,
     ) -> None:
         self.rate = rate
         self.replicas = replicas
@@ -133,6 +135,7 @@ class Stage:
         self.seed = seed
         self.log_format = log_format
         self.with_rollout = rollout
+        self.keep_logs = keep_logs  # leave the operator's log behind after close (the demo points at it)
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="canary-stage-"))
         self.operator_log = self.workdir / "operator.log"
         self.cluster: clusters.EmulatedCluster | None = None
@@ -176,8 +179,10 @@ class Stage:
             closer = self._closers.pop()
             try:
                 closer()
-            except Exception as exc:  # keep closing the rest; report the first failure below
+            except Exception as exc:  # keep closing the rest
                 print(f"stage: closing failed: {exc!r}", file=sys.stderr)
+        if not self.keep_logs:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self.start()
