@@ -211,3 +211,21 @@ def test_invalid_specs_are_rejected_with_a_specific_message_and_touch_nothing() 
         web = stage.deployment("web")
         assert web is not None and web["spec"]["replicas"] == 4
         assert stage.deployment("web-primary") is None
+
+
+def test_a_pause_without_duration_waits_for_the_promote_annotation() -> None:
+    plan = stages.Plan(steps=[{"setWeight": 20}, {"pause": {}}])
+    with stages.Stage(plan=plan) as stage:
+        ready(stage)
+        stage.set_image("example/web:2.0")
+        stage.wait_status(
+            "the manual gate", lambda status: "canary.dev/promote" in status.get("message", ""), timeout=60
+        )
+        assert stage.status()["phase"] == "Progressing"
+        annotated = stage.kubectl("-n", "shop", "annotate", "canaryrollout", "web", "canary.dev/promote=true")
+        assert annotated.returncode == 0, annotated.stderr
+        stage.wait_phase("Succeeded", timeout=60)
+        rollout = stage.rollout()
+        assert rollout is not None
+        assert "canary.dev/promote" not in (rollout["metadata"].get("annotations") or {}), "used up once acted on"
+        assert image_of(stage.deployment("web-primary")) == "example/web:2.0"
