@@ -3,17 +3,21 @@
 ``helm_python`` binds Helm v4's Go SDK: ``Chart.render`` is ``helm template`` and ``lint`` is
 ``helm lint``, both enforcing ``values.schema.json`` exactly as an install would.
 ``kubernetes_validate`` holds the OpenAPI schemas of each Kubernetes release; in strict mode a
-misspelt or misplaced field fails, as ``kubectl apply --validate=strict`` would.
+misspelt or misplaced field fails, as ``kubectl apply --validate=strict`` would. The Prometheus
+Operator's kinds (ServiceMonitor, PrometheusRule) are checked against the part of its CRDs the
+chart uses.
 """
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Iterator
 from typing import Any
 
 import helm_python as helm
 import helpers
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -22,6 +26,7 @@ CHART = helpers.ROOT / "charts" / "canary-operator"
 KUBERNETES = "1.30"
 RELEASE = "canary"
 NAMESPACE = "canary-system"
+MONITORING = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}, "dashboards": {"enabled": True}}
 
 # Every (API group, resource, verb) the operator and Kopf use; "" is the core group.
 USED = {
@@ -32,6 +37,117 @@ USED = {
     *((group, "events", v) for group in ("", "events.k8s.io") for v in ("create", "patch", "get", "list")),
     *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")),
     *(("", "namespaces", v) for v in ("list", "watch")),
+}
+
+# The Prometheus Operator's CRDs (monitoring.coreos.com/v1, operator v0.82), cut down to the fields the
+# chart sets and made strict: an API server prunes a field its CRD lacks without a word.
+DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+
+
+def custom_resource(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": kind},
+            "metadata": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "namespace"],
+                "properties": {
+                    "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
+                    "namespace": {"type": "string", "minLength": 1},
+                    "labels": STRINGS,
+                    "annotations": STRINGS,
+                },
+            },
+            "spec": spec,
+        },
+    }
+
+
+CUSTOM_RESOURCES = {
+    "PrometheusRule": custom_resource(
+        "PrometheusRule",
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["groups"],
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": {"type": "string", "pattern": DURATION},
+                            "rules": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["alert", "expr"],
+                                    "properties": {
+                                        "alert": {"type": "string", "minLength": 1},
+                                        "expr": {"type": "string", "minLength": 1},
+                                        "for": {"type": "string", "pattern": DURATION},
+                                        "labels": STRINGS,
+                                        "annotations": STRINGS,
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    ),
+    "ServiceMonitor": custom_resource(
+        "ServiceMonitor",
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "jobLabel": {"type": "string"},
+                "namespaceSelector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "any": {"type": "boolean"},
+                        "matchNames": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"matchLabels": STRINGS},
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["port"],
+                        "properties": {
+                            "port": {"type": "string", "minLength": 1},
+                            "path": {"type": "string", "pattern": "^/"},
+                            "interval": {"type": "string", "pattern": DURATION},
+                            "honorLabels": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+        },
+    ),
 }
 
 
@@ -69,6 +185,23 @@ def assert_accepted_by_kubernetes(obj: dict[str, Any]) -> None:
     pytest.fail(rejection, pytrace=False)
 
 
+def assert_accepted(obj: dict[str, Any]) -> None:
+    """Kubernetes' own schemas for its kinds, the Prometheus Operator's CRDs (cut down) for its kinds."""
+    schema = CUSTOM_RESOURCES.get(obj["kind"])
+    if schema is None:
+        assert_accepted_by_kubernetes(obj)
+        return
+    error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(schema).iter_errors(obj))
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path)
+        pytest.fail(f"the {obj['kind']} CRD rejects it at {where}: {error.message}", pytrace=False)
+
+
+def container(objects: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    [only] = pod_spec(objects)["containers"]
+    return dict(only)
+
+
 def granted(cluster_role: dict[str, Any]) -> set[tuple[str, str, str]]:
     return {
         (group, resource, verb)
@@ -95,7 +228,7 @@ def test_the_chart_metadata_matches_the_operators_version() -> None:
 
 def test_a_default_install_renders_objects_kubernetes_accepts_strictly(chart: helm.Chart) -> None:
     objects = render(chart)
-    assert set(objects) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
+    assert set(objects) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"}
     for obj in objects.values():
         assert_accepted_by_kubernetes(obj)
 
@@ -108,6 +241,15 @@ def test_every_option_set_still_renders_objects_kubernetes_accepts_strictly(char
             "imagePullSecrets": [{"name": "registry"}],
             "tickSeconds": 0.5,
             "logFormat": "console",
+            "metrics": {"port": 9102},
+            "serviceMonitor": {"enabled": True, "interval": "1m30s", "labels": {"release": "kube-prometheus-stack"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "dashboards": {
+                "enabled": True,
+                "namespace": "monitoring",
+                "labels": {"team": "delivery"},
+                "annotations": {"grafana_folder": "Delivery"},
+            },
             "serviceAccount": {"create": True, "name": "canary", "annotations": {"team": "delivery"}},
             "podAnnotations": {"team": "delivery"},
             "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -123,8 +265,9 @@ def test_every_option_set_still_renders_objects_kubernetes_accepts_strictly(char
             },
         },
     )
+    assert set(objects) >= {"Service", "ServiceMonitor", "PrometheusRule", "ConfigMap"}
     for obj in objects.values():
-        assert_accepted_by_kubernetes(obj)
+        assert_accepted(obj)
     assert pod_spec(objects)["tolerations"][0]["key"] == "dedicated"
 
 
@@ -148,8 +291,30 @@ def test_the_chart_ships_the_generated_crd_byte_for_byte() -> None:
         ({"logFormat": "xml"}, "at '/logFormat': value must be one of 'json', 'console'"),
         ({"replica": 1}, "additional properties 'replica' not allowed"),
         ({"serviceAccount": {"create": False, "name": ""}}, "at '/serviceAccount/name': minLength"),
+        ({"metrics": {"port": 80}}, "at '/metrics/port': minimum: got 80, want 1,024"),
+        ({"metrics": {"port": "8080"}}, "at '/metrics/port': got string, want integer"),
+        ({"serviceMonitor": {"enabled": "yes"}}, "at '/serviceMonitor/enabled': got string, want boolean"),
+        ({"serviceMonitor": {"enabled": True, "interval": "30 seconds"}}, "at '/serviceMonitor/interval'"),
+        ({"prometheusRule": {"enabled": True, "label": {}}}, "additional properties 'label' not allowed"),
+        (
+            {"dashboards": {"enabled": True, "labels": {"grafana_dashboard": 1}}},
+            "at '/dashboards/labels/grafana_dashboard'",
+        ),
     ],
-    ids=["two-replicas", "tick-not-a-number", "tick-zero", "unknown-log-format", "misspelt-key", "unnamed-account"],
+    ids=[
+        "two-replicas",
+        "tick-not-a-number",
+        "tick-zero",
+        "unknown-log-format",
+        "misspelt-key",
+        "unnamed-account",
+        "privileged-port",
+        "port-not-a-number",
+        "monitor-switch-not-a-boolean",
+        "interval-not-a-duration",
+        "misspelt-rule-key",
+        "label-not-a-string",
+    ],
 )
 def test_helm_refuses_values_the_schema_rejects(chart: helm.Chart, values: dict[str, Any], complaint: str) -> None:
     with pytest.raises(helm.HelmValuesError, match="values don't meet the specifications") as refused:
@@ -215,6 +380,7 @@ def test_the_settings_reach_the_operator_as_its_environment(chart: helm.Chart) -
     assert container["env"] == [
         {"name": "CANARY_TICK_SECONDS", "value": "0.5"},
         {"name": "CANARY_LOG_FORMAT", "value": "console"},
+        {"name": "CANARY_HTTP_PORT", "value": "8080"},
     ]
     assert "command" not in container and "args" not in container, "the image's entry point runs the operator"
 
@@ -232,3 +398,73 @@ def test_the_defaults_ask_for_modest_resources(chart: helm.Chart) -> None:
         "requests": {"cpu": "50m", "memory": "64Mi"},
         "limits": {"cpu": "500m", "memory": "256Mi"},
     }
+
+
+def test_the_probes_ask_the_operators_own_endpoints_on_its_http_port(chart: helm.Chart) -> None:
+    operator = container(render(chart))
+    assert operator["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    liveness, readiness = operator["livenessProbe"], operator["readinessProbe"]
+    assert liveness["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert readiness["httpGet"] == {"path": "/readyz", "port": "http"}
+    # /readyz waits up to 5 s for the API server: a shorter timeout would turn its 503 into a timeout.
+    assert readiness["timeoutSeconds"] > 5
+    # A restart needs half a minute of failed liveness probes, not one slow answer.
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 30
+
+
+def test_one_metrics_port_setting_moves_the_operator_its_probes_and_its_service(chart: helm.Chart) -> None:
+    objects = render(chart, {"metrics": {"port": 9102}})
+    operator = container(objects)
+    assert {"name": "CANARY_HTTP_PORT", "value": "9102"} in operator["env"]
+    assert operator["ports"][0]["containerPort"] == 9102
+    assert objects["Service"]["spec"]["ports"] == [
+        {"name": "http-metrics", "port": 9102, "targetPort": "http", "protocol": "TCP"}
+    ]
+
+
+def test_the_metrics_service_selects_the_operators_pod_even_while_it_is_not_ready(chart: helm.Chart) -> None:
+    objects = render(chart)
+    service = objects["Service"]["spec"]
+    pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= pod_labels.items()
+    assert service["publishNotReadyAddresses"] is True
+
+
+def test_the_monitoring_objects_are_opt_in(chart: helm.Chart) -> None:
+    assert not {"ServiceMonitor", "PrometheusRule", "ConfigMap"} & set(render(chart))
+    assert {"ServiceMonitor", "PrometheusRule", "ConfigMap"} <= set(render(chart, MONITORING))
+
+
+def test_the_service_monitor_scrapes_the_metrics_port_as_the_job_the_alerts_expect(chart: helm.Chart) -> None:
+    objects = render(chart, {**MONITORING, "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}})
+    monitor, service = objects["ServiceMonitor"], objects["Service"]
+    assert_accepted(monitor)
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    spec = monitor["spec"]
+    assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert spec["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    # The job label is the Service's label named by jobLabel: "canary-operator" whatever the release's name.
+    assert service["metadata"]["labels"][spec["jobLabel"]] == "canary-operator"
+    [endpoint] = spec["endpoints"]
+    assert endpoint == {"port": "http-metrics", "path": "/metrics", "interval": "30s", "honorLabels": True}
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+
+
+def test_the_prometheus_rule_carries_the_alerts_file_unchanged(chart: helm.Chart) -> None:
+    rule = render(chart, {**MONITORING, "prometheusRule": {"enabled": True, "labels": {"release": "kps"}}})[
+        "PrometheusRule"
+    ]
+    assert_accepted(rule)
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    alerts = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    assert rule["spec"] == {"groups": alerts["groups"]}
+
+
+def test_the_dashboard_reaches_grafanas_sidecar_as_a_labelled_config_map(chart: helm.Chart) -> None:
+    config_map = render(chart, {**MONITORING, "dashboards": {"enabled": True, "namespace": "monitoring"}})["ConfigMap"]
+    assert_accepted(config_map)
+    assert config_map["metadata"]["namespace"] == "monitoring"
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    [(key, text)] = config_map["data"].items()
+    assert key.endswith(".json")
+    assert json.loads(text) == json.loads((CHART / "files" / "dashboard.json").read_text())

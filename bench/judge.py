@@ -1,0 +1,338 @@
+"""``make bench-judge``: how often each judge rolls back a healthy canary, misses a bad one, and how fast it acts.
+
+Replays the seeded synthetic traces of ``judging_corpus`` interval by interval through our judge
+(``judging.judge`` plus the failure-streak rule of ``rollouts._record_check``) and through the peers'
+rules (``peers``), and prints one table. Nothing is timed: every figure is counted in intervals of the
+trace (1 interval = 1 minute). The method, and where we lose, are in docs/judge-benchmark.md.
+
+    python bench/judge.py [--traces N] [--seed S] [--jobs J]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import datetime
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Iterable, Sequence
+
+import judging_corpus as corpus
+import peers
+
+from canary_operator import judging, models
+
+AT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+SLOWER_THAN_MS = 500.0
+OUR_THRESHOLDS = (2, 1)
+
+
+def analysis(failure_threshold: int = 2) -> models.Analysis:
+    """Our rollout's analysis: both metrics compared with the primary, nothing absolute."""
+    return models.Analysis(
+        interval="1m",
+        failure_threshold=failure_threshold,
+        prometheus=models.PrometheusSpec(address="http://prometheus:9090"),
+        metrics=[
+            models.Metric(
+                name="error-rate",
+                template=models.MetricTemplate.ERROR_RATE,
+                compare="primary",
+                max_increase=0.5,
+                confidence=0.99,
+            ),
+            models.Metric(
+                name="latency",
+                template=models.MetricTemplate.LATENCY_P99,
+                compare="primary",
+                slower_than=SLOWER_THAN_MS,
+                max_increase=1.0,
+                confidence=0.99,
+            ),
+        ],
+    )
+
+
+ANALYSIS = analysis()
+ERROR_RATE, LATENCY = ANALYSIS.metrics
+
+
+def _value(number: float) -> judging.Reading:
+    if math.isnan(number):
+        return judging.Reading.missing(judging.NO_DATA, "no requests in the window")
+    return judging.Reading(number)
+
+
+def measurements(interval: corpus.Interval, t: int = 0) -> judging.Measurements:
+    """What the operator's measuring step would hand the judge for this interval."""
+    canary, primary = interval.canary, interval.primary
+    slow = SLOWER_THAN_MS / 1000
+    return judging.Measurements(
+        at=AT + datetime.timedelta(seconds=corpus.INTERVAL_SECONDS * (t + 1)),
+        window=ANALYSIS.interval,
+        weight=round(100 * corpus.CANARY_SHARE),
+        canary_requests=judging.Reading(float(canary.requests)),
+        primary_requests=judging.Reading(float(primary.requests)),
+        metrics=[
+            judging.MetricReadings(
+                ERROR_RATE,
+                "",
+                _value(canary.error_percent),
+                _value(primary.error_percent),
+                canary_bad=judging.Reading(float(canary.errors)),
+                primary_bad=judging.Reading(float(primary.errors)),
+            ),
+            judging.MetricReadings(
+                LATENCY,
+                "",
+                _value(canary.p99_ms),
+                _value(primary.p99_ms),
+                canary_bad=judging.Reading(float(canary.slower_than(slow))),
+                primary_bad=judging.Reading(float(primary.slower_than(slow))),
+            ),
+        ],
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class OurReplay:
+    rollback: dict[int, int | None]  # per failureThreshold, the interval whose check rolls back
+    held: int | None  # the first check that would pause the rollout (failureThreshold 2), if before its rollback
+
+
+def our_rollbacks(trace: corpus.Trace, thresholds: Sequence[int] = OUR_THRESHOLDS) -> OurReplay:
+    """Our judge on every interval, folded by the rules of ``rollouts._record_check``.
+
+    Per metric, a failed check adds one to its streak, a passed check resets it, an inconclusive one
+    leaves it; the canary rolls back as soon as any streak reaches the threshold. The streaks do not
+    depend on the threshold, so one replay serves every threshold. ``inconclusiveThreshold`` (3)
+    inconclusive checks in a row pause the rollout (no ``maxStepExtension``): not a rollback, but not a
+    promotion either, so it is reported beside the rollbacks.
+    """
+    first: dict[int, int | None] = dict.fromkeys(thresholds)
+    streaks: dict[str, int] = {}
+    unsure = 0
+    held: int | None = None
+    for t, interval in enumerate(trace.intervals):
+        record = judging.judge(ANALYSIS, measurements(interval, t))
+        for result in record.metrics:
+            if result.verdict is models.Verdict.FAIL:
+                streaks[result.name] = streaks.get(result.name, 0) + 1
+            elif result.verdict is models.Verdict.PASS:
+                streaks[result.name] = 0
+        worst = max(streaks.values(), default=0)
+        for threshold in thresholds:
+            if first[threshold] is None and worst >= threshold:
+                first[threshold] = t
+        unsure = unsure + 1 if record.verdict is models.Verdict.INCONCLUSIVE else 0
+        pausing = unsure >= ANALYSIS.inconclusive_threshold
+        if held is None and pausing and first.get(ANALYSIS.failure_threshold) is None:
+            held = t
+        if all(v is not None for v in first.values()):
+            break
+    return OurReplay(first, held)
+
+
+PEERS: tuple[peers.Rule, ...] = (
+    peers.Flagger(threshold=1),
+    peers.Flagger(threshold=5),
+    peers.ArgoRollouts(failure_limit=0),
+    peers.ArgoRollouts(failure_limit=3),
+    peers.Kayenta(),
+)
+HELD = "ours held"
+JUDGES = tuple(f"ours ft={t}" for t in OUR_THRESHOLDS) + tuple(rule.name for rule in PEERS)
+
+
+def replay(trace: corpus.Trace) -> dict[str, int | None]:
+    """Every judge's rollback interval on one trace."""
+    ours = our_rollbacks(trace)
+    results: dict[str, int | None] = {f"ours ft={t}": ours.rollback[t] for t in OUR_THRESHOLDS}
+    results[HELD] = ours.held
+    for rule in PEERS:
+        results[rule.name] = rule.rollback_at(trace)
+    return results
+
+
+def replay_row(family_name: str, traffic: float, traces: int, seed: int) -> list[dict[str, int | None]]:
+    family = corpus.FAMILY[family_name]
+    return [replay(corpus.generate(family, traffic, i, seed)) for i in range(traces)]
+
+
+# ---------------------------------------------------------------- figures
+
+
+@dataclasses.dataclass(frozen=True)
+class Figures:
+    """One judge on one row of traces."""
+
+    traces: int
+    rolled_back: int  # any rollback (the figure for healthy, transient and stress rows)
+    early: int = 0  # regressed traces rolled back before the onset: neither a detection nor a miss
+    missed: int = 0  # regressed traces never rolled back
+    detect: tuple[int, ...] = ()  # intervals from the onset to the deciding check, both counted
+
+    @property
+    def reached(self) -> int:
+        return self.traces - self.early
+
+    def median_with_misses(self) -> float:
+        """Median time to detect over the traces that reached the onset, a miss counting as never."""
+        times = sorted([float(d) for d in self.detect] + [math.inf] * self.missed)
+        return statistics.median(times) if times else math.nan
+
+
+def figures(points: Iterable[int | None], onset: int | None) -> Figures:
+    points = list(points)
+    rolled = sum(p is not None for p in points)
+    if onset is None:
+        return Figures(len(points), rolled)
+    early = sum(p is not None and p < onset for p in points)
+    detect = tuple(sorted(p - onset + 1 for p in points if p is not None and p >= onset))
+    return Figures(len(points), rolled, early=early, missed=sum(p is None for p in points), detect=detect)
+
+
+def _p90(values: Sequence[int]) -> int:
+    return sorted(values)[math.ceil(0.9 * len(values)) - 1]
+
+
+def _pct(part: int, whole: int) -> str:
+    if not whole:
+        return "n/a"
+    share = 100 * part / whole
+    if 0 < share < 0.1:
+        return "<0.1%"
+    if 99 < share < 100:
+        return ">99%"
+    return f"{share:.0f}%" if share >= 10 or share == 0 else f"{share:.1f}%"
+
+
+def cell(fig: Figures, onset: int | None) -> str:
+    if onset is None:
+        return _pct(fig.rolled_back, fig.traces)
+    if not fig.reached:
+        return "all early"
+    if not fig.detect:
+        return f"{_pct(fig.missed, fig.reached)} -"
+    return f"{_pct(fig.missed, fig.reached)} {statistics.median(fig.detect):g}/{_p90(fig.detect)}"
+
+
+def wilson_upper(part: int, whole: int, z: float = 1.96) -> float:
+    """Upper end of the 95% Wilson score interval of a proportion."""
+    if not whole:
+        return math.nan
+    p = part / whole
+    centre = p + z * z / (2 * whole)
+    spread = z * math.sqrt(p * (1 - p) / whole + z * z / (4 * whole * whole))
+    return (centre + spread) / (1 + z * z / whole)
+
+
+def render(results: dict[tuple[str, float], list[dict[str, int | None]]], traces: int, seed: int) -> list[str]:
+    width = 12
+    label = 22
+    lines = [
+        f"judge benchmark: {traces} traces per row, seed {seed}, {corpus.HORIZON} intervals of"
+        f" {corpus.INTERVAL_SECONDS}s (1 interval = 1 min), canary share {corpus.CANARY_SHARE:.0%},"
+        f" regressions from interval {corpus.ONSET + 1}",
+        "healthy / burst / blip / stress rows: share of traces rolled back (false rollbacks)",
+        "regression rows: missed share, then median/p90 intervals from onset to the deciding check (onset = 1)",
+        f"'{HELD}': share of traces on which our rollout pauses ({ANALYSIS.inconclusive_threshold} inconclusive"
+        " checks in a row) before any rollback",
+        "",
+        f"{'family':<{label}}" + "".join(f"{name:>{width}}" for name in (*JUDGES, HELD)),
+    ]
+    lines.append("-" * len(lines[-1]))
+    healthy: dict[str, list[int]] = {name: [0, 0] for name in (*JUDGES, HELD)}
+    early: dict[str, list[int]] = {name: [0, 0] for name in JUDGES}
+    for family in corpus.FAMILIES:
+        for traffic in corpus.TRAFFIC_LEVELS:
+            rows = results[(family.name, traffic)]
+            cells = []
+            for name in JUDGES:
+                fig = figures((r[name] for r in rows), family.onset)
+                cells.append(cell(fig, family.onset))
+                if family.kind == corpus.HEALTHY:
+                    healthy[name][0] += fig.rolled_back
+                    healthy[name][1] += fig.traces
+                if family.kind == corpus.REGRESSION:
+                    early[name][0] += fig.early
+                    early[name][1] += fig.traces
+            held = sum(r[HELD] is not None for r in rows)
+            cells.append(_pct(held, len(rows)))
+            if family.kind == corpus.HEALTHY:
+                healthy[HELD][0] += held
+                healthy[HELD][1] += len(rows)
+            lines.append(f"{f'{family.name} {traffic:g}/s':<{label}}" + "".join(f"{c:>{width}}" for c in cells))
+        lines.append("")
+    lines.append(
+        f"{'healthy+burst, overall':<{label}}" + "".join(f"{_pct(*healthy[name]):>{width}}" for name in (*JUDGES, HELD))
+    )
+    lines.append(f"{'regressed, before onset':<{label}}" + "".join(f"{_pct(*early[name]):>{width}}" for name in JUDGES))
+    lines.append("")
+    lines.extend(verdict(results, healthy["ours ft=2"]))
+    return lines
+
+
+def verdict(results: dict[tuple[str, float], list[dict[str, int | None]]], healthy: list[int]) -> list[str]:
+    ours, flagger = "ours ft=2", "Flagger t=1"
+    part, whole = healthy
+    upper = wilson_upper(part, whole)
+    ok = whole > 0 and part / whole <= 0.01
+    lines = [
+        f"target 1, <= 1% false rollbacks on healthy traces overall ({ours}): {part}/{whole} ="
+        f" {100 * part / max(whole, 1):.2f}% (95% upper bound {100 * upper:.2f}%): {'MET' if ok else 'NOT MET'}"
+    ]
+    family = corpus.FAMILY["err +2pp"]
+    levels = []
+    met_all = True
+    for traffic in corpus.TRAFFIC_LEVELS:
+        rows = results[(family.name, traffic)]
+        a = figures((r[ours] for r in rows), family.onset)
+        b = figures((r[flagger] for r in rows), family.onset)
+        ma, mb = a.median_with_misses(), b.median_with_misses()
+        met = ma <= mb
+        met_all = met_all and met
+        acted = "met" if ma <= mb + 1 else "not met"
+        levels.append(
+            f"  {traffic:>5g} req/s: ours {ma:g} (missed {_pct(a.missed, a.reached)}) vs Flagger {mb:g}"
+            f" (missed {_pct(b.missed, b.reached)}): {'met' if met else 'NOT MET'}"
+            f" (counted when the rollback is carried out, Flagger one tick later: {acted})"
+        )
+    lines.append(
+        f"target 2, +2pp regression detected at least as fast as {flagger} ({ours}): {'MET' if met_all else 'NOT MET'}"
+    )
+    lines.append("  median intervals from onset to the deciding check, a missed regression counting as never:")
+    lines.extend(levels)
+    return lines
+
+
+def run(traces: int, seed: int, jobs: int) -> dict[tuple[str, float], list[dict[str, int | None]]]:
+    rows = [(family.name, traffic) for family in corpus.FAMILIES for traffic in corpus.TRAFFIC_LEVELS]
+    if jobs <= 1:
+        return {row: replay_row(*row, traces, seed) for row in rows}
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {row: pool.submit(replay_row, *row, traces, seed) for row in rows}
+        return {row: future.result() for row, future in futures.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--traces", type=int, default=200, help="traces per family and traffic level")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    args = parser.parse_args(argv)
+    began = time.perf_counter()
+    results = run(args.traces, args.seed, args.jobs)
+    for line in render(results, args.traces, args.seed):
+        print(line)
+    sys.stdout.flush()
+    print(f"({len(results) * args.traces} traces replayed in {time.perf_counter() - began:.0f}s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
