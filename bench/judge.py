@@ -67,10 +67,46 @@ def _value(number: float) -> judging.Reading:
     return judging.Reading(number)
 
 
-def measurements(interval: corpus.Interval, t: int = 0) -> judging.Measurements:
-    """What the operator's measuring step would hand the judge for this interval."""
+def _counts(
+    canary_bad: float, canary_total: float, primary_bad: float, primary_total: float, window: str, what: str = ""
+) -> judging.Counts:
+    return judging.Counts(
+        window,
+        judging.Reading(canary_bad),
+        judging.Reading(canary_total),
+        judging.Reading(primary_bad),
+        judging.Reading(primary_total),
+        what,
+    )
+
+
+def measurements(intervals: Sequence[corpus.Interval], t: int = 0) -> judging.Measurements:
+    """What the operator's measuring step would hand the judge at the end of interval ``t``.
+
+    Like ``measuring.measure``: each comparison gets the counts of the last window, and from the
+    second check on, the counts since the canary started (here: since the trace started).
+    """
+    interval = intervals[t]
     canary, primary = interval.canary, interval.primary
     slow = SLOWER_THAN_MS / 1000
+    so_far = intervals[: t + 1]
+    error_since = latency_since = None
+    if t >= 1:
+        window = f"{t + 1}m since the canary started"
+        error_since = _counts(
+            sum(i.canary.errors for i in so_far),
+            sum(i.canary.requests for i in so_far),
+            sum(i.primary.errors for i in so_far),
+            sum(i.primary.requests for i in so_far),
+            window,
+        )
+        latency_since = _counts(
+            sum(i.canary.slower_than(slow) for i in so_far),
+            sum(i.canary.requests for i in so_far),
+            sum(i.primary.slower_than(slow) for i in so_far),
+            sum(i.primary.requests for i in so_far),
+            window,
+        )
     return judging.Measurements(
         at=AT + datetime.timedelta(seconds=corpus.INTERVAL_SECONDS * (t + 1)),
         window=ANALYSIS.interval,
@@ -83,16 +119,18 @@ def measurements(interval: corpus.Interval, t: int = 0) -> judging.Measurements:
                 "",
                 _value(canary.error_percent),
                 _value(primary.error_percent),
-                canary_bad=judging.Reading(float(canary.errors)),
-                primary_bad=judging.Reading(float(primary.errors)),
+                recent=_counts(canary.errors, canary.requests, primary.errors, primary.requests, "1m"),
+                since_start=error_since,
             ),
             judging.MetricReadings(
                 LATENCY,
                 "",
                 _value(canary.p99_ms),
                 _value(primary.p99_ms),
-                canary_bad=judging.Reading(float(canary.slower_than(slow))),
-                primary_bad=judging.Reading(float(primary.slower_than(slow))),
+                recent=_counts(
+                    canary.slower_than(slow), canary.requests, primary.slower_than(slow), primary.requests, "1m"
+                ),
+                since_start=latency_since,
             ),
         ],
     )
@@ -117,8 +155,8 @@ def our_rollbacks(trace: corpus.Trace, thresholds: Sequence[int] = OUR_THRESHOLD
     streaks: dict[str, int] = {}
     unsure = 0
     held: int | None = None
-    for t, interval in enumerate(trace.intervals):
-        record = judging.judge(ANALYSIS, measurements(interval, t))
+    for t in range(len(trace.intervals)):
+        record = judging.judge(ANALYSIS, measurements(trace.intervals, t))
         for result in record.metrics:
             if result.verdict is models.Verdict.FAIL:
                 streaks[result.name] = streaks.get(result.name, 0) + 1

@@ -58,13 +58,25 @@ class Reading:
 
 
 @dataclasses.dataclass(frozen=True)
+class Counts:
+    """Bad and total requests of each arm over one window: what a comparison tests."""
+
+    window: str  # as shown to people: "1m", or "12m since the canary started"
+    canary_bad: Reading
+    canary_total: Reading
+    primary_bad: Reading
+    primary_total: Reading
+    what: str = ""  # what a bad request is, e.g. "requests slower than 500ms"
+
+
+@dataclasses.dataclass(frozen=True)
 class MetricReadings:
     metric: models.Metric
     query: str  # the canary's rendered PromQL, for the record
     canary: Reading
     primary: Reading
-    canary_bad: Reading | None = None  # compare: bad requests (5xx, or slower than slowerThan) in the window
-    primary_bad: Reading | None = None
+    recent: Counts | None = None  # compare: the counts over the metric's window
+    since_start: Counts | None = None  # compare: the counts since the canary started (when longer)
     note: str = ""  # what the value rests on (e.g. the buckets behind a p99)
 
 
@@ -164,45 +176,72 @@ def _absolute(
     return _Part(models.Verdict.PASS, f"{name} {_fmt(value, unit)} within limits ({sample}{versus}){note}")
 
 
-def _compared(
-    readings: MetricReadings, n_canary: float | None, n_primary: float | None, tighten: float
+def _compare_counts(
+    metric: models.Metric, counts: Counts, tighten: float, confidence: float, sequential: bool
 ) -> tuple[_Part, significance.Comparison | None]:
-    metric = readings.metric
-    for reading in (readings.canary_bad, readings.primary_bad):
-        if reading is None or reading.value is None:
-            detail = reading.detail if reading is not None else "not measured"
-            cause = reading.problem if reading is not None and reading.problem else NO_DATA
-            return _Part(models.Verdict.INCONCLUSIVE, f"{metric.name}: {detail}", cause), None
-    assert readings.canary_bad is not None and readings.primary_bad is not None
-    assert readings.canary_bad.value is not None and readings.primary_bad.value is not None
-    increase = (metric.max_increase or 0.0) * tighten / 100
-    ratio = 1 + ((metric.max_ratio or 1.0) - 1) * tighten
-    nc, np_ = n_canary or 0.0, n_primary or 0.0
+    """One comparison over one window; the part it contributes to the metric's verdict."""
+    readings = (counts.canary_bad, counts.canary_total, counts.primary_bad, counts.primary_total)
+    for reading in readings:
+        if reading.value is None:
+            cause = reading.problem or NO_DATA
+            return _Part(models.Verdict.INCONCLUSIVE, f"{metric.name}: {reading.detail or 'no data'}", cause), None
+    canary_bad, canary_total, primary_bad, primary_total = (r.value or 0.0 for r in readings)
     result = significance.compare(
-        readings.canary_bad.value,
-        nc,
-        readings.primary_bad.value,
-        np_,
-        increase=increase,
-        ratio=ratio,
-        confidence=metric.confidence,
+        canary_bad,
+        canary_total,
+        primary_bad,
+        primary_total,
+        increase=(metric.max_increase or 0.0) * tighten / 100,
+        ratio=1 + ((metric.max_ratio or 1.0) - 1) * tighten,
+        confidence=confidence,
+        sequential=sequential,
     )
-    what = (
-        f"requests slower than {_fmt(metric.slower_than, 'ms')}"
-        if metric.template is models.MetricTemplate.LATENCY_P99
-        else metric.name
+    what = counts.what or metric.name
+    head = (
+        f"{what} {_pct(result.canary_share)} vs primary {_pct(result.primary_share)}"
+        f" (n={round(canary_total)}/{round(primary_total)} over {counts.window})"
     )
-    head = f"{what} {_pct(result.canary_share)} vs primary {_pct(result.primary_share)} (n={round(nc)}/{round(np_)})"
     excess = result.canary_share - result.primary_share if not math.isnan(result.canary_share) else math.nan
     tolerance = _pp(result.allowed - (0 if math.isnan(result.primary_share) else result.primary_share))
-    note = f"; {readings.note}" if readings.note else ""
     if result.verdict is models.Verdict.FAIL:
-        reason = f"{head}, {_pp(excess)} > {tolerance}, {_p(result.p_value)}{note}"
-        return _Part(models.Verdict.FAIL, reason), result
+        return _Part(models.Verdict.FAIL, f"{head}, {_pp(excess)} > {tolerance}, {_p(result.p_value)}"), result
     if result.verdict is models.Verdict.PASS:
-        return _Part(models.Verdict.PASS, f"{head}, within {tolerance}, {_p(result.p_value)}{note}"), result
+        return _Part(models.Verdict.PASS, f"{head}, within {tolerance}, {_p(result.p_value)}"), result
     reason = f"{head}: cannot tell from {tolerance} yet, need ~{result.needed} more canary requests"
     return _Part(models.Verdict.INCONCLUSIVE, reason, INSUFFICIENT_TRAFFIC), result
+
+
+def _compared(readings: MetricReadings, tighten: float) -> tuple[_Part, significance.Comparison | None]:
+    """Canary against primary over the last window (fast) and since the canary started (patient).
+
+    The last window is judged with a fixed-sample interval: it reacts within one check when there is
+    traffic, and ``failureThreshold`` guards it against a fluke. The counts since the canary started
+    are judged with an always-valid interval, so looking again at every check costs no false
+    rollbacks, and a low-traffic canary gathers evidence until it can be judged. The false-rollback
+    budget ``1 - confidence`` is split between the two. The metric fails if either window shows the
+    canary worse than tolerated, passes if one shows it within tolerance and neither fails (and the
+    canary served requests in the last window), and is inconclusive otherwise; the requests still
+    needed then come from the counts since the start.
+    """
+    metric = readings.metric
+    windows = [(c, sequential) for c, sequential in ((readings.recent, False), (readings.since_start, True)) if c]
+    if not windows:
+        return _Part(models.Verdict.INCONCLUSIVE, f"{metric.name}: no request counts to compare", NO_DATA), None
+    confidence = 1 - (1 - metric.confidence) / len(windows)
+    judged = [_compare_counts(metric, counts, tighten, confidence, sequential) for counts, sequential in windows]
+    note = f"; {readings.note}" if readings.note else ""
+    for part, result in judged:
+        if part.verdict is models.Verdict.FAIL:
+            return _Part(part.verdict, part.reason + note), result
+    if readings.recent is not None and not readings.recent.canary_total.value:
+        # Old evidence may condemn a canary that went silent, never clear it.
+        reason = f"{metric.name}: no canary requests in the last {readings.recent.window}"
+        return _Part(models.Verdict.INCONCLUSIVE, reason, INSUFFICIENT_TRAFFIC), judged[0][1]
+    for part, result in judged:
+        if part.verdict is models.Verdict.PASS:
+            return _Part(part.verdict, part.reason + note), result
+    part, result = judged[-1]
+    return part, result
 
 
 def _combine(parts: list[_Part]) -> _Part:
@@ -228,7 +267,7 @@ def _judge_metric(
         "limit": _limit(metric, unit, tighten),
         "query": readings.query,
     }
-    used = [measurements.canary_requests, readings.canary, readings.canary_bad, readings.primary_bad]
+    used = [measurements.canary_requests, readings.canary]
     for reading in used:
         if reading is not None and reading.problem in (UNREACHABLE, QUERY_REJECTED):
             result = models.MetricResult(
@@ -240,11 +279,11 @@ def _judge_metric(
     if metric.max is not None or metric.min is not None:
         parts.append(_absolute(readings, analysis, n, measurements.window, unit, tighten))
     if metric.compare is not None:
-        part, comparison = _compared(readings, n, n_primary, tighten)
+        part, comparison = _compared(readings, tighten)
         parts.append(part)
         if comparison is not None:
             record.update(
-                statistic="two proportions, Agresti-Caffo",
+                statistic="two proportions, Agresti-Caffo (last window; always-valid since the start)",
                 p_value=round(comparison.p_value, 6),
                 bound=f"{_pp(comparison.lower)}..{_pp(comparison.upper)} over tolerance",
                 needed_requests=comparison.needed or None,

@@ -13,7 +13,6 @@ on), and, with an SLO, the canary's error ratio over the burn-rate windows.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime
 import math
 import time
@@ -69,11 +68,51 @@ def _tail_note(role: str, buckets: dict[float, float] | judging.Reading) -> str:
     return f"{role} p99 in bucket {low * 1000:g}ms-{upper}: {slower:.0f} of {total:.0f} requests there or slower"
 
 
-@dataclasses.dataclass(frozen=True)
-class _MetricPlan:
-    metric: models.Metric
-    canary_query: str
-    primary_query: str
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n) or "0s"
+
+
+async def _counts(
+    provider: providers.MetricProvider,
+    metric: models.Metric,
+    canary: queries.Arm,
+    primary: queries.Arm,
+    window: str,
+    label: str,
+    at: datetime.datetime,
+) -> judging.Counts:
+    """Bad and total requests of both arms over one window, for a comparison."""
+    totals = asyncio.gather(
+        _read(provider, queries.request_count(canary, window), at),
+        _read(provider, queries.request_count(primary, window), at),
+    )
+    what = metric.name
+    if metric.template is models.MetricTemplate.LATENCY_P99:
+        assert metric.slower_than is not None
+        canary_buckets, primary_buckets = await asyncio.gather(
+            _buckets(provider, queries.latency_buckets(canary, window), at),
+            _buckets(provider, queries.latency_buckets(primary, window), at),
+        )
+        bad = []
+        edge = metric.slower_than / 1000
+        for buckets in (canary_buckets, primary_buckets):
+            if isinstance(buckets, judging.Reading):
+                bad.append(buckets)
+            else:
+                count, edge = significance.count_above(buckets, metric.slower_than / 1000)
+                bad.append(judging.Reading(count))
+        # Histograms only know their bucket edges: say which one was used.
+        what = f"requests slower than {edge * 1000:g}ms"
+        canary_bad, primary_bad = bad
+    else:
+        canary_bad, primary_bad = await asyncio.gather(
+            _read(provider, queries.error_count(canary, window), at),
+            _read(provider, queries.error_count(primary, window), at),
+        )
+    canary_total, primary_total = await totals
+    return judging.Counts(label, canary_bad, canary_total, primary_bad, primary_total, what)
 
 
 async def measure(
@@ -82,10 +121,13 @@ async def measure(
     weight: int,
     at: datetime.datetime,
     provider: providers.MetricProvider,
+    since: datetime.datetime | None = None,
 ) -> judging.Measurements:
+    """One check's measurements; ``since`` is when the canary started (comparisons accumulate from there)."""
     analysis = spec.analysis
     canary, primary = queries.arms(namespace, spec.target_ref.name)
     window = analysis.interval
+    elapsed = int((at - since).total_seconds()) if since is not None else 0
 
     async def for_metric(metric: models.Metric) -> judging.MetricReadings:
         w = queries.window(metric, analysis)
@@ -93,32 +135,22 @@ async def measure(
         values = asyncio.gather(
             _read(provider, canary_query, at), _read(provider, queries.render(metric, analysis, primary), at)
         )
-        canary_bad: judging.Reading | None = None
-        primary_bad: judging.Reading | None = None
+        recent = since_start = None
+        if metric.compare is not None:
+            recent = await _counts(provider, metric, canary, primary, w, w, at)
+            if elapsed > models.parse_duration(w):
+                label = f"{_duration(elapsed)} since the canary started"
+                since_start = await _counts(provider, metric, canary, primary, f"{elapsed}s", label, at)
         note = ""
         if metric.template is models.MetricTemplate.LATENCY_P99:
             canary_buckets, primary_buckets = await asyncio.gather(
                 _buckets(provider, queries.latency_buckets(canary, w), at),
                 _buckets(provider, queries.latency_buckets(primary, w), at),
             )
-            note = "; ".join(
-                n for n in (_tail_note("canary", canary_buckets), _tail_note("primary", primary_buckets)) if n
-            )
-            if metric.compare is not None:
-                assert metric.slower_than is not None
-                canary_bad, primary_bad = (
-                    b
-                    if isinstance(b, judging.Reading)
-                    else judging.Reading(significance.count_above(b, metric.slower_than / 1000)[0])
-                    for b in (canary_buckets, primary_buckets)
-                )
-        elif metric.template is models.MetricTemplate.ERROR_RATE and metric.compare is not None:
-            canary_bad, primary_bad = await asyncio.gather(
-                _read(provider, queries.error_count(canary, w), at),
-                _read(provider, queries.error_count(primary, w), at),
-            )
+            tails = (_tail_note("canary", canary_buckets), _tail_note("primary", primary_buckets))
+            note = "; ".join(n for n in tails if n)
         canary_value, primary_value = await values
-        return judging.MetricReadings(metric, canary_query, canary_value, primary_value, canary_bad, primary_bad, note)
+        return judging.MetricReadings(metric, canary_query, canary_value, primary_value, recent, since_start, note)
 
     burn_windows = [spec.slo.burn_rate.short, spec.slo.burn_rate.long] if spec.slo is not None else []
     counts_and_burn, metrics = await asyncio.gather(

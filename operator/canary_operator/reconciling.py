@@ -61,7 +61,8 @@ async def tick(
     check = None
     if rollouts.check_due(spec, status, now):
         provider = provider_for(spec.analysis)
-        measurements = await measuring.measure(spec, namespace, traffic.weight, now, provider)
+        since = datetime.datetime.fromisoformat(status.canary_started_at) if status.canary_started_at else None
+        measurements = await measuring.measure(spec, namespace, traffic.weight, now, provider, since)
         check = judging.judge(spec.analysis, measurements, slo=spec.slo, tighten=rollouts.tighten_factor(spec, status))
 
     target = workloads.target_of(target_doc)

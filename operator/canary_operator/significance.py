@@ -55,17 +55,32 @@ def compare(
     increase: float = 0.0,
     ratio: float = 1.0,
     confidence: float = 0.99,
+    sequential: bool = False,
 ) -> Comparison:
-    """Compare bad-request shares; ``increase`` is a share (0.005 for half a percentage point)."""
+    """Compare bad-request shares; ``increase`` is a share (0.005 for half a percentage point).
+
+    ``sequential=False``: a fixed-sample interval, right for one window judged once.
+    ``sequential=True``: an always-valid interval (a confidence sequence from a normal-mixture
+    sequential probability ratio test), right for counts that keep growing and are looked at
+    every check: the chance that *any* look fails a canary within tolerance stays at most
+    ``1 - confidence``, however many looks there are. It is wider than the fixed interval, and
+    narrows as requests accumulate, so a low-traffic canary reaches a verdict in time.
+    """
     canary_bad = min(max(canary_bad, 0.0), canary_total)
     primary_bad = min(max(primary_bad, 0.0), primary_total)
     pc, nc = _smoothed(canary_bad, canary_total)
     pp, np_ = _smoothed(primary_bad, primary_total)
     excess = pc - (ratio * pp + increase)
     se = math.sqrt(pc * (1 - pc) / nc + ratio**2 * pp * (1 - pp) / np_)
-    z = _NORMAL.inv_cdf(confidence)
-    lower, upper = excess - z * se, excess + z * se
-    p_value = 1 - _NORMAL.cdf(excess / se)
+    alpha = 1 - confidence
+    mixing = max(increase + (ratio - 1) * pp, 0.001)  # the size of effect the test is tuned to
+    if sequential:
+        half = _sequence_half_width(se**2, mixing**2, alpha)
+        p_value = _always_valid_p(excess, se**2, mixing**2) if excess > 0 else 1.0
+    else:
+        half = _NORMAL.inv_cdf(confidence) * se
+        p_value = 1 - _NORMAL.cdf(excess / se)
+    lower, upper = excess - half, excess + half
     if lower > 0:
         verdict = models.Verdict.FAIL
     elif upper < 0:
@@ -74,6 +89,7 @@ def compare(
         verdict = models.Verdict.INCONCLUSIVE
     needed = 0
     if verdict is models.Verdict.INCONCLUSIVE:
+        z = half / se  # the interval's width in standard errors, for the sample-size estimate
         needed = _more_requests_needed(excess, se, canary_total, primary_total, increase, ratio, pp, z)
     return Comparison(
         verdict=verdict,
@@ -85,6 +101,21 @@ def compare(
         p_value=p_value,
         needed=needed,
     )
+
+
+def _sequence_half_width(variance: float, mixing: float, alpha: float) -> float:
+    """Half-width of the normal-mixture confidence sequence (Robbins; Johari et al. 2017, always-valid inference)."""
+    return math.sqrt(
+        variance * (variance + mixing) / mixing * (2 * math.log(1 / alpha) + math.log((variance + mixing) / variance))
+    )
+
+
+def _always_valid_p(excess: float, variance: float, mixing: float) -> float:
+    """1 / the mixture likelihood ratio: a p-value that stays valid under continuous monitoring."""
+    log_ratio = 0.5 * math.log(variance / (variance + mixing)) + mixing * excess**2 / (
+        2 * variance * (variance + mixing)
+    )
+    return min(1.0, math.exp(-log_ratio))
 
 
 def _more_requests_needed(

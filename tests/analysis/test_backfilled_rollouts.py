@@ -52,7 +52,9 @@ async def run(world: World, server: prometheus.PrometheusServer, minutes: float,
     for _ in range(int(minutes * 12)):
         check = None
         if rollouts.check_due(world.spec, world.status, world.now):
-            measurements = await measuring.measure(world.spec, "shop", world.status.weight, world.now, provider)
+            started = world.status.canary_started_at
+            since = datetime.datetime.fromisoformat(started) if started else None
+            measurements = await measuring.measure(world.spec, "shop", world.status.weight, world.now, provider, since)
             tighten = rollouts.tighten_factor(world.spec, world.status)
             check = judging.judge(world.spec.analysis, measurements, slo=world.spec.slo, tighten=tighten)
         if rollouts.wants_budget(world.spec, world.status, world.revision(world.template)):
@@ -71,7 +73,7 @@ async def test_a_canary_with_2pp_more_errors_at_50_rps_is_rolled_back(backfill_p
     assert world.status.phase is models.Phase.ROLLED_BACK
     last = world.status.last_check
     assert last is not None
-    assert last.metrics[0].reason == "error-rate 2.5% vs primary 0.5% (n=3000/27000), +2pp > +0.5pp, p<0.001"
+    assert last.metrics[0].reason == "error-rate 2.5% vs primary 0.5% (n=3000/27000 over 1m), +2pp > +0.5pp, p<0.001"
     assert 'code=~"5.."' in (last.metrics[0].query or "")
     release = world.status.releases[-1]
     assert release.time_to_detect_seconds is not None and release.time_to_detect_seconds <= 130
@@ -90,7 +92,8 @@ async def test_a_healthy_canary_at_1_rps_is_neither_promoted_early_nor_rolled_ba
     assert last is not None and last.verdict is models.Verdict.INCONCLUSIVE
     needed = last.metrics[0].needed_requests
     assert needed is not None and needed > 1000
-    assert "(n=60/540): cannot tell from +0.5pp yet" in last.metrics[0].reason
+    reason = last.metrics[0].reason
+    assert "since the canary started): cannot tell from +0.5pp yet" in reason, reason
 
 
 async def test_an_exhausted_error_budget_blocks_the_start(backfill_prometheus: Start) -> None:

@@ -220,14 +220,15 @@ def test_our_rule_rolls_back_after_failure_threshold_failed_checks_in_a_row() ->
     assert replay.rollback == {2: 2, 1: 1}
 
 
-def test_a_passed_check_resets_our_failure_streak() -> None:
+def test_evidence_since_the_start_keeps_a_bad_minute_in_view() -> None:
+    # The good second minute passes on its own, but the counts since the start still show the first one.
     replay = judge.our_rollbacks(trace(ERRORS, GOOD, ERRORS, GOOD))
-    assert replay.rollback == {2: None, 1: 0}
+    assert replay.rollback == {2: 1, 1: 0}
 
 
-def test_an_inconclusive_check_neither_clears_nor_extends_our_streak() -> None:
+def test_a_silent_minute_cannot_clear_a_canary_but_its_history_can_condemn_it() -> None:
     replay = judge.our_rollbacks(trace(ERRORS, SILENT, ERRORS))
-    assert replay.rollback[2] == 2
+    assert replay.rollback[2] == 1
 
 
 def test_three_inconclusive_checks_in_a_row_would_pause_our_rollout() -> None:

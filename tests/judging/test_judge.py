@@ -127,12 +127,20 @@ COMPARED = helpers.example_spec(
 )
 
 
+def counts(n: tuple[float, float], bad: tuple[float, float], window: str = "1m", what: str = "") -> judging.Counts:
+    return judging.Counts(
+        window, judging.Reading(bad[0]), judging.Reading(n[0]), judging.Reading(bad[1]), judging.Reading(n[1]), what
+    )
+
+
 def compared(
     n: tuple[float, float],
     errors: tuple[float, float],
     slow: tuple[float, float] = (0.0, 0.0),
+    since_start: tuple[tuple[float, float], tuple[float, float]] | None = None,
 ) -> models.CheckRecord:
     error_metric, latency_metric = COMPARED.analysis.metrics
+    cumulative = counts(*since_start, window="30m since the canary started") if since_start else None
     measurements = judging.Measurements(
         AT,
         "1m",
@@ -145,16 +153,15 @@ def compared(
                 "q",
                 judging.Reading(100 * errors[0] / max(n[0], 1)),
                 judging.Reading(100 * errors[1] / max(n[1], 1)),
-                judging.Reading(errors[0]),
-                judging.Reading(errors[1]),
+                counts(n, errors),
+                cumulative,
             ),
             judging.MetricReadings(
                 latency_metric,
                 "q",
                 judging.Reading(120.0),
                 judging.Reading(110.0),
-                judging.Reading(slow[0]),
-                judging.Reading(slow[1]),
+                counts(n, slow, what="requests slower than 500ms"),
                 note="canary p99 in bucket 100ms-250ms",
             ),
         ],
@@ -166,8 +173,8 @@ def test_a_canary_worse_than_the_primary_fails_with_the_numbers_a_human_reads() 
     record = compared((4812, 43120), (101, 172))
     assert record.verdict is models.Verdict.FAIL
     failed = record.metrics[0]
-    assert failed.reason == "error-rate 2.1% vs primary 0.399% (n=4812/43120), +1.7pp > +0.5pp, p<0.001"
-    assert failed.statistic == "two proportions, Agresti-Caffo"
+    assert failed.reason == "error-rate 2.1% vs primary 0.399% (n=4812/43120 over 1m), +1.7pp > +0.5pp, p<0.001"
+    assert failed.statistic is not None and failed.statistic.startswith("two proportions, Agresti-Caffo")
     assert failed.p_value is not None and failed.p_value < 0.001
     assert failed.bound is not None and failed.bound.startswith("+")
     assert record.metrics[1].verdict is models.Verdict.PASS, "the other metric is judged too"
@@ -192,20 +199,21 @@ def test_slow_requests_are_compared_as_a_share_with_the_buckets_behind_the_p99()
     record = compared((5000, 45000), (5, 45), slow=(250, 450))
     latency = record.metrics[1]
     assert latency.verdict is models.Verdict.FAIL
-    assert latency.reason.startswith("requests slower than 500ms 5% vs primary 1% (n=5000/45000), +4pp > +1pp")
+    assert latency.reason.startswith("requests slower than 500ms 5% vs primary 1% (n=5000/45000 over 1m), +4pp > +1pp")
     assert latency.reason.endswith("; canary p99 in bucket 100ms-250ms")
 
 
 def test_a_comparison_without_the_bad_counts_is_inconclusive() -> None:
     error_metric = COMPARED.analysis.metrics[0]
     missing = judging.Reading.missing(judging.NO_DATA, "no series")
+    without_bad = judging.Counts("1m", missing, judging.Reading(500.0), missing, judging.Reading(4500.0))
     measurements = judging.Measurements(
         AT,
         "1m",
         10,
         judging.Reading(500.0),
         judging.Reading(4500.0),
-        [judging.MetricReadings(error_metric, "q", judging.Reading(1.0), judging.Reading(1.0), missing, missing)],
+        [judging.MetricReadings(error_metric, "q", judging.Reading(1.0), judging.Reading(1.0), without_bad)],
     )
     record = judging.judge(COMPARED.analysis, measurements)
     assert record.verdict is models.Verdict.INCONCLUSIVE
@@ -254,3 +262,15 @@ def test_a_fast_burn_of_the_error_budget_fails_only_when_both_windows_burn() -> 
     assert burn(0.02, 0.02).verdict is models.Verdict.FAIL  # 20x the 0.1% budget on both windows
     assert burn(0.02, 0.005).verdict is models.Verdict.PASS  # a short spike: the long window is at 5x
     assert "burn rate 20x over 5m, 20x over 1h" in burn(0.02, 0.02).reason
+
+
+def test_counts_since_the_canary_started_settle_what_one_window_cannot() -> None:
+    # One minute at 5 req/s says nothing; thirty minutes of the same canary do, both ways.
+    healthy = compared((300, 2700), (0, 3), since_start=((9000, 81000), (9, 81)))
+    assert healthy.metrics[0].verdict is models.Verdict.PASS
+    assert "over 30m since the canary started" in healthy.metrics[0].reason
+    broken = compared((300, 2700), (6, 3), since_start=((9000, 81000), (180, 81)))
+    assert broken.metrics[0].verdict is models.Verdict.FAIL
+    unsure = compared((300, 2700), (1, 3), since_start=((600, 5400), (2, 6)))
+    assert unsure.metrics[0].verdict is models.Verdict.INCONCLUSIVE
+    assert "over 10m" not in unsure.metrics[0].reason and "since the canary started" in unsure.metrics[0].reason

@@ -83,3 +83,24 @@ def test_requests_slower_than_a_bound_use_the_bucket_at_or_above_it() -> None:
     buckets = {0.25: 900.0, 0.5: 960.0, 1.0: 990.0, math.inf: 1000.0}
     assert significance.count_above(buckets, 0.5) == (40.0, 0.5)
     assert significance.count_above(buckets, 0.3) == (40.0, 0.5)
+
+
+def test_looking_at_growing_counts_every_check_keeps_false_rollbacks_rare_only_when_sequential() -> None:
+    rng = random.Random(11)
+    runs, looks, per_look = 300, 20, 200
+    any_fail = {False: 0, True: 0}
+    for _ in range(runs):
+        bad_c = bad_p = total_c = total_p = 0
+        failed = {False: False, True: False}
+        for _ in range(looks):
+            total_c += per_look
+            total_p += 9 * per_look
+            bad_c += sum(rng.random() < 0.01 for _ in range(per_look))  # exactly at primary + 0.5pp
+            bad_p += sum(rng.random() < 0.005 for _ in range(9 * per_look))
+            for sequential in (False, True):
+                result = significance.compare(bad_c, total_c, bad_p, total_p, increase=0.005, sequential=sequential)
+                failed[sequential] |= result.verdict is models.Verdict.FAIL
+        for sequential in (False, True):
+            any_fail[sequential] += failed[sequential]
+    assert any_fail[True] / runs <= 0.01
+    assert any_fail[False] > any_fail[True], "a fixed-sample interval looked at 20 times errs more often"
