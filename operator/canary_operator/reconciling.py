@@ -44,6 +44,7 @@ async def tick(
     except pydantic.ValidationError as exc:
         decision = rollouts.blocked(status, generation, "InvalidSpec", f"invalid spec: {models.explain(exc)}", now)
         await _publish(api, body, decision)
+        telemetry.observe_status(namespace, name, None, decision.status)
         return decision
 
     target_name = spec.target_ref.name

@@ -68,6 +68,12 @@ rollout_planned = prometheus_client.Gauge(
     ["namespace", "rollout"],
     registry=REGISTRY,
 )
+rollout_stalled = prometheus_client.Gauge(
+    f"{_PREFIX}_rollout_stalled",
+    "1 while a CanaryRollout cannot make progress (condition Stalled=True), labelled with the condition's reason.",
+    ["namespace", "rollout", "reason"],
+    registry=REGISTRY,
+)
 checks = prometheus_client.Counter(
     f"{_PREFIX}_checks",
     "Metric checks, by metric and verdict.",
@@ -121,6 +127,12 @@ time_to_restore = prometheus_client.Histogram(
 )
 
 
+for _result in ("ok", "error"):
+    reconciles.labels(_result)
+for _reason in ("unreachable", "rejected"):
+    query_errors.labels(_reason)
+
+
 def observe_status(
     namespace: str, name: str, spec: models.CanaryRolloutSpec | None, status: models.CanaryRolloutStatus
 ) -> None:
@@ -133,6 +145,26 @@ def observe_status(
     rollout_started.labels(namespace, name).set(_timestamp(started) if started else 0)
     if spec is not None:
         rollout_planned.labels(namespace, name).set(planned_seconds(spec))
+    stalled = next((c.reason for c in status.conditions if c.type == "Stalled" and c.status == "True"), None)
+    for reason in _stalled_reasons.pop((namespace, name), set()) - {stalled}:
+        rollout_stalled.remove(namespace, name, reason)
+    if stalled is not None:
+        rollout_stalled.labels(namespace, name, stalled).set(1)
+        _stalled_reasons[(namespace, name)] = {stalled}
+    _create_series(namespace, name)
+
+
+# The reasons whose stalled series exist, per rollout, so that a cleared reason's series goes away.
+_stalled_reasons: dict[tuple[str, str], set[str]] = {}
+RELEASE_OUTCOMES = ("promoted", "rolled_back", "superseded", "abandoned")
+
+
+def _create_series(namespace: str, name: str) -> None:
+    """Counters and histograms exist at 0 before their first event, so increase() sees that event."""
+    for outcome in RELEASE_OUTCOMES:
+        releases.labels(namespace, name, outcome)
+    for histogram in (lead_time, time_to_detect, time_to_restore):
+        histogram.labels(namespace, name)
 
 
 def observe_check(namespace: str, name: str, record: models.CheckRecord) -> None:
@@ -167,6 +199,8 @@ def forget(namespace: str, name: str) -> None:
             rollout_phase.remove(namespace, name, phase.value)
         except KeyError:
             pass
+    for reason in _stalled_reasons.pop((namespace, name), set()):
+        rollout_stalled.remove(namespace, name, reason)
 
 
 def planned_seconds(spec: models.CanaryRolloutSpec) -> float:

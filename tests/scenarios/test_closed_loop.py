@@ -211,6 +211,8 @@ def test_invalid_specs_are_rejected_with_a_specific_message_and_touch_nothing() 
         web = stage.deployment("web")
         assert web is not None and web["spec"]["replicas"] == 4
         assert stage.deployment("web-primary") is None
+        stalled = (("namespace", "shop"), ("reason", "InvalidSpec"), ("rollout", "web"))
+        assert stage.operator_metrics()[("canary_operator_rollout_stalled", stalled)] == 1
 
 
 def test_a_pause_without_duration_waits_for_the_promote_annotation() -> None:
