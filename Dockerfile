@@ -32,4 +32,6 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels /wheels/canary_operator-*.whl
 
 USER 10001:10001
+# /metrics, /healthz and /readyz (CANARY_HTTP_PORT)
+EXPOSE 8080
 ENTRYPOINT ["canary-operator"]
