@@ -13,6 +13,7 @@ No revision hashes, release ids or query strings become labels; those go to logs
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 from collections.abc import Awaitable, Callable
 
@@ -142,7 +143,7 @@ def observe_status(
     rollout_inconclusive.labels(namespace, name).set(status.inconclusive_checks)
     running = status.phase in models.ANALYSING_PHASES or status.phase is models.Phase.PROMOTING
     started = status.canary_started_at if running else None
-    rollout_started.labels(namespace, name).set(_timestamp(started) if started else 0)
+    rollout_started.labels(namespace, name).set(datetime.datetime.fromisoformat(started).timestamp() if started else 0)
     if spec is not None:
         rollout_planned.labels(namespace, name).set(planned_seconds(spec))
     stalled = next((c.reason for c in status.conditions if c.type == "Stalled" and c.status == "True"), None)
@@ -214,12 +215,6 @@ def planned_seconds(spec: models.CanaryRolloutSpec) -> float:
     return total
 
 
-def _timestamp(text: str) -> float:
-    import datetime
-
-    return datetime.datetime.fromisoformat(text).timestamp()
-
-
 ReadyCheck = Callable[[], Awaitable[bool]]
 
 
@@ -237,7 +232,7 @@ async def serve(ready: ReadyCheck, port: int | None = None) -> web.AppRunner:
     async def readyz(_: web.Request) -> web.Response:
         try:
             ok = await asyncio.wait_for(ready(), timeout=5)
-        except (TimeoutError, Exception):
+        except Exception:  # a hung or failing API check means not ready, never a crash
             ok = False
         return web.Response(text="ready\n" if ok else "not ready\n", status=200 if ok else 503)
 
