@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 import judging_corpus as corpus
 import peers
 
-from canary_operator import judging, models
+from canary_operator import judging, models, rollouts
 
 AT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 SLOWER_THAN_MS = 500.0
@@ -143,28 +143,25 @@ class OurReplay:
 
 
 def our_rollbacks(trace: corpus.Trace, thresholds: Sequence[int] = OUR_THRESHOLDS) -> OurReplay:
-    """Our judge on every interval, folded by the rules of ``rollouts._record_check``.
+    """Our judge on every interval, folded by the operator's own rule, ``rollouts.fold_failures``.
 
     Per metric, a failed check adds one to its streak, a passed check resets it, an inconclusive one
-    leaves it; the canary rolls back as soon as any streak reaches the threshold. The streaks do not
-    depend on the threshold, so one replay serves every threshold. ``inconclusiveThreshold`` (3)
-    inconclusive checks in a row pause the rollout (no ``maxStepExtension``): not a rollback, but not a
-    promotion either, so it is reported beside the rollbacks.
+    leaves it, and a decisive failure (p at or below (1 - confidence) ** failureThreshold) fills the
+    streak at once; the canary rolls back as soon as any streak reaches the threshold.
+    ``inconclusiveThreshold`` (3) inconclusive checks in a row pause the rollout (no
+    ``maxStepExtension``): not a rollback, but not a promotion either, so it is reported beside the
+    rollbacks.
     """
+    analyses = {threshold: analysis(threshold) for threshold in thresholds}
     first: dict[int, int | None] = dict.fromkeys(thresholds)
-    streaks: dict[str, int] = {}
+    streaks: dict[int, dict[str, int]] = {threshold: {} for threshold in thresholds}
     unsure = 0
     held: int | None = None
     for t in range(len(trace.intervals)):
         record = judging.judge(ANALYSIS, measurements(trace.intervals, t))
-        for result in record.metrics:
-            if result.verdict is models.Verdict.FAIL:
-                streaks[result.name] = streaks.get(result.name, 0) + 1
-            elif result.verdict is models.Verdict.PASS:
-                streaks[result.name] = 0
-        worst = max(streaks.values(), default=0)
         for threshold in thresholds:
-            if first[threshold] is None and worst >= threshold:
+            streaks[threshold] = rollouts.fold_failures(analyses[threshold], streaks[threshold], record)
+            if first[threshold] is None and max(streaks[threshold].values(), default=0) >= threshold:
                 first[threshold] = t
         unsure = unsure + 1 if record.verdict is models.Verdict.INCONCLUSIVE else 0
         pausing = unsure >= ANALYSIS.inconclusive_threshold

@@ -519,16 +519,32 @@ def _analyse(tick: _Tick, target: Target) -> None:
     _progress(tick, target)
 
 
+def fold_failures(analysis: models.Analysis, failed: Mapping[str, int], check: models.CheckRecord) -> dict[str, int]:
+    """Each metric's streak of failed checks after one more check; rollback at ``failureThreshold``.
+
+    A failure adds one and a pass clears the streak; an inconclusive result does neither. A
+    comparison that fails with a p-value at or below ``(1 - confidence) ** failureThreshold`` counts
+    as the whole streak at once: one window that decisive is as unlikely on a good canary as that
+    many failed checks in a row, and waiting for them would only expose users longer.
+    """
+    streaks = dict(failed)
+    confidence = {m.name: m.confidence for m in analysis.metrics}
+    threshold = analysis.failure_threshold
+    for result in check.metrics:
+        if result.verdict is Verdict.FAIL:
+            streaks[result.name] = streaks.get(result.name, 0) + 1
+            decisive = (1 - confidence.get(result.name, 0.99)) ** threshold
+            if result.p_value is not None and result.p_value <= decisive:
+                streaks[result.name] = max(streaks[result.name], threshold)
+        elif result.verdict is Verdict.PASS:
+            streaks[result.name] = 0
+    return streaks
+
+
 def _record_check(tick: _Tick, check: models.CheckRecord) -> bool:
     """Fold one check into the status; True when it rolled the canary back."""
     analysis = tick.spec.analysis
-    failed = dict(tick.old.failed_checks)
-    for result in check.metrics:
-        if result.verdict is Verdict.FAIL:
-            failed[result.name] = failed.get(result.name, 0) + 1
-        elif result.verdict is Verdict.PASS:
-            failed[result.name] = 0
-        # an inconclusive result neither clears nor adds to a failure streak
+    failed = fold_failures(analysis, tick.old.failed_checks, check)
     check = check.model_copy(update={"release": tick.old.release_id})
     recent = [*tick.old.recent_checks, check][-RECENT_CHECKS:]
     failing_since = tick.old.failing_since

@@ -314,3 +314,22 @@ def test_checks_and_events_name_their_release() -> None:
     assert all(check.release == release for check in world.status.recent_checks)
     started = next(e for e in world.events if e.reason == "CanaryStarted")
     assert started.message.endswith(f"[release {release}]")
+
+
+def test_one_decisive_comparison_rolls_back_without_waiting_for_the_streak() -> None:
+    world = initialized_world(failureThreshold=2)
+    world.template = V2
+    for _ in range(30):
+        if rollouts.check_due(world.spec, world.status, world.now):
+            p_value = 1e-9  # beyond (1 - 0.99) ** 2: as unlikely on a good canary as two failures in a row
+            world.tick(record(models.Verdict.FAIL, at=world.now, p_value=p_value))
+            break
+        world.tick()
+    assert world.status.phase is models.Phase.ROLLED_BACK
+    assert world.reasons().count("CheckFailed") == 0
+
+
+def test_a_merely_significant_comparison_still_needs_the_streak() -> None:
+    analysis = helpers.example_spec().analysis
+    check = record(models.Verdict.FAIL, p_value=0.003)
+    assert rollouts.fold_failures(analysis, {}, check) == {"error-rate": 1}
