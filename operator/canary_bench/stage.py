@@ -198,6 +198,7 @@ class Stage:
             **os.environ,
             "KUBECONFIG": str(self.cluster.kubeconfig),
             "CANARY_TICK_SECONDS": str(self.tick_seconds),
+            "CANARY_IDLE_TICK_SECONDS": str(self.tick_seconds),
             "CANARY_LOG_FORMAT": self.log_format,
             "PYTHONUNBUFFERED": "1",
             "CANARY_HTTP_PORT": str(self.http_port),

@@ -1,7 +1,8 @@
 """Kopf registrations, and nothing else: every handler calls into a domain module.
 
 One daemon per CanaryRollout runs the reconcile loop (``reconciling.tick``)
-every ``CANARY_TICK_SECONDS``; the delete handler (behind the operator's own
+every ``CANARY_TICK_SECONDS`` while a canary is under way, every
+``CANARY_IDLE_TICK_SECONDS`` otherwise; the delete handler (behind the operator's own
 finalizer) gives the user's Deployment back. Kopf's bookkeeping lives under
 the ``canary.dev`` API group.
 """
@@ -15,11 +16,16 @@ from typing import Any
 
 import kopf
 
-from canary_operator import kube, logs, models, reconciling, telemetry
+from canary_operator import kube, logs, models, reconciling, rollouts, telemetry
 
 
-def _tick_seconds() -> float:
-    return float(os.environ.get("CANARY_TICK_SECONDS", "1"))
+def _tick_seconds(decision: rollouts.Decision | None) -> float:
+    """Fast while a canary is under way (rollback latency), slower while idle (API load at scale)."""
+    busy = float(os.environ.get("CANARY_TICK_SECONDS", "1"))
+    idle = float(os.environ.get("CANARY_IDLE_TICK_SECONDS", "5"))
+    if decision is not None and decision.status.phase in models.IDLE_PHASES:
+        return max(busy, idle)
+    return busy
 
 
 @kopf.on.startup()
@@ -69,9 +75,10 @@ async def run_rollout(name: str, namespace: str | None, stopped: kopf.DaemonStop
     log = logs.get()
     async with kube.Client() as api:
         while not stopped:
+            decision = None
             with telemetry.reconcile_duration.time():
                 try:
-                    await reconciling.tick(api, namespace, name, datetime.datetime.now(datetime.UTC))
+                    decision = await reconciling.tick(api, namespace, name, datetime.datetime.now(datetime.UTC))
                     telemetry.reconciles.labels("ok").inc()
                 except (kube.ApiError, kube.UnreachableError) as exc:
                     telemetry.reconciles.labels("error").inc()
@@ -79,7 +86,7 @@ async def run_rollout(name: str, namespace: str | None, stopped: kopf.DaemonStop
                 except Exception:  # never let one rollout's bug stop its loop or the operator
                     telemetry.reconciles.labels("error").inc()
                     log.exception("tick crashed; retrying next tick")
-            await stopped.wait(_tick_seconds())
+            await stopped.wait(_tick_seconds(decision))
 
 
 @kopf.on.delete(models.GROUP, models.VERSION, models.PLURAL)

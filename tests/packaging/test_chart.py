@@ -376,9 +376,11 @@ def test_one_operator_runs_at_a_time_even_during_an_upgrade(chart: helm.Chart) -
 
 
 def test_the_settings_reach_the_operator_as_its_environment(chart: helm.Chart) -> None:
-    [container] = pod_spec(render(chart, {"tickSeconds": 0.5, "logFormat": "console"}))["containers"]
+    settings = {"tickSeconds": 0.5, "idleTickSeconds": 10, "logFormat": "console"}
+    [container] = pod_spec(render(chart, settings))["containers"]
     assert container["env"] == [
         {"name": "CANARY_TICK_SECONDS", "value": "0.5"},
+        {"name": "CANARY_IDLE_TICK_SECONDS", "value": "10"},
         {"name": "CANARY_LOG_FORMAT", "value": "console"},
         {"name": "CANARY_HTTP_PORT", "value": "8080"},
     ]
