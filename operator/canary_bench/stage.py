@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -317,17 +316,18 @@ class Stage:
 
     def wait_for(self, what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
         """Poll ``probe`` until it returns something truthy; fail with the rollout's state otherwise."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = probe()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise StageError(f"timed out after {timeout}s waiting for {what}; status: {json.dumps(self.status())}")
+        assert self.cluster is not None
+
+        def alive_probe() -> T | None:
             if self._operator is not None and self._operator.poll() is not None:
                 tail = "\n".join(self.operator_log.read_text(errors="replace").splitlines()[-30:])
                 raise StageError(f"operator exited with {self._operator.returncode} waiting for {what}:\n{tail}")
-            time.sleep(0.05)
+            return probe()
+
+        try:
+            return self.cluster.wait_for(alive_probe, timeout=timeout, interval=0.05, message=what)
+        except TimeoutError as exc:
+            raise StageError(f"{exc}; status: {json.dumps(self.status())}") from None
 
     def wait_status(self, what: str, accept: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
         """The rollout's status once ``accept(status)`` holds."""

@@ -54,7 +54,20 @@ async def _buckets(
     return {float(le): count for le, count in result.items()}
 
 
-def _tail_note(role: str, buckets: dict[float, float] | judging.Reading) -> str:
+_Buckets = dict[float, float] | judging.Reading
+
+
+async def _arm_buckets(
+    provider: providers.MetricProvider, canary: queries.Arm, primary: queries.Arm, window: str, at: datetime.datetime
+) -> tuple[_Buckets, _Buckets]:
+    canary_buckets, primary_buckets = await asyncio.gather(
+        _buckets(provider, queries.latency_buckets(canary, window), at),
+        _buckets(provider, queries.latency_buckets(primary, window), at),
+    )
+    return canary_buckets, primary_buckets
+
+
+def _tail_note(role: str, buckets: _Buckets) -> str:
     """What a p99 rests on: its bucket, the requests in the window and how many were in the tail."""
     if isinstance(buckets, judging.Reading):
         return ""
@@ -82,8 +95,12 @@ async def _counts(
     window: str,
     label: str,
     at: datetime.datetime,
+    buckets: tuple[_Buckets, _Buckets] | None = None,
 ) -> judging.Counts:
-    """Bad and total requests of both arms over one window, for a comparison."""
+    """Bad and total requests of both arms over one window, for a comparison.
+
+    ``buckets``: the latency histograms of both arms over this window, when already fetched.
+    """
     totals = asyncio.gather(
         _read(provider, queries.request_count(canary, window), at),
         _read(provider, queries.request_count(primary, window), at),
@@ -91,17 +108,15 @@ async def _counts(
     what = metric.name
     if metric.template is models.MetricTemplate.LATENCY_P99:
         assert metric.slower_than is not None
-        canary_buckets, primary_buckets = await asyncio.gather(
-            _buckets(provider, queries.latency_buckets(canary, window), at),
-            _buckets(provider, queries.latency_buckets(primary, window), at),
-        )
+        if buckets is None:
+            buckets = await _arm_buckets(provider, canary, primary, window, at)
         bad = []
         edge = metric.slower_than / 1000
-        for buckets in (canary_buckets, primary_buckets):
-            if isinstance(buckets, judging.Reading):
-                bad.append(buckets)
+        for histogram in buckets:
+            if isinstance(histogram, judging.Reading):
+                bad.append(histogram)
             else:
-                count, edge = significance.count_above(buckets, metric.slower_than / 1000)
+                count, edge = significance.count_above(histogram, metric.slower_than / 1000)
                 bad.append(judging.Reading(count))
         # Histograms only know their bucket edges: say which one was used.
         what = f"requests slower than {edge * 1000:g}ms"
@@ -135,20 +150,18 @@ async def measure(
         values = asyncio.gather(
             _read(provider, canary_query, at), _read(provider, queries.render(metric, analysis, primary), at)
         )
+        buckets = None
+        note = ""
+        if metric.template is models.MetricTemplate.LATENCY_P99:
+            buckets = await _arm_buckets(provider, canary, primary, w, at)
+            tails = (_tail_note("canary", buckets[0]), _tail_note("primary", buckets[1]))
+            note = "; ".join(n for n in tails if n)
         recent = since_start = None
         if metric.compare is not None:
-            recent = await _counts(provider, metric, canary, primary, w, w, at)
+            recent = await _counts(provider, metric, canary, primary, w, w, at, buckets)
             if elapsed > models.parse_duration(w):
                 label = f"{_duration(elapsed)} since the canary started"
                 since_start = await _counts(provider, metric, canary, primary, f"{elapsed}s", label, at)
-        note = ""
-        if metric.template is models.MetricTemplate.LATENCY_P99:
-            canary_buckets, primary_buckets = await asyncio.gather(
-                _buckets(provider, queries.latency_buckets(canary, w), at),
-                _buckets(provider, queries.latency_buckets(primary, w), at),
-            )
-            tails = (_tail_note("canary", canary_buckets), _tail_note("primary", primary_buckets))
-            note = "; ".join(n for n in tails if n)
         canary_value, primary_value = await values
         return judging.MetricReadings(metric, canary_query, canary_value, primary_value, recent, since_start, note)
 
