@@ -231,6 +231,10 @@ def figures(points: Iterable[int | None], onset: int | None) -> Figures:
     return Figures(len(points), rolled, early=early, missed=sum(p is None for p in points), detect=detect)
 
 
+def _share(value: float) -> str:
+    return f"{100 * value:.2g}%" if value >= 1e-5 else "<0.001%"
+
+
 def _p90(values: Sequence[int]) -> int:
     return sorted(values)[math.ceil(0.9 * len(values)) - 1]
 
@@ -312,6 +316,43 @@ def render(results: dict[tuple[str, float], list[dict[str, int | None]]], traces
     return lines
 
 
+def fastest_test_cost(requests: int, bad_share: float, null_share: float, power: float = 0.5) -> float:
+    """The least chance of failing a canary at ``null_share`` that any test on ``requests`` canary
+    requests must take to fail one at ``bad_share`` with probability ``power``.
+
+    Neyman-Pearson: the most powerful test fails from the highest error count down, randomising at
+    the last count it needs. It is given the primary's share exactly and binomial errors with no
+    wobble, so a real test does no better.
+    """
+
+    def pmf(share: float, k: int) -> float:
+        if share <= 0:
+            return 1.0 if k == 0 else 0.0
+        log = math.lgamma(requests + 1) - math.lgamma(k + 1) - math.lgamma(requests - k + 1)
+        return math.exp(log + k * math.log(share) + (requests - k) * math.log1p(-share))
+
+    caught = cost = 0.0
+    for k in range(requests, -1, -1):
+        bad, null = pmf(bad_share, k), pmf(null_share, k)
+        if caught + bad >= power:
+            return cost + null * (power - caught) / bad
+        caught, cost = caught + bad, cost + null
+    return cost
+
+
+def detection_bounds(traffic: float, intervals: int) -> tuple[float, float]:
+    """For +2pp within ``intervals``, half the time: the least per-window chance of failing a canary
+    at the tolerance (what ``confidence`` bounds) and a healthy one (what the benchmark counts)."""
+    family = corpus.FAMILY["err +2pp"]
+    requests = round(traffic * corpus.CANARY_SHARE * corpus.INTERVAL_SECONDS * intervals)
+    bad = family.base_error + family.error_step
+    tolerance = family.base_error + (ERROR_RATE.max_increase or 0.0) / 100
+    return (
+        fastest_test_cost(requests, bad, tolerance),
+        fastest_test_cost(requests, bad, family.base_error),
+    )
+
+
 def verdict(results: dict[tuple[str, float], list[dict[str, int | None]]], healthy: list[int]) -> list[str]:
     ours, flagger = "ours ft=2", "Flagger t=1"
     part, whole = healthy
@@ -337,10 +378,22 @@ def verdict(results: dict[tuple[str, float], list[dict[str, int | None]]], healt
             f" (missed {_pct(b.missed, b.reached)}): {'met' if met else 'NOT MET'}"
             f" (counted when the rollback is carried out, Flagger one tick later: {acted})"
         )
+        if math.isfinite(mb):
+            for within in sorted({int(mb), int(mb) + 1}):
+                at_tolerance, healthy = detection_bounds(traffic, within)
+                levels.append(
+                    f"             the fastest possible test, to catch it within {within} interval(s) half the time,"
+                    f" fails a canary at the tolerance {_share(at_tolerance)} and a healthy one"
+                    f" {_share(healthy)} of the time per window"
+                )
     lines.append(
         f"target 2, +2pp regression detected at least as fast as {flagger} ({ours}): {'MET' if met_all else 'NOT MET'}"
     )
     lines.append("  median intervals from onset to the deciding check, a missed regression counting as never:")
+    lines.append(
+        f"  (our confidence {ERROR_RATE.confidence:g} allows a canary at the +{ERROR_RATE.max_increase:g}pp tolerance"
+        f" to fail {100 * (1 - ERROR_RATE.confidence):g}% of checks; a trace runs {corpus.HORIZON} checks)"
+    )
     lines.extend(levels)
     return lines
 

@@ -283,7 +283,7 @@ def _judge_metric(
         parts.append(part)
         if comparison is not None:
             record.update(
-                statistic="two proportions, Agresti-Caffo (last window; always-valid since the start)",
+                statistic=f"two proportions: {comparison.method}",
                 p_value=round(comparison.p_value, 6),
                 bound=f"{_pp(comparison.lower)}..{_pp(comparison.upper)} over tolerance",
                 needed_requests=comparison.needed or None,

@@ -15,6 +15,19 @@ small counts, where the plain Wald interval claims certainty it does not have:
 - otherwise: inconclusive, with the number of further canary requests that
   would settle it (at 80% power) if the estimate holds.
 
+The interval is a normal approximation. With few bad requests expected (a
+canary of a few hundred requests and an error rate under a few percent) the
+counts are far too skewed for it: it is then too timid to fail a canary whose
+errors plainly stand out. For one window with fewer than ``EXACT_BELOW`` bad
+canary requests expected at the tolerance, the "worse than tolerated" question
+is answered exactly instead: the p-value is the probability, with both arms'
+shares at their most likely values *on the tolerance boundary* (the
+constrained maximum-likelihood estimate), of a canary-minus-allowed difference
+at least as large as the one observed, summed over the binomial distributions
+of both arms. This keeps the false-fail rate at the boundary near ``1 -
+confidence`` (a test simulates it) while catching a 5-in-300 canary against a
+0.1% primary that the interval would call inconclusive.
+
 Pure functions, standard library only.
 """
 
@@ -27,6 +40,7 @@ import statistics
 from canary_operator import models
 
 POWER = 0.8
+EXACT_BELOW = 25.0  # bad canary requests expected at the tolerance: below this, the fixed window is tested exactly
 _NORMAL = statistics.NormalDist()
 
 
@@ -40,6 +54,7 @@ class Comparison:
     upper: float
     p_value: float  # probability of an excess this large if the canary were exactly at the allowed share
     needed: int  # further canary requests that would settle an inconclusive comparison (0 otherwise)
+    method: str = "Agresti-Caffo interval"  # how "worse than tolerated" was decided
 
 
 def _smoothed(bad: float, total: float) -> tuple[float, float]:
@@ -74,14 +89,21 @@ def compare(
     se = math.sqrt(pc * (1 - pc) / nc + ratio**2 * pp * (1 - pp) / np_)
     alpha = 1 - confidence
     mixing = max(increase + (ratio - 1) * pp, 0.001)  # the size of effect the test is tuned to
+    exact = None
     if sequential:
+        method = "always-valid confidence sequence"
         half = _sequence_half_width(se**2, mixing**2, alpha)
         p_value = _always_valid_p(excess, se**2, mixing**2) if excess > 0 else 1.0
     else:
+        method = "Agresti-Caffo interval"
         half = _NORMAL.inv_cdf(confidence) * se
         p_value = 1 - _NORMAL.cdf(excess / se)
+        exact = _exact_p_value(canary_bad, canary_total, primary_bad, primary_total, increase, ratio)
+        if exact is not None:
+            method = "exact test at the tolerance boundary"
+            p_value = exact
     lower, upper = excess - half, excess + half
-    if lower > 0:
+    if (exact is not None and exact <= alpha) or (exact is None and lower > 0):
         verdict = models.Verdict.FAIL
     elif upper < 0:
         verdict = models.Verdict.PASS
@@ -100,7 +122,87 @@ def compare(
         upper=upper,
         p_value=p_value,
         needed=needed,
+        method=method,
     )
+
+
+def _null_shares(
+    canary_bad: int, canary_total: int, primary_bad: int, primary_total: int, increase: float, ratio: float
+) -> tuple[float, float]:
+    """The most likely (canary, primary) shares with the canary exactly at ``ratio x primary + increase``.
+
+    The log-likelihood along that line is concave in the primary's share: bisect on its slope.
+    """
+
+    def slope(pp: float) -> float:
+        pc = ratio * pp + increase
+        canary = (canary_bad / pc if canary_bad else 0.0) - (
+            (canary_total - canary_bad) / (1 - pc) if canary_total > canary_bad else 0.0
+        )
+        primary = (primary_bad / pp if primary_bad else 0.0) - (
+            (primary_total - primary_bad) / (1 - pp) if primary_total > primary_bad else 0.0
+        )
+        return ratio * canary + primary
+
+    low, high = 1e-12, min(1.0, (1 - increase) / ratio) - 1e-12
+    for _ in range(60):
+        middle = (low + high) / 2
+        if slope(middle) > 0:
+            low = middle
+        else:
+            high = middle
+    pp = (low + high) / 2
+    return ratio * pp + increase, pp
+
+
+def _binomial_survival(n: int, p: float, upto: int) -> list[float]:
+    """P(X >= k) for k = 0..upto+1, X ~ Binomial(n, p), by the pmf's recurrence."""
+    pmf = [0.0] * (upto + 1)
+    pmf[0] = (1 - p) ** n
+    odds = p / (1 - p)
+    for k in range(upto):
+        pmf[k + 1] = pmf[k] * (n - k) / (k + 1) * odds
+    survival = [0.0] * (upto + 2)
+    for k in range(upto, -1, -1):
+        survival[k] = survival[k + 1] + pmf[k]
+    return survival
+
+
+def _binomial_points(n: int, p: float) -> list[tuple[float, float]]:
+    """(count, weight) points standing for Binomial(n, p): its pmf, or a fine normal grid when it is wide."""
+    mean, sd = n * p, math.sqrt(n * p * (1 - p))
+    if sd > 5:
+        grid = [mean + sd * i / 4 for i in range(-28, 29)]
+        weights = [_NORMAL.pdf(i / 4) for i in range(-28, 29)]
+        scale = sum(weights)
+        return [(k, w / scale) for k, w in zip(grid, weights, strict=True)]
+    top = min(n, math.ceil(mean + 12 * sd + 20))
+    survival = _binomial_survival(n, p, top)
+    return [(float(k), survival[k] - survival[k + 1]) for k in range(top + 1)]
+
+
+def _exact_p_value(
+    canary_bad: float, canary_total: float, primary_bad: float, primary_total: float, increase: float, ratio: float
+) -> float | None:
+    """P(a canary-minus-allowed difference at least as large as observed), on the tolerance boundary.
+
+    None when the normal interval is good enough (many bad requests expected) or an arm is empty.
+    """
+    nc, np_ = round(canary_total), round(primary_total)
+    if nc < 1 or np_ < 1:
+        return None
+    xc, xp = min(round(canary_bad), nc), min(round(primary_bad), np_)
+    pc, pp = _null_shares(xc, nc, xp, np_, increase, ratio)
+    if nc * pc >= EXACT_BELOW or pc >= 0.5:
+        return None
+    observed = xc / nc - ratio * xp / np_
+    top = min(nc, math.ceil(nc * pc + 12 * math.sqrt(nc * pc) + 20))
+    survival = _binomial_survival(nc, pc, top)
+    total = 0.0
+    for count, weight in _binomial_points(np_, pp):
+        need = math.ceil(nc * (observed + ratio * count / np_) - 1e-9)  # canary bad requests that reach it
+        total += weight * (1.0 if need <= 0 else survival[need] if need <= top else 0.0)
+    return min(1.0, total)
 
 
 def _sequence_half_width(variance: float, mixing: float, alpha: float) -> float:

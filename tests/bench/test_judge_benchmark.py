@@ -33,7 +33,7 @@ def trace(*intervals: tuple[object, object]) -> object:
 
 GOOD = (arm(3000, 3), arm(27000, 27))
 ERRORS = (arm(3000, 150), arm(27000, 27))  # 5% against 0.1%: decisive at once
-FAILING = (arm(3000, 36), arm(27000, 27))  # 1.2% against 0.1%: fails (p ~ 0.001), not decisively
+FAILING = (arm(3000, 32), arm(27000, 27))  # 1.07% against 0.1%: fails (p ~ 0.0015), not decisively
 SLOW = (arm(3000, 3, slow=300), arm(27000, 27))  # a p99 of 725 ms
 SILENT = (arm(0), arm(27000, 27))  # the canary answered nothing
 
@@ -249,3 +249,26 @@ def test_every_judge_answers_on_a_generated_trace() -> None:
     assert set(results) == {*judge.JUDGES, judge.HELD}
     assert results["ours ft=2"] == corpus.ONSET  # decisive at once at 500 req/s
     assert results["Flagger t=1"] == corpus.ONSET
+
+
+def test_the_fastest_possible_test_randomises_at_the_last_count_it_needs() -> None:
+    # 60 canary requests, +2pp on 0.1%: 2 or more errors catch only 36% of bad canaries, so the test
+    # must also fail part of the canaries with exactly 1 error; a healthy canary pays for both.
+    bad, healthy = 0.021, 0.001
+
+    def pmf(share: float, k: int) -> float:
+        return math.comb(60, k) * share**k * (1 - share) ** (60 - k)
+
+    two_or_more = 1 - pmf(bad, 0) - pmf(bad, 1)
+    fraction = (0.5 - two_or_more) / pmf(bad, 1)
+    expected = (1 - pmf(healthy, 0) - pmf(healthy, 1)) + fraction * pmf(healthy, 1)
+    assert judge.fastest_test_cost(60, bad, healthy) == pytest.approx(expected, rel=1e-9)
+    assert expected == pytest.approx(0.024, abs=0.001)
+
+
+def test_catching_a_regression_faster_always_costs_more_false_failures() -> None:
+    for traffic in corpus.TRAFFIC_LEVELS:
+        costs = [judge.detection_bounds(traffic, within) for within in (1, 2, 6)]
+        assert all(later <= earlier for earlier, later in zip(costs, costs[1:], strict=False))
+    # At 5 req/s, catching +2pp within 2 minutes half the time rolls back 2.4% of healthy canaries per window.
+    assert judge.detection_bounds(5.0, 2)[1] == pytest.approx(0.024, abs=0.001)

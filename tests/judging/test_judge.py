@@ -174,7 +174,7 @@ def test_a_canary_worse_than_the_primary_fails_with_the_numbers_a_human_reads() 
     assert record.verdict is models.Verdict.FAIL
     failed = record.metrics[0]
     assert failed.reason == "error-rate 2.1% vs primary 0.399% (n=4812/43120 over 1m), +1.7pp > +0.5pp, p<0.001"
-    assert failed.statistic is not None and failed.statistic.startswith("two proportions, Agresti-Caffo")
+    assert failed.statistic is not None and failed.statistic == "two proportions: Agresti-Caffo interval"
     assert failed.p_value is not None and failed.p_value < 0.001
     assert failed.bound is not None and failed.bound.startswith("+")
     assert record.metrics[1].verdict is models.Verdict.PASS, "the other metric is judged too"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 
 from canary_operator import models, significance
@@ -104,3 +105,67 @@ def test_looking_at_growing_counts_every_check_keeps_false_rollbacks_rare_only_w
             any_fail[sequential] += failed[sequential]
     assert any_fail[True] / runs <= 0.01
     assert any_fail[False] > any_fail[True], "a fixed-sample interval looked at 20 times errs more often"
+
+
+def test_a_few_errors_that_plainly_stand_out_fail_a_small_canary() -> None:
+    # 300 canary requests against a 0.1% primary: at the +0.5pp tolerance about 1.8 errors are expected.
+    # Seven are a failure at 99%; the normal interval alone would still call it inconclusive.
+    seven = significance.compare(7, 300, 3, 2700, increase=0.005)
+    assert seven.verdict is models.Verdict.FAIL
+    assert seven.method == "exact test at the tolerance boundary"
+    assert seven.p_value < 0.005
+    assert significance.compare(4, 300, 3, 2700, increase=0.005).verdict is models.Verdict.INCONCLUSIVE
+
+
+def test_exact_p_values_fall_as_the_canary_fails_more() -> None:
+    p_values = [significance.compare(bad, 300, 3, 2700, increase=0.005).p_value for bad in range(0, 15)]
+    assert all(later <= earlier for earlier, later in zip(p_values, p_values[1:], strict=False))
+    assert p_values[0] > 0.9 and p_values[-1] < 1e-6
+
+
+def _brute_force_p(canary_bad: int, nc: int, primary_bad: int, np_: int, increase: float) -> float:
+    """The exact p-value by definition: grid-searched boundary MLE, then every pair of counts enumerated."""
+    best, pp = -math.inf, 0.0
+    for step in range(1, 20000):
+        p = step / 20000 * (1 - increase)
+        pc = p + increase
+        loglik = canary_bad * math.log(pc) + (nc - canary_bad) * math.log(1 - pc)
+        loglik += (primary_bad * math.log(p) if primary_bad else 0.0) + (np_ - primary_bad) * math.log(1 - p)
+        if loglik > best:
+            best, pp = loglik, p
+    pc = pp + increase
+    observed = canary_bad / nc - primary_bad / np_
+    total = 0.0
+
+    def pmf(n: int, share: float, k: int) -> float:
+        return math.comb(n, k) * share**k * (1 - share) ** (n - k)
+
+    for xc in range(nc + 1):
+        for xp in range(np_ + 1):
+            if xc / nc - xp / np_ >= observed - 1e-12:
+                total += pmf(nc, pc, xc) * pmf(np_, pp, xp)
+    return total
+
+
+@pytest.mark.parametrize(("canary_bad", "primary_bad"), [(3, 1), (5, 0), (2, 4)])
+def test_the_exact_p_value_is_what_its_definition_enumerates(canary_bad: int, primary_bad: int) -> None:
+    result = significance.compare(canary_bad, 40, primary_bad, 120, increase=0.02)
+    assert result.method == "exact test at the tolerance boundary"
+    assert result.p_value == pytest.approx(_brute_force_p(canary_bad, 40, primary_bad, 120, 0.02), rel=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("n_c", "primary_share", "increase", "ratio"),
+    [(300, 0.001, 0.005, 1.0), (30, 0.01, 0.005, 1.0), (1000, 0.002, 0.0, 2.0)],
+)
+def test_small_canaries_at_the_tolerance_fail_no_more_often_than_asked(
+    n_c: int, primary_share: float, increase: float, ratio: float
+) -> None:
+    rng = np.random.default_rng(5)
+    runs, failures = 3000, 0
+    canary_share = ratio * primary_share + increase  # exactly at the tolerance
+    draws = zip(rng.binomial(n_c, canary_share, runs), rng.binomial(9 * n_c, primary_share, runs), strict=True)
+    for bad_c, bad_p in draws:
+        result = significance.compare(bad_c, n_c, bad_p, 9 * n_c, increase=increase, ratio=ratio, confidence=0.99)
+        failures += result.verdict is models.Verdict.FAIL
+    assert failures / runs <= 0.015
