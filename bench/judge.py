@@ -24,10 +24,12 @@ from collections.abc import Iterable, Sequence
 import judging_corpus as corpus
 import peers
 
-from canary_operator import judging, models, rollouts
+from canary_operator import judging, models, rollouts, significance
 
 AT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 SLOWER_THAN_MS = 500.0
+RELATIVE_RATIO = 2.0  # latency-vs-primary: twice the primary's share of requests beyond its p99 edge
+RELATIVE_INCREASE = 0.25  # plus a quarter of a percentage point (a ratio of nothing would allow nothing)
 OUR_THRESHOLDS = (2, 1)
 
 
@@ -53,12 +55,20 @@ def analysis(failure_threshold: int = 2) -> models.Analysis:
                 max_increase=1.0,
                 confidence=0.99,
             ),
+            models.Metric(
+                name="latency-vs-primary",
+                template=models.MetricTemplate.LATENCY_P99,
+                compare="primary",
+                max_ratio=RELATIVE_RATIO,
+                max_increase=RELATIVE_INCREASE,
+                confidence=0.99,
+            ),
         ],
     )
 
 
 ANALYSIS = analysis()
-ERROR_RATE, LATENCY = ANALYSIS.metrics
+ERROR_RATE, LATENCY, LATENCY_VS_PRIMARY = ANALYSIS.metrics
 
 
 def _value(number: float) -> judging.Reading:
@@ -80,6 +90,32 @@ def _counts(
     )
 
 
+def _summed(arms: Sequence[corpus.Arm]) -> dict[float, float]:
+    """The cumulative buckets of several intervals together, as ``increase(...[window])`` reads them."""
+    return {bound: float(sum(arm.buckets[i] for arm in arms)) for i, bound in enumerate(corpus.BUCKETS)}
+
+
+def _compared_counts(metric: models.Metric, intervals: Sequence[corpus.Interval], window: str) -> judging.Counts | None:
+    """Bad and total requests of both arms over ``intervals``, as ``measuring._counts`` reads them."""
+    canary_total = sum(i.canary.requests for i in intervals)
+    primary_total = sum(i.primary.requests for i in intervals)
+    if metric.template is models.MetricTemplate.ERROR_RATE:
+        canary_bad = sum(i.canary.errors for i in intervals)
+        primary_bad = sum(i.primary.errors for i in intervals)
+        return _counts(canary_bad, canary_total, primary_bad, primary_total, window)
+    bound = metric.slower_than / 1000 if metric.slower_than is not None else None
+    found = significance.tail_counts(
+        _summed([i.canary for i in intervals]), _summed([i.primary for i in intervals]), bound
+    )
+    if found is None:
+        missing = judging.Reading.missing(judging.NO_DATA, "no primary requests to take a p99 from")
+        return judging.Counts(window, missing, judging.Reading(canary_total), missing, judging.Reading(primary_total))
+    canary_bad, primary_bad, edge = found
+    return _counts(
+        canary_bad, canary_total, primary_bad, primary_total, window, f"requests slower than {edge * 1000:g}ms"
+    )
+
+
 def measurements(intervals: Sequence[corpus.Interval], t: int = 0) -> judging.Measurements:
     """What the operator's measuring step would hand the judge at the end of interval ``t``.
 
@@ -88,24 +124,24 @@ def measurements(intervals: Sequence[corpus.Interval], t: int = 0) -> judging.Me
     """
     interval = intervals[t]
     canary, primary = interval.canary, interval.primary
-    slow = SLOWER_THAN_MS / 1000
     so_far = intervals[: t + 1]
-    error_since = latency_since = None
-    if t >= 1:
-        window = f"{t + 1}m since the canary started"
-        error_since = _counts(
-            sum(i.canary.errors for i in so_far),
-            sum(i.canary.requests for i in so_far),
-            sum(i.primary.errors for i in so_far),
-            sum(i.primary.requests for i in so_far),
-            window,
-        )
-        latency_since = _counts(
-            sum(i.canary.slower_than(slow) for i in so_far),
-            sum(i.canary.requests for i in so_far),
-            sum(i.primary.slower_than(slow) for i in so_far),
-            sum(i.primary.requests for i in so_far),
-            window,
+    values = {
+        models.MetricTemplate.ERROR_RATE: (canary.error_percent, primary.error_percent),
+        models.MetricTemplate.LATENCY_P99: (canary.p99_ms, primary.p99_ms),
+    }
+    readings = []
+    for metric in ANALYSIS.metrics:
+        assert metric.template is not None
+        canary_value, primary_value = values[metric.template]
+        readings.append(
+            judging.MetricReadings(
+                metric,
+                "",
+                _value(canary_value),
+                _value(primary_value),
+                recent=_compared_counts(metric, [interval], "1m"),
+                since_start=_compared_counts(metric, so_far, f"{t + 1}m since the canary started") if t >= 1 else None,
+            )
         )
     return judging.Measurements(
         at=AT + datetime.timedelta(seconds=corpus.INTERVAL_SECONDS * (t + 1)),
@@ -113,26 +149,7 @@ def measurements(intervals: Sequence[corpus.Interval], t: int = 0) -> judging.Me
         weight=round(100 * corpus.CANARY_SHARE),
         canary_requests=judging.Reading(float(canary.requests)),
         primary_requests=judging.Reading(float(primary.requests)),
-        metrics=[
-            judging.MetricReadings(
-                ERROR_RATE,
-                "",
-                _value(canary.error_percent),
-                _value(primary.error_percent),
-                recent=_counts(canary.errors, canary.requests, primary.errors, primary.requests, "1m"),
-                since_start=error_since,
-            ),
-            judging.MetricReadings(
-                LATENCY,
-                "",
-                _value(canary.p99_ms),
-                _value(primary.p99_ms),
-                recent=_counts(
-                    canary.slower_than(slow), canary.requests, primary.slower_than(slow), primary.requests, "1m"
-                ),
-                since_start=latency_since,
-            ),
-        ],
+        metrics=readings,
     )
 
 

@@ -87,6 +87,25 @@ def _duration(seconds: int) -> str:
     return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n) or "0s"
 
 
+def _tails(metric: models.Metric, canary: _Buckets, primary: _Buckets) -> tuple[judging.Reading, judging.Reading, str]:
+    """Both arms' requests slower than the metric's bound (or the primary's p99), and what that bound is."""
+    bound = metric.slower_than / 1000 if metric.slower_than is not None else None
+    relative = "" if bound is not None else " (the primary's p99)"
+    named = f"{metric.slower_than:g}ms" if metric.slower_than is not None else "the primary's p99"
+    for histogram in (canary, primary):
+        if isinstance(histogram, judging.Reading):
+            return histogram, histogram, f"requests slower than {named}"
+    assert not isinstance(canary, judging.Reading) and not isinstance(primary, judging.Reading)
+    found = significance.tail_counts(canary, primary, bound)
+    if found is None:
+        missing = judging.Reading.missing(judging.NO_DATA, "no primary requests to take a p99 from")
+        return missing, missing, f"requests slower than {named}"
+    canary_bad, primary_bad, edge = found
+    # Histograms only know their bucket edges: say which one was used.
+    what = f"requests slower than {edge * 1000:g}ms{relative}"
+    return judging.Reading(canary_bad), judging.Reading(primary_bad), what
+
+
 async def _counts(
     provider: providers.MetricProvider,
     metric: models.Metric,
@@ -107,20 +126,9 @@ async def _counts(
     )
     what = metric.name
     if metric.template is models.MetricTemplate.LATENCY_P99:
-        assert metric.slower_than is not None
         if buckets is None:
             buckets = await _arm_buckets(provider, canary, primary, window, at)
-        bad = []
-        edge = metric.slower_than / 1000
-        for histogram in buckets:
-            if isinstance(histogram, judging.Reading):
-                bad.append(histogram)
-            else:
-                count, edge = significance.count_above(histogram, metric.slower_than / 1000)
-                bad.append(judging.Reading(count))
-        # Histograms only know their bucket edges: say which one was used.
-        what = f"requests slower than {edge * 1000:g}ms"
-        canary_bad, primary_bad = bad
+        canary_bad, primary_bad, what = _tails(metric, *buckets)
     else:
         canary_bad, primary_bad = await asyncio.gather(
             _read(provider, queries.error_count(canary, window), at),

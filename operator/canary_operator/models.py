@@ -152,7 +152,13 @@ class Metric(_Model):
         description="compare: confidence needed to fail (or pass) a check; 1 - confidence is the false-rollback rate.",
     )
     slower_than: float | None = pydantic.Field(
-        default=None, gt=0, description="compare on latency-p99: the bound (ms) a slow request exceeds."
+        default=None,
+        gt=0,
+        description=(
+            "compare on latency-p99: the bound (ms) a slow request exceeds. Without it, the primary's own p99"
+            " over the same window (the bucket bound at or above it): the canary fails when more of its requests"
+            " are slower than that than the tolerance allows, e.g. maxRatio: 2."
+        ),
     )
 
     @pydantic.model_validator(mode="after")
@@ -177,8 +183,12 @@ class Metric(_Model):
                     f"metric {self.name!r}: compare needs a tolerance: maxIncrease > 0 (percentage points)"
                     " or maxRatio > 1"
                 )
-            if self.template is MetricTemplate.LATENCY_P99 and self.slower_than is None:
-                raise ValueError(f"metric {self.name!r}: compare on latency needs slowerThan (ms)")
+            if self.template is MetricTemplate.LATENCY_P99 and self.slower_than is None and not self.max_increase:
+                raise ValueError(
+                    f"metric {self.name!r}: compare on latency against the primary's p99 (no slowerThan) needs"
+                    " maxIncrease > 0: the primary may have no request beyond its p99's bucket, and a ratio of"
+                    " nothing allows nothing"
+                )
         if self.max is not None and self.min is not None and self.min > self.max:
             raise ValueError(f"metric {self.name!r}: min {self.min} is above max {self.max}")
         return self

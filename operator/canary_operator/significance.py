@@ -281,3 +281,24 @@ def count_above(buckets: dict[float, float], bound: float) -> tuple[float, float
         return 0.0, math.inf
     edge = at_or_above[0]
     return max(total - buckets[edge], 0.0), edge
+
+
+def tail_counts(
+    canary: dict[float, float], primary: dict[float, float], bound: float | None
+) -> tuple[float, float, float] | None:
+    """(canary requests slower than the edge, primary's, the edge) for a latency comparison.
+
+    ``bound`` in the buckets' unit; None compares against the primary's own p99: the edge is the
+    bucket bound at or above the p99 of the primary's histogram over the same window, so the
+    question becomes "does the canary have more requests slower than what is slow for the
+    primary?", which catches a canary that got slower without crossing any fixed line. None when
+    the primary has no requests to take a p99 from.
+    """
+    if bound is None:
+        found = quantile_from_buckets(primary, 0.99)
+        if found is None:
+            return None
+        bound = found[0]
+    canary_bad, edge = count_above(canary, bound)
+    primary_bad, _ = count_above(primary, bound)
+    return canary_bad, primary_bad, edge

@@ -16,7 +16,7 @@ import helpers
 import pytest
 from helpers import V1, V2, World
 
-from canary_bench import prometheus
+from canary_bench import prometheus, traffic
 from canary_operator import judging, measuring, models, rollouts
 from canary_operator.providers import prometheus as prometheus_provider
 
@@ -125,3 +125,37 @@ async def test_a_fast_burn_of_the_error_budget_rolls_the_canary_back(backfill_pr
     assert verdicts == {"error-rate": models.Verdict.PASS, judging.BURN_RATE: models.Verdict.FAIL}
     burn = next(m for m in last.metrics if m.name == judging.BURN_RATE)
     assert burn.canary == pytest.approx(20, rel=0.05)
+
+
+async def test_a_canary_slower_than_the_primary_but_under_every_fixed_bound_is_rolled_back(
+    backfill_prometheus: Start,
+) -> None:
+    # The primary's p99 sits in the 100-250 ms bucket (1.5% of its requests take 200 ms); the canary sends
+    # 6% of its requests to 400 ms: still under a 500 ms bound, but plainly slower than the primary. No
+    # primary request is slower than the 250 ms edge, so only maxIncrease leaves the canary any room.
+    primary_latency = traffic.DiscreteLatency(((0.02, 0.985), (0.2, 0.015)))
+    canary_latency = traffic.DiscreteLatency(((0.02, 0.94), (0.4, 0.06)))
+    server = backfill_prometheus(
+        prometheus.request_series("shop", CANARY, start=DATA_START, end=DATA_END, rps=50, latency=canary_latency)
+        + prometheus.request_series("shop", PRIMARY, start=DATA_START, end=DATA_END, rps=450, latency=primary_latency)
+    )
+    bounded = {"name": "latency", "template": "latency-p99", "compare": "primary", "slowerThan": 500, "maxIncrease": 1}
+    relative = {
+        "name": "latency-vs-primary",
+        "template": "latency-p99",
+        "compare": "primary",
+        "maxRatio": 2,
+        "maxIncrease": 0.25,
+    }
+    world = world_for(analysis={"metrics": [bounded, relative]})
+    world.template = V2
+    await run(world, server, minutes=10, until={models.Phase.ROLLED_BACK, models.Phase.SUCCEEDED})
+    assert world.status.phase is models.Phase.ROLLED_BACK
+    last = world.status.last_check
+    assert last is not None
+    verdicts = {m.name: m.verdict for m in last.metrics}
+    assert verdicts == {"latency": models.Verdict.PASS, "latency-vs-primary": models.Verdict.FAIL}
+    reason = next(m.reason for m in last.metrics if m.name == "latency-vs-primary")
+    assert reason.startswith(
+        "requests slower than 250ms (the primary's p99) 6% vs primary 0% (n=3000/27000 over 1m), +6pp > +0.25pp"
+    ), reason

@@ -106,3 +106,12 @@ def test_durations_parse_like_kubernetes_durations() -> None:
     assert models.parse_duration("500ms") == 0.5
     with pytest.raises(ValueError, match="not a duration"):
         models.parse_duration("10")
+
+
+def test_a_latency_comparison_against_the_primary_p99_needs_an_absolute_floor() -> None:
+    relative = {"name": "latency-vs-primary", "template": "latency-p99", "compare": "primary", "maxRatio": 2}
+    with pytest.raises(pydantic.ValidationError) as error:
+        models.parse_spec(mutated("analysis.metrics.1", relative)["spec"])
+    assert "against the primary's p99 (no slowerThan) needs maxIncrease > 0" in models.explain(error.value)
+    spec = models.parse_spec(mutated("analysis.metrics.1", {**relative, "maxIncrease": 0.25})["spec"])
+    assert spec.analysis.metrics[1].slower_than is None
