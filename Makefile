@@ -23,6 +23,7 @@ prometheus:
 
 lint: deps
 	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
 
 test: lint
