@@ -172,7 +172,7 @@ def _binomial_points(n: int, p: float) -> list[tuple[float, float]]:
     """(count, weight) points standing for Binomial(n, p): its pmf, or a fine normal grid when it is wide."""
     mean, sd = n * p, math.sqrt(n * p * (1 - p))
     if sd > 5:
-        grid = [mean + sd * i / 4 for i in range(-28, 29)]
+        grid = [max(mean + sd * i / 4, 0.0) for i in range(-28, 29)]
         weights = [_NORMAL.pdf(i / 4) for i in range(-28, 29)]
         scale = sum(weights)
         return [(k, w / scale) for k, w in zip(grid, weights, strict=True)]
@@ -189,7 +189,7 @@ def _exact_p_value(
     None when the normal interval is good enough (many bad requests expected) or an arm is empty.
     """
     nc, np_ = round(canary_total), round(primary_total)
-    if nc < 1 or np_ < 1:
+    if nc < 1 or np_ < 1 or increase >= 1:
         return None
     xc, xp = min(round(canary_bad), nc), min(round(primary_bad), np_)
     pc, pp = _null_shares(xc, nc, xp, np_, increase, ratio)
