@@ -30,14 +30,17 @@ AT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 SLOWER_THAN_MS = 500.0
 RELATIVE_RATIO = 2.0  # latency-vs-primary: twice the primary's share of requests beyond its p99 edge
 RELATIVE_INCREASE = 0.25  # plus a quarter of a percentage point (a ratio of nothing would allow nothing)
-OUR_THRESHOLDS = (2, 1)
+# Our rule as replayed: name -> (failureThreshold, failFast). The first is the default, the one the targets use.
+OURS: dict[str, tuple[int, bool]] = {"ours ft=2": (2, True), "ours ft=1": (1, True), "ours no-ff": (2, False)}
+DEFAULT = "ours ft=2"
 
 
-def analysis(failure_threshold: int = 2) -> models.Analysis:
-    """Our rollout's analysis: both metrics compared with the primary, nothing absolute."""
+def analysis(failure_threshold: int = 2, fail_fast: bool = True) -> models.Analysis:
+    """Our rollout's analysis: every metric compared with the primary, nothing absolute."""
     return models.Analysis(
         interval="1m",
         failure_threshold=failure_threshold,
+        fail_fast=fail_fast,
         prometheus=models.PrometheusSpec(address="http://prometheus:9090"),
         metrics=[
             models.Metric(
@@ -155,34 +158,35 @@ def measurements(intervals: Sequence[corpus.Interval], t: int = 0) -> judging.Me
 
 @dataclasses.dataclass(frozen=True)
 class OurReplay:
-    rollback: dict[int, int | None]  # per failureThreshold, the interval whose check rolls back
+    rollback: dict[str, int | None]  # per variant of ``OURS``, the interval whose check rolls back
     held: int | None  # the first check that would pause the rollout (failureThreshold 2), if before its rollback
 
 
-def our_rollbacks(trace: corpus.Trace, thresholds: Sequence[int] = OUR_THRESHOLDS) -> OurReplay:
+def our_rollbacks(trace: corpus.Trace, variants: dict[str, tuple[int, bool]] = OURS) -> OurReplay:
     """Our judge on every interval, folded by the operator's own rule, ``rollouts.fold_failures``.
 
     Per metric, a failed check adds one to its streak, a passed check resets it, an inconclusive one
     leaves it, and a decisive failure (p at or below (1 - confidence) ** failureThreshold) fills the
-    streak at once; the canary rolls back as soon as any streak reaches the threshold.
+    streak at once (unless ``failFast`` is off); the canary rolls back as soon as any streak reaches
+    the threshold.
     ``inconclusiveThreshold`` (3) inconclusive checks in a row pause the rollout (no
     ``maxStepExtension``): not a rollback, but not a promotion either, so it is reported beside the
     rollbacks.
     """
-    analyses = {threshold: analysis(threshold) for threshold in thresholds}
-    first: dict[int, int | None] = dict.fromkeys(thresholds)
-    streaks: dict[int, dict[str, int]] = {threshold: {} for threshold in thresholds}
+    analyses = {name: analysis(*settings) for name, settings in variants.items()}
+    first: dict[str, int | None] = dict.fromkeys(variants)
+    streaks: dict[str, dict[str, int]] = {name: {} for name in variants}
     unsure = 0
     held: int | None = None
     for t in range(len(trace.intervals)):
         record = judging.judge(ANALYSIS, measurements(trace.intervals, t))
-        for threshold in thresholds:
-            streaks[threshold] = rollouts.fold_failures(analyses[threshold], streaks[threshold], record)
-            if first[threshold] is None and max(streaks[threshold].values(), default=0) >= threshold:
-                first[threshold] = t
+        for name, (threshold, _) in variants.items():
+            streaks[name] = rollouts.fold_failures(analyses[name], streaks[name], record)
+            if first[name] is None and max(streaks[name].values(), default=0) >= threshold:
+                first[name] = t
         unsure = unsure + 1 if record.verdict is models.Verdict.INCONCLUSIVE else 0
         pausing = unsure >= ANALYSIS.inconclusive_threshold
-        if held is None and pausing and first.get(ANALYSIS.failure_threshold) is None:
+        if held is None and pausing and first.get(DEFAULT) is None:
             held = t
         if all(v is not None for v in first.values()):
             break
@@ -197,13 +201,13 @@ PEERS: tuple[peers.Rule, ...] = (
     peers.Kayenta(),
 )
 HELD = "ours held"
-JUDGES = tuple(f"ours ft={t}" for t in OUR_THRESHOLDS) + tuple(rule.name for rule in PEERS)
+JUDGES = tuple(OURS) + tuple(rule.name for rule in PEERS)
 
 
 def replay(trace: corpus.Trace) -> dict[str, int | None]:
     """Every judge's rollback interval on one trace."""
     ours = our_rollbacks(trace)
-    results: dict[str, int | None] = {f"ours ft={t}": ours.rollback[t] for t in OUR_THRESHOLDS}
+    results: dict[str, int | None] = dict(ours.rollback)
     results[HELD] = ours.held
     for rule in PEERS:
         results[rule.name] = rule.rollback_at(trace)
@@ -329,7 +333,7 @@ def render(results: dict[tuple[str, float], list[dict[str, int | None]]], traces
     )
     lines.append(f"{'regressed, before onset':<{label}}" + "".join(f"{_pct(*early[name]):>{width}}" for name in JUDGES))
     lines.append("")
-    lines.extend(verdict(results, healthy["ours ft=2"]))
+    lines.extend(verdict(results, healthy[DEFAULT]))
     return lines
 
 
@@ -371,7 +375,7 @@ def detection_bounds(traffic: float, intervals: int) -> tuple[float, float]:
 
 
 def verdict(results: dict[tuple[str, float], list[dict[str, int | None]]], healthy: list[int]) -> list[str]:
-    ours, flagger = "ours ft=2", "Flagger t=1"
+    ours, flagger = DEFAULT, "Flagger t=1"
     part, whole = healthy
     upper = wilson_upper(part, whole)
     ok = whole > 0 and part / whole <= 0.01

@@ -204,6 +204,14 @@ class Analysis(_Model):
     failure_threshold: int = pydantic.Field(
         default=2, ge=1, description="Consecutive failed checks of a metric that roll back."
     )
+    fail_fast: bool = pydantic.Field(
+        default=True,
+        description=(
+            "A comparison that fails with p <= (1 - confidence) ** failureThreshold, as unlikely on a good canary"
+            " as that many failures in a row, rolls back at once. false: always wait for failureThreshold"
+            " failed checks, to ride out one-minute bursts at the price of slower rollbacks."
+        ),
+    )
     inconclusive_threshold: int = pydantic.Field(
         default=3, ge=1, description="Consecutive inconclusive checks that pause the rollout."
     )

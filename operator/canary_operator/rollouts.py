@@ -525,7 +525,8 @@ def fold_failures(analysis: models.Analysis, failed: Mapping[str, int], check: m
     A failure adds one and a pass clears the streak; an inconclusive result does neither. A
     comparison that fails with a p-value at or below ``(1 - confidence) ** failureThreshold`` counts
     as the whole streak at once: one window that decisive is as unlikely on a good canary as that
-    many failed checks in a row, and waiting for them would only expose users longer.
+    many failed checks in a row, and waiting for them would only expose users longer. ``failFast:
+    false`` turns that off, for teams that would rather ride out a one-minute burst.
     """
     streaks = dict(failed)
     confidence = {m.name: m.confidence for m in analysis.metrics}
@@ -534,7 +535,7 @@ def fold_failures(analysis: models.Analysis, failed: Mapping[str, int], check: m
         if result.verdict is Verdict.FAIL:
             streaks[result.name] = streaks.get(result.name, 0) + 1
             decisive = (1 - confidence.get(result.name, 0.99)) ** threshold
-            if result.p_value is not None and result.p_value <= decisive:
+            if analysis.fail_fast and result.p_value is not None and result.p_value <= decisive:
                 streaks[result.name] = max(streaks[result.name], threshold)
         elif result.verdict is Verdict.PASS:
             streaks[result.name] = 0

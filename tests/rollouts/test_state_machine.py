@@ -333,3 +333,10 @@ def test_a_merely_significant_comparison_still_needs_the_streak() -> None:
     analysis = helpers.example_spec().analysis
     check = record(models.Verdict.FAIL, p_value=0.003)
     assert rollouts.fold_failures(analysis, {}, check) == {"error-rate": 1}
+
+
+def test_without_fail_fast_even_a_decisive_comparison_waits_for_the_streak() -> None:
+    analysis = helpers.example_spec().analysis.model_copy(update={"fail_fast": False})
+    decisive = record(models.Verdict.FAIL, p_value=1e-9)
+    assert rollouts.fold_failures(analysis, {}, decisive) == {"error-rate": 1}
+    assert rollouts.fold_failures(analysis, {"error-rate": 1}, decisive) == {"error-rate": 2}
