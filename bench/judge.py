@@ -71,7 +71,7 @@ def analysis(failure_threshold: int = 2, fail_fast: bool = True) -> models.Analy
 
 
 ANALYSIS = analysis()
-ERROR_RATE, LATENCY, LATENCY_VS_PRIMARY = ANALYSIS.metrics
+ERROR_RATE = ANALYSIS.metrics[0]  # the metric target 2 is about
 
 
 def _value(number: float) -> judging.Reading:
@@ -98,7 +98,7 @@ def _summed(arms: Sequence[corpus.Arm]) -> dict[float, float]:
     return {bound: float(sum(arm.buckets[i] for arm in arms)) for i, bound in enumerate(corpus.BUCKETS)}
 
 
-def _compared_counts(metric: models.Metric, intervals: Sequence[corpus.Interval], window: str) -> judging.Counts | None:
+def _compared_counts(metric: models.Metric, intervals: Sequence[corpus.Interval], window: str) -> judging.Counts:
     """Bad and total requests of both arms over ``intervals``, as ``measuring._counts`` reads them."""
     canary_total = sum(i.canary.requests for i in intervals)
     primary_total = sum(i.primary.requests for i in intervals)
@@ -400,7 +400,7 @@ def verdict(results: dict[tuple[str, float], list[dict[str, int | None]]], healt
             f" (counted when the rollback is carried out, Flagger one tick later: {acted})"
         )
         if math.isfinite(mb):
-            for within in sorted({int(mb), int(mb) + 1}):
+            for within in (int(mb), int(mb) + 1):
                 at_tolerance, healthy = detection_bounds(traffic, within)
                 levels.append(
                     f"             the fastest possible test, to catch it within {within} interval(s) half the time,"

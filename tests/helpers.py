@@ -130,3 +130,30 @@ class World:
             self.tick(check)
             if until is not None and self.status.phase is until:
                 return
+
+
+def deployment(name: str = "web", replicas: int = 2, image: str = "example/web:1.0") -> dict[str, Any]:
+    """A Deployment manifest in namespace shop: an app container (port, env) and a sidecar."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": image,
+                            "ports": [{"containerPort": 8080}],
+                            "env": [{"name": "MODE", "value": "stable"}],
+                        },
+                        {"name": "sidecar", "image": "example/sidecar:1.0"},
+                    ]
+                },
+            },
+        },
+    }

@@ -89,20 +89,19 @@ def _duration(seconds: int) -> str:
 
 def _tails(metric: models.Metric, canary: _Buckets, primary: _Buckets) -> tuple[judging.Reading, judging.Reading, str]:
     """Both arms' requests slower than the metric's bound (or the primary's p99), and what that bound is."""
-    bound = metric.slower_than / 1000 if metric.slower_than is not None else None
-    relative = "" if bound is not None else " (the primary's p99)"
-    named = f"{metric.slower_than:g}ms" if metric.slower_than is not None else "the primary's p99"
-    for histogram in (canary, primary):
-        if isinstance(histogram, judging.Reading):
-            return histogram, histogram, f"requests slower than {named}"
-    assert not isinstance(canary, judging.Reading) and not isinstance(primary, judging.Reading)
-    found = significance.tail_counts(canary, primary, bound)
+    fixed = metric.slower_than
+    named = f"requests slower than {fixed:g}ms" if fixed is not None else "requests slower than the primary's p99"
+    if isinstance(canary, judging.Reading):
+        return canary, canary, named
+    if isinstance(primary, judging.Reading):
+        return primary, primary, named
+    found = significance.tail_counts(canary, primary, fixed / 1000 if fixed is not None else None)
     if found is None:
         missing = judging.Reading.missing(judging.NO_DATA, "no primary requests to take a p99 from")
-        return missing, missing, f"requests slower than {named}"
+        return missing, missing, named
     canary_bad, primary_bad, edge = found
     # Histograms only know their bucket edges: say which one was used.
-    what = f"requests slower than {edge * 1000:g}ms{relative}"
+    what = f"requests slower than {edge * 1000:g}ms" + ("" if fixed is not None else " (the primary's p99)")
     return judging.Reading(canary_bad), judging.Reading(primary_bad), what
 
 

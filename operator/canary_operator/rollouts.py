@@ -389,20 +389,13 @@ def budget_decision(
     for floor, band, action in BUDGET_BANDS:
         if remaining > floor:
             return models.BudgetDecision(at=at, remaining=remaining, band=band, action=action, message=left)
-    if forced:
-        return models.BudgetDecision(
-            at=at,
-            remaining=remaining,
-            band="exhausted",
-            action="forced",
-            message=f"{left}; started anyway: canary.dev/force-release",
-        )
+    action, outcome = (
+        ("forced", "started anyway: canary.dev/force-release")
+        if forced
+        else ("blocked", "the canary does not start (annotate canary.dev/force-release to force)")
+    )
     return models.BudgetDecision(
-        at=at,
-        remaining=remaining,
-        band="exhausted",
-        action="blocked",
-        message=f"{left}; the canary does not start (annotate canary.dev/force-release to force)",
+        at=at, remaining=remaining, band="exhausted", action=action, message=f"{left}; {outcome}"
     )
 
 

@@ -54,7 +54,7 @@ class Comparison:
     upper: float
     p_value: float  # probability of an excess this large if the canary were exactly at the allowed share
     needed: int  # further canary requests that would settle an inconclusive comparison (0 otherwise)
-    method: str = "Agresti-Caffo interval"  # how "worse than tolerated" was decided
+    method: str  # how "worse than tolerated" was decided
 
 
 def _smoothed(bad: float, total: float) -> tuple[float, float]:
@@ -103,7 +103,8 @@ def compare(
             method = "exact test at the tolerance boundary"
             p_value = exact
     lower, upper = excess - half, excess + half
-    if (exact is not None and exact <= alpha) or (exact is None and lower > 0):
+    worse = exact <= alpha if exact is not None else lower > 0
+    if worse:
         verdict = models.Verdict.FAIL
     elif upper < 0:
         verdict = models.Verdict.PASS

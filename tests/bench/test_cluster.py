@@ -15,30 +15,13 @@ from typing import Any
 import kopf
 import pytest
 import yaml
+from helpers import deployment
 from kopf.testing import KopfRunner
 
 from canary_bench import cluster as clusters
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/shop/deployments"
 ROLLOUTS = "/apis/canary.dev/v1alpha1/namespaces/shop/canaryrollouts"
-
-
-def deployment(name: str = "web", replicas: int = 2, image: str = "example/web:1.0") -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "shop"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [{"name": "app", "image": image}, {"name": "sidecar", "image": "example/sidecar:1.0"}]
-                },
-            },
-        },
-    }
 
 
 def rollout(name: str = "web") -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import kmock
 import pytest
+from helpers import deployment
 
 from canary_bench import cluster as clusters
 from canary_bench import emulation
@@ -77,32 +78,6 @@ WIDGET_CRD: dict[str, Any] = {
 
 def configmap(name: str, labels: dict[str, str] | None = None, **data: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels or {}}, "data": data}
-
-
-def deployment(name: str = "web", replicas: int = 2, image: str = "example/web:1.0") -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": image,
-                            "ports": [{"containerPort": 8080}],
-                            "env": [{"name": "MODE", "value": "stable"}],
-                        },
-                        {"name": "sidecar", "image": "example/sidecar:1.0"},
-                    ]
-                },
-            },
-        },
-    }
 
 
 def widget(name: str = "w", size: int = 3, **spec: Any) -> dict[str, Any]:
