@@ -7,10 +7,10 @@ PYTEST_ARGS ?=
 
 deps: $(VENV)/.installed prometheus
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml bench/pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -e '.[dev]' -e ./bench
 	touch $@
 
 # Real Prometheus and promtool, from Debian's archive (the tests and the demo run them on loopback).
@@ -36,10 +36,10 @@ demo: deps
 	$(PY) -m canary_bench.demo
 
 bench-restore: deps
-	$(PY) bench/restore.py
+	$(PY) -m canary_bench.benchmarks.restore
 
 bench-judge: deps
-	$(PY) bench/judge.py
+	$(PY) -m canary_bench.benchmarks.judge
 
 crds: deps
 	$(PY) -m canary_operator.crds > crds/canaryrollouts.yaml

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import pathlib
 import statistics
-import sys
 
 import pytest
 
-BENCH = str(pathlib.Path(__file__).resolve().parents[2] / "bench")
-if BENCH not in sys.path:
-    sys.path.insert(0, BENCH)
-corpus = importlib.import_module("judging_corpus")
-peers = importlib.import_module("peers")
-judge = importlib.import_module("judge")
+from canary_bench.benchmarks import corpus, judge, peers
 
 HEALTHY = corpus.FAMILY["healthy 0.1%"]
 

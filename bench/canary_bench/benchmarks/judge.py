@@ -1,11 +1,11 @@
 """``make bench-judge``: how often each judge rolls back a healthy canary, misses a bad one, and how fast it acts.
 
-Replays the seeded synthetic traces of ``judging_corpus`` interval by interval through our judge
+Replays the seeded synthetic traces of ``corpus`` interval by interval through our judge
 (``judging.judge`` plus the failure-streak rule of ``rollouts._record_check``) and through the peers'
 rules (``peers``), and prints one table. Nothing is timed: every figure is counted in intervals of the
 trace (1 interval = 1 minute). The method, and where we lose, are in docs/judge-benchmark.md.
 
-    python bench/judge.py [--traces N] [--seed S] [--jobs J]
+    python -m canary_bench.benchmarks.judge [--traces N] [--seed S] [--jobs J]
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 
-import judging_corpus as corpus
-import peers
-
+from canary_bench.benchmarks import corpus, peers
 from canary_operator import judging, models, rollouts, significance
 
 AT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -113,9 +111,9 @@ def _compared_counts(metric: models.Metric, intervals: Sequence[corpus.Interval]
     if found is None:
         missing = judging.Reading.missing(judging.NO_DATA, "no primary requests to take a p99 from")
         return judging.Counts(window, missing, judging.Reading(canary_total), missing, judging.Reading(primary_total))
-    canary_bad, primary_bad, edge = found
+    canary_slow, primary_slow, edge = found
     return _counts(
-        canary_bad, canary_total, primary_bad, primary_total, window, f"requests slower than {edge * 1000:g}ms"
+        canary_slow, canary_total, primary_slow, primary_total, window, f"requests slower than {edge * 1000:g}ms"
     )
 
 
@@ -401,11 +399,11 @@ def verdict(results: dict[tuple[str, float], list[dict[str, int | None]]], healt
         )
         if math.isfinite(mb):
             for within in (int(mb), int(mb) + 1):
-                at_tolerance, healthy = detection_bounds(traffic, within)
+                at_tolerance, healthy_cost = detection_bounds(traffic, within)
                 levels.append(
                     f"             the fastest possible test, to catch it within {within} interval(s) half the time,"
                     f" fails a canary at the tolerance {_share(at_tolerance)} and a healthy one"
-                    f" {_share(healthy)} of the time per window"
+                    f" {_share(healthy_cost)} of the time per window"
                 )
     lines.append(
         f"target 2, +2pp regression detected at least as fast as {flagger} ({ours}): {'MET' if met_all else 'NOT MET'}"

@@ -20,8 +20,9 @@ import statistics
 from collections.abc import Sequence
 from typing import Protocol
 
-import judging_corpus
 import numpy as np
+
+from canary_bench.benchmarks import corpus
 
 ERROR_LIMIT_PERCENT = 1.0
 P99_LIMIT_MS = 500.0
@@ -31,7 +32,7 @@ class Rule(Protocol):
     @property
     def name(self) -> str: ...
 
-    def rollback_at(self, trace: judging_corpus.Trace) -> int | None: ...
+    def rollback_at(self, trace: corpus.Trace) -> int | None: ...
 
 
 # ---------------------------------------------------------------- Flagger
@@ -56,7 +57,7 @@ class Flagger:
     def name(self) -> str:
         return f"Flagger t={self.threshold}"
 
-    def check(self, interval: judging_corpus.Interval) -> bool:
+    def check(self, interval: corpus.Interval) -> bool:
         """True when every metric is within its thresholdRange."""
         canary = interval.canary
         for value, limit in ((canary.error_percent, self.max_error_percent), (canary.p99_ms, self.max_p99_ms)):
@@ -64,7 +65,7 @@ class Flagger:
                 return False
         return True
 
-    def rollback_at(self, trace: judging_corpus.Trace) -> int | None:
+    def rollback_at(self, trace: corpus.Trace) -> int | None:
         failed = 0
         for t, interval in enumerate(trace.intervals):
             if not self.check(interval):
@@ -101,7 +102,7 @@ class ArgoRollouts:
     def name(self) -> str:
         return f"Argo fl={self.failure_limit}"
 
-    def measure(self, interval: judging_corpus.Interval, served_before: bool) -> tuple[str, str]:
+    def measure(self, interval: corpus.Interval, served_before: bool) -> tuple[str, str]:
         """The phases of the (success-rate, p99) measurements of one interval."""
         canary = interval.canary
         if canary.requests == 0 and not served_before:
@@ -113,7 +114,7 @@ class ArgoRollouts:
             SUCCESSFUL if p99 <= self.max_p99_ms else FAILED,
         )
 
-    def rollback_at(self, trace: judging_corpus.Trace) -> int | None:
+    def rollback_at(self, trace: corpus.Trace) -> int | None:
         failed = [0, 0]
         errors = [0, 0]
         served = False
@@ -239,7 +240,7 @@ class Kayenta:
         return "Kayenta"
 
     @staticmethod
-    def points(trace: judging_corpus.Trace) -> list[tuple[list[float], list[float]]]:
+    def points(trace: corpus.Trace) -> list[tuple[list[float], list[float]]]:
         """Per metric, the canary's and the primary's per-interval values (NaN included)."""
         return [
             ([i.canary.error_percent for i in trace.intervals], [i.primary.error_percent for i in trace.intervals]),
@@ -262,7 +263,7 @@ class Kayenta:
             )
         return score(labels)
 
-    def rollback_at(self, trace: judging_corpus.Trace) -> int | None:
+    def rollback_at(self, trace: corpus.Trace) -> int | None:
         series = self.points(trace)
         last = len(trace.intervals) - 1
         judgements: set[int] = {*range(self.every - 1, last + 1, self.every), last}
