@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from canary_operator import models, rollouts
+from canary_operator import models, observations, rollouts
 from canary_operator.routing import replicas as replicas_router
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -43,57 +43,63 @@ def record(
 
 @dataclasses.dataclass
 class World:
-    """Plays the cluster for the pure state machine: applies each decision's actions to a few dataclasses
-    (Deployments are ready at once, the router achieves the weight it is asked for) and feeds the next
-    tick its observations. The clock is explicit."""
+    """Plays the cluster for the pure state machine, as the I/O edge does: each tick's decision is recorded
+    first, then the actions derived from the recorded status are applied to a few dataclasses (Deployments
+    are ready at once, the router achieves the weight it is asked for). The clock is explicit; requests are
+    annotations that stay until an action clears them."""
 
     spec: models.CanaryRolloutSpec
     template: dict[str, Any]
     target_replicas: int = 9
     now: datetime.datetime = T0
     status: models.CanaryRolloutStatus = dataclasses.field(default_factory=models.CanaryRolloutStatus)
-    primary: rollouts.Workload | None = None
+    primary: observations.Workload | None = None
     primary_template: dict[str, Any] | None = None
-    canary: rollouts.Workload | None = None
+    canary: observations.Workload | None = None
     canary_replicas: int = 0
-    promote_requested: bool = False
+    annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     budget_remaining: float | None = None
     budget_problem: str = ""
-    force_release: bool = False
     primary_updates: int = 0
-    events: list[rollouts.Event] = dataclasses.field(default_factory=list)
+    events: list[models.EventRecord] = dataclasses.field(default_factory=list)
 
     def revision(self, template: dict[str, Any]) -> str:
         return f"rev-{template['spec']['containers'][0]['image'].rsplit(':', 1)[1]}"
 
-    def observe(self, check: models.CheckRecord | None) -> rollouts.Observations:
+    def request(self, kind: models.Request, value: str = "true") -> None:
+        self.annotations[kind.annotation] = value
+
+    def observe(self, check: models.CheckRecord | None) -> observations.Observations:
         ready_canary = self.canary.ready_replicas if self.canary else 0
         ready_primary = self.primary.ready_replicas if self.primary else 0
         total = ready_canary + ready_primary
         weight = round(100 * ready_canary / total) if total else 0
-        wanted = replicas_router.canary_replicas(
-            rollouts.desired_weight(self.spec, self.status), self.status.target_replicas or 1
-        )
-        return rollouts.Observations(
+        needs = rollouts.needs(self.spec, self.status, self.revision(self.template), self.now)
+        wanted = replicas_router.canary_replicas(needs.weight, needs.primary_replicas)
+        return observations.Observations(
             generation=1,
-            target=rollouts.Target(self.revision(self.template), self.template, self.target_replicas),
+            target=observations.Target(self.revision(self.template), self.template, self.target_replicas),
             primary=self.primary,
             canary=self.canary,
-            weight=weight,
-            traffic_settled=self.canary is not None and self.canary_replicas == wanted,
+            traffic=observations.Traffic(weight, self.canary is not None and self.canary_replicas == wanted),
             check=check,
-            promote_requested=self.promote_requested,
+            requests=tuple(
+                observations.Request(kind, self.annotations[kind.annotation])
+                for kind in models.Request
+                if kind.annotation in self.annotations
+            ),
             budget_remaining=self.budget_remaining,
             budget_problem=self.budget_problem,
-            force_release=self.force_release,
         )
 
     def tick(self, check: models.CheckRecord | None = None, advance: float = 1.0) -> rollouts.Decision:
-        decision = rollouts.reconcile(self.spec, self.status, self.observe(check), self.now)
-        for action in decision.actions:
+        seen = self.observe(check)
+        decision = rollouts.reconcile(self.spec, self.status, seen, self.now)
+        self.status = decision.status  # recorded first ...
+        for action in rollouts.derive(self.spec, self.status, seen):  # ... then acted on
             self.apply(action)
         self.events.extend(decision.events)
-        self.status = decision.status
+        self.status = self.status.model_copy(update={"pending_events": []})  # posted
         self.now += datetime.timedelta(seconds=advance)
         return decision
 
@@ -103,9 +109,9 @@ class World:
                 if self.primary is None or self.primary.revision != revision or self.primary.replicas != n:
                     self.primary_updates += 1
                     self.primary_template = dict(template)
-                    self.primary = rollouts.Workload(revision, n, n, n, 1, 1)
+                    self.primary = observations.Workload(revision, n, n, n, 1, 1)
             case rollouts.EnsureCanary(revision=revision):
-                self.canary = rollouts.Workload(
+                self.canary = observations.Workload(
                     revision, self.canary_replicas, self.canary_replicas, self.canary_replicas
                 )
             case rollouts.SetWeight(weight=weight, primary_replicas=n):
@@ -115,10 +121,9 @@ class World:
                     self.canary = dataclasses.replace(self.canary, replicas=c, ready_replicas=c, updated_replicas=c)
             case rollouts.ScaleTarget(replicas=n):
                 self.target_replicas = n
-            case rollouts.ForgetAnnotation(key=rollouts.PROMOTE_ANNOTATION):
-                self.promote_requested = False
-            case rollouts.ForgetAnnotation(key=rollouts.FORCE_ANNOTATION):
-                self.force_release = False
+            case rollouts.ClearRequest(annotation=key, value=value):
+                if self.annotations.get(key) == value:
+                    del self.annotations[key]
 
     def reasons(self) -> list[str]:
         return [e.reason for e in self.events]
@@ -126,8 +131,8 @@ class World:
     def run_checks(self, verdict: models.Verdict, until: models.Phase | None = None, limit: int = 60) -> None:
         """Tick every second, handing in a check whenever one is due, until a phase (or ``limit`` ticks)."""
         for _ in range(limit):
-            check = record(verdict, at=self.now) if rollouts.check_due(self.spec, self.status, self.now) else None
-            self.tick(check)
+            due = rollouts.needs(self.spec, self.status, self.revision(self.template), self.now).check
+            self.tick(record(verdict, at=self.now) if due else None)
             if until is not None and self.status.phase is until:
                 return
 

@@ -339,7 +339,12 @@ class Stage:
         return self.wait_for(what, probe, timeout)
 
     def wait_phase(self, phase: str, timeout: float = 60.0) -> dict[str, Any]:
-        return self.wait_status(f"phase {phase}", lambda status: status.get("phase") == phase, timeout)
+        """The status once in ``phase`` with the transition's Events posted (its outbox, pendingEvents, empty)."""
+        return self.wait_status(
+            f"phase {phase}",
+            lambda status: status.get("phase") == phase and not status.get("pendingEvents"),
+            timeout,
+        )
 
     def wait_traffic(self, timeout: float = 30.0) -> float:
         """Wait until Prometheus sees requests (scraping starts a few seconds after Prometheus does)."""

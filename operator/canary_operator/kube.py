@@ -58,6 +58,10 @@ def service_path(namespace: str, name: str | None = None) -> str:
     return base if name is None else f"{base}/{name}"
 
 
+def events_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/events"
+
+
 def rollout_path(namespace: str, name: str) -> str:
     return f"/apis/canary.dev/v1alpha1/namespaces/{namespace}/canaryrollouts/{name}"
 

@@ -81,12 +81,21 @@ async def run_rollout(name: str, namespace: str | None, stopped: kopf.DaemonStop
                     decision = await reconciling.tick(api, namespace, name, datetime.datetime.now(datetime.UTC))
                     telemetry.reconciles.labels("ok").inc()
                 except (kube.ApiError, kube.UnreachableError) as exc:
-                    telemetry.reconciles.labels("error").inc()
+                    await _failed(api, namespace, name, str(exc))
                     log.warning("tick failed; retrying next tick", error=str(exc))
-                except Exception:  # never let one rollout's bug stop its loop or the operator
-                    telemetry.reconciles.labels("error").inc()
+                except Exception as exc:  # never let one rollout's bug stop its loop or the operator
+                    await _failed(api, namespace, name, f"{type(exc).__name__}: {exc}")
                     log.exception("tick crashed; retrying next tick")
             await stopped.wait(_tick_seconds(decision))
+
+
+async def _failed(api: kube.Client, namespace: str, name: str, error: str) -> None:
+    """Count the failure in the status (Stalled after a few in a row); a failure to say so is only logged."""
+    telemetry.reconciles.labels("error").inc()
+    try:
+        await reconciling.report_failure(api, namespace, name, error[:300], datetime.datetime.now(datetime.UTC))
+    except (kube.ApiError, kube.UnreachableError) as exc:
+        logs.get().warning("could not record the failure in the status", error=str(exc))
 
 
 @kopf.on.delete(models.GROUP, models.VERSION, models.PLURAL)
@@ -94,6 +103,13 @@ async def delete_rollout(body: kopf.Body, name: str, namespace: str | None, **_:
     async with kube.Client() as api:
         try:
             await reconciling.finalize(api, dict(body))
+        except reconciling.NotYet as exc:
+            raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
         except kube.UnreachableError as exc:
             raise kopf.TemporaryError(str(exc), delay=2) from exc
+        except kube.ApiError as exc:
+            # A refusal that may pass (conflict, server error, throttling): retry soon, not in Kopf's minute.
+            if exc.code in (409, 429) or exc.code >= 500:
+                raise kopf.TemporaryError(str(exc), delay=2) from exc
+            raise
     telemetry.forget(namespace or "", name)

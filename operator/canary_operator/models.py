@@ -269,6 +269,21 @@ class CanaryRolloutSpec(_Model):
     traffic_routing: TrafficRouting
     steps: list[Step] = pydantic.Field(min_length=1)
     analysis: Analysis
+    progress_deadline: Duration = pydantic.Field(
+        default="10m",
+        description=(
+            "How long any wait may last without progress: canary pods becoming ready, the primary rolling out,"
+            " checks staying inconclusive. A manual gate (pause without duration) and a pause by request are not"
+            " bounded by it."
+        ),
+    )
+    progress_deadline_abort: bool = pydantic.Field(
+        default=True,
+        description=(
+            "When the deadline passes: true rolls the canary back (or the promotion back to the stable template);"
+            " false holds with Stalled=True, reason ProgressDeadlineExceeded."
+        ),
+    )
     slo: SLO | None = pydantic.Field(
         default=None, description="Error budget gate before a canary starts, burn-rate trigger during it."
     )
@@ -288,6 +303,99 @@ class Phase(enum.StrEnum):
 
 
 IDLE_PHASES = frozenset({Phase.STABLE, Phase.SUCCEEDED, Phase.ROLLED_BACK})
+
+
+class EventType(enum.StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class Reason(enum.StrEnum):
+    """Why: the reason of an Event and of a kstatus condition, one vocabulary for both."""
+
+    INITIALIZING = "Initializing"
+    INITIALIZED = "Initialized"
+    RESCALED = "Rescaled"
+    CANARY_STARTED = "CanaryStarted"
+    CANARY_SUPERSEDED = "CanarySuperseded"
+    CANARY_ABANDONED = "CanaryAbandoned"
+    STEP_ADVANCED = "StepAdvanced"
+    STEPS_CHANGED = "StepsChanged"
+    CHECK_FAILED = "CheckFailed"
+    PAUSED = "Paused"
+    RESUMED = "Resumed"
+    PROMOTING = "Promoting"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
+    RETRIED = "Retried"
+    REQUEST_IGNORED = "RequestIgnored"
+    PAUSED_BY_REQUEST = "PausedByRequest"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    TARGET_NOT_FOUND = "TargetNotFound"
+    INVALID_SPEC = "InvalidSpec"
+    OBJECT_CONFLICT = "ObjectConflict"
+    RECONCILE_ERROR = "ReconcileError"
+    ERROR_BUDGET_LOW = "ErrorBudgetLow"
+    ERROR_BUDGET_EXHAUSTED = "ErrorBudgetExhausted"
+    ERROR_BUDGET_UNKNOWN = "ErrorBudgetUnknown"
+    # Why a check was inconclusive (the judge's causes), as condition reasons.
+    INCONCLUSIVE = "Inconclusive"
+    INSUFFICIENT_TRAFFIC = "InsufficientTraffic"
+    NO_DATA = "NoData"
+    PROMETHEUS_UNREACHABLE = "PrometheusUnreachable"
+    QUERY_REJECTED = "QueryRejected"
+
+
+class Outcome(enum.StrEnum):
+    """How a release ended."""
+
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"  # rolled back on request (canary.dev/abort)
+    SUPERSEDED = "superseded"
+    ABANDONED = "abandoned"
+
+
+class BudgetBand(enum.StrEnum):
+    HEALTHY = "healthy"
+    CAUTION = "caution"
+    WARNING = "warning"
+    EXHAUSTED = "exhausted"
+    UNKNOWN = "unknown"
+
+
+class BudgetAction(enum.StrEnum):
+    PROCEED = "proceed"
+    PROCEED_WITH_WARNING = "proceed-with-warning"
+    TIGHTEN = "tighten"
+    BLOCKED = "blocked"
+    FORCED = "forced"
+
+
+class Hold(enum.StrEnum):
+    """Why a rollout in phase Paused is held."""
+
+    INCONCLUSIVE = "Inconclusive"  # checks could not conclude; resumes by itself
+    REQUEST = "Request"  # canary.dev/pause; resumes on canary.dev/resume
+    DEADLINE = "Deadline"  # progressDeadline passed with progressDeadlineAbort false
+
+
+class Request(enum.StrEnum):
+    """The one-shot requests a user (or kubectl canary) writes as annotations ``canary.dev/<request>``."""
+
+    PROMOTE = "promote"  # value "true": pass the waiting manual gate; "full": skip the remaining steps
+    ABORT = "abort"
+    RETRY = "retry"
+    PAUSE = "pause"
+    RESUME = "resume"
+    FORCE_RELEASE = "force-release"  # start a canary although the error budget is exhausted
+
+    @property
+    def annotation(self) -> str:
+        return f"{GROUP}/{self.value}"
+
+
 ANALYSING_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
 
 
@@ -335,7 +443,7 @@ class ReleaseRecord(_Status):
 
     release_id: str
     revision: str
-    outcome: str  # promoted, rolled_back, superseded, abandoned
+    outcome: Outcome
     started_at: str
     finished_at: str
     duration_seconds: float | None = None  # start to verdict; for a promotion, the lead time
@@ -351,9 +459,33 @@ class BudgetDecision(_Status):
 
     at: str
     remaining: float | None = pydantic.Field(default=None, description="Share of the error budget left (0..1).")
-    band: str  # healthy, caution, warning, exhausted, unknown
-    action: str  # proceed, proceed-with-warning, tighten, blocked, forced
+    band: BudgetBand
+    action: BudgetAction
     message: str = ""
+
+
+class RequestRecord(_Status):
+    """The last request annotation the operator acted on (or ignored), and whether it was cleared since."""
+
+    request: Request
+    value: str
+    at: str
+    outcome: str
+    cleared: bool = False
+
+
+class EventRecord(_Status):
+    """An Event recorded with the transition it tells of, posted after the status is written (an outbox).
+
+    Its name is derived from ``seq``, so posting it again after a crash is refused as already existing:
+    every Event is posted once.
+    """
+
+    seq: int
+    type: EventType
+    reason: Reason
+    message: str
+    at: str
 
 
 class Condition(_Status):
@@ -366,10 +498,19 @@ class Condition(_Status):
 
 
 class CanaryRolloutStatus(_Status):
+    # Not frozen: the state machine works on a copy of it (the draft of the next status), field by field.
+    model_config = pydantic.ConfigDict(frozen=False)
+
     phase: Phase | None = None
     observed_generation: int | None = None
     message: str | None = None
     stable_revision: str | None = pydantic.Field(default=None, description="Pod template hash the primary runs.")
+    stable_template: dict[str, Any] | None = pydantic.Field(
+        default=None, description="The pod template of the stable revision: what a rollback puts back on the primary."
+    )
+    promoting_template: dict[str, Any] | None = pydantic.Field(
+        default=None, description="While Promoting: the pod template the primary is rolling out."
+    )
     canary_revision: str | None = pydantic.Field(default=None, description="Revision under (or last under) analysis.")
     rejected_revision: str | None = pydantic.Field(default=None, description="Rolled back; not retried.")
     release_id: str | None = None
@@ -378,6 +519,13 @@ class CanaryRolloutStatus(_Status):
     weight_settled_at: str | None = None
     canary_started_at: str | None = None
     weight: int = 0
+    steps_digest: str | None = pydantic.Field(default=None, description="The steps the current canary follows.")
+    last_progress_at: str | None = pydantic.Field(
+        default=None,
+        description="The last progress (transition, weight reached, passed check): where the deadline starts.",
+    )
+    hold: Hold | None = pydantic.Field(default=None, description="While Paused: why.")
+    promote_full: bool = pydantic.Field(default=False, description="canary.dev/promote=full: skip the remaining steps.")
     failed_checks: dict[str, int] = {}
     inconclusive_checks: int = 0
     last_check_at: str | None = None
@@ -390,6 +538,12 @@ class CanaryRolloutStatus(_Status):
     target_replicas: int | None = pydantic.Field(
         default=None, description="Replicas the target had when taken over; restored on deletion."
     )
+    last_request: RequestRecord | None = None
+    event_seq: int = pydantic.Field(default=0, description="Events recorded so far; names the next one.")
+    pending_events: list[EventRecord] = pydantic.Field(
+        default=[], description="Events of the last transition not yet confirmed posted."
+    )
+    reconcile_errors: int = pydantic.Field(default=0, description="Ticks that failed in a row.")
     conditions: list[Condition] = []
 
     def to_wire(self) -> dict[str, Any]:

@@ -1,9 +1,19 @@
-"""One tick of a CanaryRollout, with its I/O: observe, decide (pure), apply, write status once.
+"""One tick of a CanaryRollout, with its I/O: observe, decide (pure), record, then act.
 
-The Kopf handlers in ``main.py`` call ``tick`` in a loop and ``finalize`` on
-deletion; everything here talks to the outside through ``kube.Client``, a
-``routing.TrafficRouter`` and a ``providers.MetricProvider``, and leaves every
-decision to ``rollouts.reconcile``.
+The protocol (see docs/design.md, "Record, then act"):
+
+1. Post any Events a previous tick recorded but could not confirm (the outbox in ``pendingEvents``).
+2. Read the CanaryRollout and the Deployments; ask the state machine what else it needs (a check, the
+   error budget) and observe that.
+3. Decide (``rollouts.reconcile``, pure) and write the next status in ONE patch guarded by the
+   ``resourceVersion`` that was read. A 409 drops the decision: nothing was done, the next tick decides
+   again from what is then recorded.
+4. Converge the cluster to the recorded intent (``rollouts.derive``): every action is idempotent and
+   derived from the status alone, so a process killed anywhere repeats, never reverses, what was recorded.
+5. Post the recorded Events under names derived from their sequence number (a repost is refused as
+   already existing) and clear the outbox.
+
+Kopf's error types are not used here: the handlers in ``main.py`` translate ours.
 """
 
 from __future__ import annotations
@@ -11,18 +21,35 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
-import kopf
 import pydantic
 
-from canary_operator import judging, kube, logs, measuring, models, providers, rollouts, routing, telemetry, workloads
+from canary_operator import (
+    judging,
+    kube,
+    logs,
+    measuring,
+    models,
+    names,
+    observations,
+    providers,
+    rollouts,
+    routing,
+    telemetry,
+    workloads,
+)
 
 ProviderFactory = Callable[[models.Analysis], providers.MetricProvider]
+Body = dict[str, Any]
 
 
-class OwnershipError(Exception):
-    """An object the operator must create exists and belongs to somebody else."""
+class NotYet(Exception):
+    """Deletion must wait (for the user's Deployment to be ready again); try again after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay = delay
 
 
 async def tick(
@@ -32,66 +59,67 @@ async def tick(
     now: datetime.datetime,
     provider_for: ProviderFactory = providers.for_analysis,
 ) -> rollouts.Decision | None:
-    """Reconcile one CanaryRollout once; None when it is gone or being deleted."""
+    """Reconcile one CanaryRollout once; None when it is gone, being deleted, or changed under us (409)."""
     body = await api.get(kube.rollout_path(namespace, name))
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
-    generation = int(body["metadata"].get("generation") or 1)
     status = models.parse_status(body.get("status"))
     logs.bind_rollout(namespace, name, status)
+    if status.pending_events:
+        body = await _post_events(api, body, status)
+        status = models.parse_status(body.get("status"))
+    generation = int(body["metadata"].get("generation") or 1)
     try:
         spec = models.parse_spec(body.get("spec"))
     except pydantic.ValidationError as exc:
-        decision = rollouts.blocked(status, generation, "InvalidSpec", f"invalid spec: {models.explain(exc)}", now)
-        await _publish(api, body, decision)
+        message = f"invalid spec: {models.explain(exc)}"
+        decision = rollouts.blocked(status, generation, models.Reason.INVALID_SPEC, message, now)
+        await _record_and_post(api, body, decision)
         telemetry.observe_status(namespace, name, None, decision.status)
         return decision
 
     target_name = spec.target_ref.name
     target_doc, primary_doc, canary_doc = await asyncio.gather(
         api.get(kube.deployment_path(namespace, target_name)),
-        api.get(kube.deployment_path(namespace, workloads.primary_name(target_name))),
-        api.get(kube.deployment_path(namespace, workloads.canary_name(target_name))),
+        api.get(kube.deployment_path(namespace, names.primary(target_name))),
+        api.get(kube.deployment_path(namespace, names.canary(target_name))),
     )
+    conflict = await _conflict(api, body, spec, status, primary_doc, canary_doc)
+    if conflict:
+        decision = rollouts.blocked(status, generation, models.Reason.OBJECT_CONFLICT, conflict, now)
+        await _record_and_post(api, body, decision)
+        telemetry.observe_status(namespace, name, spec, decision.status)
+        return decision
+
+    target = workloads.target_of(target_doc)
+    needs = rollouts.needs(spec, status, target.revision if target else None, now)
     arms = routing.Arms(namespace, target_name, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
     router = routing.for_rollout(spec, api)
-    primary_replicas = rollouts.primary_replicas(status.target_replicas)
-    traffic = await router.observe(arms, rollouts.desired_weight(spec, status), primary_replicas)
+    traffic = await router.observe(arms, needs.weight, needs.primary_replicas)
 
     provider: providers.MetricProvider | None = None
     check = None
-    if rollouts.check_due(spec, status, now):
+    if needs.check:
         provider = provider_for(spec.analysis)
-        since = datetime.datetime.fromisoformat(status.canary_started_at) if status.canary_started_at else None
-        measurements = await measuring.measure(spec, namespace, traffic.weight, now, provider, since)
-        check = judging.judge(spec.analysis, measurements, slo=spec.slo, tighten=rollouts.tighten_factor(spec, status))
-
-    target = workloads.target_of(target_doc)
+        measurements = await measuring.measure(spec, namespace, traffic.weight, now, provider, needs.check_since)
+        check = judging.judge(spec.analysis, measurements, slo=spec.slo, tighten=needs.tighten)
     budget = judging.Reading()
-    if rollouts.wants_budget(spec, status, target.revision if target else None):
+    if needs.budget:
         budget = await measuring.error_budget(spec, namespace, now, provider or provider_for(spec.analysis))
 
-    annotations = body["metadata"].get("annotations") or {}
-    observations = rollouts.Observations(
+    seen = observations.Observations(
         generation=generation,
         target=target,
         primary=arms.primary,
         canary=arms.canary,
-        weight=traffic.weight,
-        traffic_settled=traffic.settled,
+        traffic=traffic,
         check=check,
-        promote_requested=rollouts.PROMOTE_ANNOTATION in annotations,
+        requests=requests_of(body),
         budget_remaining=budget.value,
         budget_problem=budget.detail or (budget.problem or ""),
-        force_release=rollouts.FORCE_ANNOTATION in annotations,
     )
-    decision = rollouts.reconcile(spec, status, observations, now)
+    decision = rollouts.reconcile(spec, status, seen, now)
     logs.bind_release(decision.status)
-    try:
-        for action in decision.actions:
-            await _apply(api, body, spec, action, target_doc, primary_doc, canary_doc, arms, router)
-    except OwnershipError as exc:
-        decision = rollouts.blocked(decision.status, generation, "ObjectConflict", str(exc), now)
     if check is not None:
         logs.get().info(
             "check",
@@ -100,12 +128,64 @@ async def tick(
             weight=check.weight,
             metrics=[m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in check.metrics],
         )
-    await _publish(api, body, decision)
+    recorded = await _record(api, body, decision)
+    if recorded is None:
+        return None
     _observe(namespace, name, spec, decision, check)
-    forget = {a.key: None for a in decision.actions if isinstance(a, rollouts.ForgetAnnotation)}
-    if forget:  # after the status patch, so that a failed patch does not lose what the annotation asked for
-        await api.patch(kube.rollout_path(namespace, name), {"metadata": {"annotations": forget}})
+    actions = rollouts.derive(spec, decision.status, seen)
+    cleanups = [a for a in actions if isinstance(a, rollouts.ClearRequest)]
+    for action in actions:
+        if not isinstance(action, rollouts.ClearRequest):
+            await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router)
+    await _post_events(api, recorded, decision.status)
+    for action in cleanups:  # last: it changes the resourceVersion the outbox is cleared under
+        await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router)
     return decision
+
+
+def requests_of(body: Mapping[str, Any]) -> tuple[observations.Request, ...]:
+    annotations = body["metadata"].get("annotations") or {}
+    return tuple(
+        observations.Request(kind, str(annotations[kind.annotation]))
+        for kind in models.Request
+        if kind.annotation in annotations
+    )
+
+
+async def report_failure(api: kube.Client, namespace: str, name: str, error: str, now: datetime.datetime) -> None:
+    """A tick failed: count it in the status; a few in a row become Stalled=True, reason ReconcileError."""
+    body = await api.get(kube.rollout_path(namespace, name))
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    status = models.parse_status(body.get("status"))
+    generation = int(body["metadata"].get("generation") or 1)
+    await _record_and_post(api, body, rollouts.failed(status, generation, error, now))
+
+
+async def _conflict(
+    api: kube.Client,
+    rollout: Mapping[str, Any],
+    spec: models.CanaryRolloutSpec,
+    status: models.CanaryRolloutStatus,
+    primary_doc: Mapping[str, Any] | None,
+    canary_doc: Mapping[str, Any] | None,
+) -> str:
+    """An object the operator must own exists and belongs to somebody else: why, or "" when none does.
+
+    Checked before anything is decided, so a conflict stops every write of the tick but the status.
+    """
+    for kind, doc in (("Deployment", primary_doc), ("Deployment", canary_doc)):
+        if doc is not None and not workloads.owned_by(doc, rollout):
+            return f"{kind} {doc['metadata']['name']} exists and is not managed by this CanaryRollout"
+    if status.phase not in (None, models.Phase.INITIALIZING):
+        return ""  # the Services were created (or found ours) during the takeover
+    namespace = rollout["metadata"]["namespace"]
+    for desired in workloads.services(rollout, spec):
+        service = desired["metadata"]["name"]
+        existing = await api.get(kube.service_path(namespace, service))
+        if existing is not None and not workloads.owned_by(existing, rollout):
+            return f"Service {service} exists and is not managed by this CanaryRollout; remove it or rename the target"
+    return ""
 
 
 def _observe(
@@ -126,19 +206,81 @@ def _observe(
         logs.get().info("traffic restored", **decision.restored.model_dump(mode="json", exclude_none=True))
 
 
-async def _publish(api: kube.Client, body: Mapping[str, Any], decision: rollouts.Decision) -> None:
-    """Events first (they describe the transition), then the one status patch, skipped when unchanged."""
-    log = logs.get()
-    for event in decision.events:
-        kopf.event(kopf.Body(cast(kopf.RawBody, body)), type=event.type, reason=event.reason, message=event.message)
-        (log.warning if event.type == "Warning" else log.info)(event.reason, message=event.message)
+async def _record(api: kube.Client, body: Body, decision: rollouts.Decision) -> Body | None:
+    """Write the decision's status in one patch guarded by the resourceVersion read; skipped when unchanged.
+
+    The CanaryRollout as it now is (to act on); None when it changed since it was read (409): then nothing
+    of this decision happens, and the next tick decides again.
+    """
     patch = kube.merge_patch(body.get("status") or {}, decision.status.to_wire())
-    if patch:
-        meta = body["metadata"]
-        await api.patch(
+    if not patch:
+        return body
+    meta = body["metadata"]
+    try:
+        return await api.patch(
             kube.rollout_path(meta["namespace"], meta["name"]) + "/status",
             {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch},
         )
+    except kube.ConflictError:
+        logs.get().info("status changed since it was read; deciding again next tick")
+        return None
+
+
+async def _record_and_post(api: kube.Client, body: Body, decision: rollouts.Decision) -> None:
+    recorded = await _record(api, body, decision)
+    if recorded is not None:
+        await _post_events(api, recorded, decision.status)
+
+
+async def _post_events(api: kube.Client, body: Body, status: models.CanaryRolloutStatus) -> Body:
+    """Post the outbox's Events (each under its own derived name, so a repost is refused) and empty it."""
+    if not status.pending_events:
+        return body
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    log = logs.get()
+    for record in status.pending_events:
+        try:
+            await api.create(kube.events_path(namespace), _event(body, record))
+        except kube.ConflictError:
+            continue  # posted before the operator stopped: once is enough
+        (log.warning if record.type is models.EventType.WARNING else log.info)(record.reason, message=record.message)
+    try:
+        return await api.patch(
+            kube.rollout_path(namespace, name) + "/status",
+            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": {"pendingEvents": None}},
+        )
+    except kube.ConflictError:
+        return body  # the next tick finds them again and reposts nothing new
+
+
+def _event(rollout: Mapping[str, Any], record: models.EventRecord) -> Body:
+    meta = rollout["metadata"]
+    at = datetime.datetime.fromisoformat(record.at).astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": names.event(meta["name"], meta.get("uid", ""), record.seq),
+            "namespace": meta["namespace"],
+        },
+        "involvedObject": {
+            "apiVersion": models.API_VERSION,
+            "kind": models.KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid", ""),
+        },
+        "type": record.type.value,
+        "reason": record.reason.value,
+        "message": record.message[:1024],
+        "source": {"component": "canary-operator"},
+        "reportingComponent": "canary-operator",
+        "reportingInstance": "canary-operator",
+        "firstTimestamp": at,
+        "lastTimestamp": at,
+        "count": 1,
+    }
 
 
 def _template_patch(template: Mapping[str, Any], revision: str, replicas: int | None) -> list[dict[str, Any]]:
@@ -166,19 +308,18 @@ async def _ensure_arm(
     revision: str,
     replicas: int | None,
 ) -> None:
-    assert target_doc is not None  # the state machine asks for arms only when the target exists
+    assert target_doc is not None  # actions are derived only when the target exists
     namespace = rollout["metadata"]["namespace"]
     desired = workloads.arm_deployment(rollout, target_doc, arm, template, revision, replicas or 0)
     if existing is None:
         await api.create(kube.deployment_path(namespace), desired)
         return
-    if not workloads.owned_by(existing, rollout):
-        raise OwnershipError(
-            f"Deployment {desired['metadata']['name']} exists and is not managed by this CanaryRollout"
-        )
     current = workloads.workload_of(existing)
     assert current is not None
     if current.revision == revision and (replicas is None or current.replicas == replicas):
+        return
+    if current.revision == revision:
+        await api.patch(kube.deployment_path(namespace, desired["metadata"]["name"]), {"spec": {"replicas": replicas}})
         return
     await api.patch(
         kube.deployment_path(namespace, desired["metadata"]["name"]),
@@ -194,11 +335,7 @@ async def _ensure_services(api: kube.Client, rollout: Mapping[str, Any], spec: m
         existing = await api.get(kube.service_path(namespace, name))
         if existing is None:
             await api.create(kube.service_path(namespace), desired)
-        elif not workloads.owned_by(existing, rollout):
-            raise OwnershipError(
-                f"Service {name} exists and is not managed by this CanaryRollout; remove it or rename the target"
-            )
-        elif (
+        elif workloads.owned_by(existing, rollout) and (
             existing["spec"].get("selector") != desired["spec"]["selector"]
             or existing["spec"].get("ports") != desired["spec"]["ports"]
         ):
@@ -220,17 +357,11 @@ async def _apply(
     router: routing.TrafficRouter,
 ) -> None:
     namespace = rollout["metadata"]["namespace"]
-    target = spec.target_ref.name
     match action:
         case rollouts.EnsurePrimary(template=template, revision=revision, replicas=replicas):
             await _ensure_arm(api, rollout, target_doc, primary_doc, "primary", template, revision, replicas)
         case rollouts.EnsureCanary(template=template, revision=revision):
             await _ensure_arm(api, rollout, target_doc, canary_doc, "canary", template, revision, None)
-        case rollouts.ScalePrimary(replicas=replicas):
-            if arms.primary is not None and arms.primary.replicas != replicas:
-                await api.patch(
-                    kube.deployment_path(namespace, workloads.primary_name(target)), {"spec": {"replicas": replicas}}
-                )
         case rollouts.EnsureServices():
             await _ensure_services(api, rollout, spec)
         case rollouts.SetWeight(weight=weight, primary_replicas=primary_replicas):
@@ -238,16 +369,26 @@ async def _apply(
         case rollouts.ScaleTarget(replicas=replicas):
             current = workloads.target_of(target_doc)
             if current is not None and current.replicas != replicas:
-                await api.patch(kube.deployment_path(namespace, target), {"spec": {"replicas": replicas}})
-        case rollouts.ForgetAnnotation():
-            pass  # done after the status patch
+                await api.patch(kube.deployment_path(namespace, spec.target_ref.name), {"spec": {"replicas": replicas}})
+        case rollouts.ClearRequest(annotation=annotation, value=value):
+            # Removed only if it still holds the acknowledged value: a newer request is never lost.
+            key = "/metadata/annotations/" + annotation.replace("~", "~0").replace("/", "~1")
+            try:
+                await api.patch(
+                    kube.rollout_path(namespace, rollout["metadata"]["name"]),
+                    [{"op": "test", "path": key, "value": value}, {"op": "remove", "path": key}],
+                    kube.JSON_PATCH,
+                )
+            except kube.ApiError as exc:
+                if exc.code not in (409, 422):
+                    raise
 
 
 async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
     """Give the user's Deployment back as it was, then remove everything the operator created.
 
-    The target is scaled back first and must be ready before the primary goes,
-    so that deleting a CanaryRollout never leaves the service without pods.
+    The target is scaled back first and must be ready before the primary goes, so that deleting a
+    CanaryRollout never leaves the service without pods. ``NotYet`` while waiting for it.
     """
     namespace = body["metadata"]["namespace"]
     status = models.parse_status(body.get("status"))
@@ -260,17 +401,17 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
     if target_doc is not None and restore is not None:
         if (target_doc["spec"].get("replicas") or 0) != restore:
             await api.patch(kube.deployment_path(namespace, target), {"spec": {"replicas": restore}})
-            raise kopf.TemporaryError(f"restored {target} to {restore} replicas; waiting for it", delay=1)
+            raise NotYet(f"restored {target} to {restore} replicas; waiting for it")
         workload = workloads.workload_of(target_doc)
         if restore > 0 and workload is not None and not workload.rolled_out:
-            raise kopf.TemporaryError(f"waiting for {target} to be ready before removing the primary", delay=1)
+            raise NotYet(f"waiting for {target} to be ready before removing the primary")
     removed = []
     for path in (
-        kube.deployment_path(namespace, workloads.canary_name(target)),
-        kube.deployment_path(namespace, workloads.primary_name(target)),
-        kube.service_path(namespace, workloads.canary_name(target)),
-        kube.service_path(namespace, workloads.primary_name(target)),
-        kube.service_path(namespace, target),
+        kube.deployment_path(namespace, names.canary(target)),
+        kube.deployment_path(namespace, names.primary(target)),
+        kube.service_path(namespace, names.canary(target)),
+        kube.service_path(namespace, names.primary(target)),
+        kube.service_path(namespace, names.apex(target)),
     ):
         if workloads.owned_by(await api.get(path), body) and await api.delete(path):
             removed.append(path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1])

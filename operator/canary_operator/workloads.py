@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from canary_operator import models, rollouts
+from canary_operator import models, names, observations
 
 ROLLOUT_LABEL = "canary.dev/rollout"
 ARM_LABEL = "canary.dev/arm"
@@ -34,14 +34,6 @@ def revision_of(template: Mapping[str, Any]) -> str:
     """A short, stable hash of a pod template: the identity of a revision."""
     canonical = json.dumps(template, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
-
-
-def primary_name(target: str) -> str:
-    return f"{target}-primary"
-
-
-def canary_name(target: str) -> str:
-    return f"{target}-canary"
 
 
 def owner_reference(rollout: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,7 +82,7 @@ def arm_deployment(
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": f"{target_name}-{arm}",
+            "name": names.primary(target_name) if arm == "primary" else names.canary(target_name),
             "namespace": rollout["metadata"]["namespace"],
             "labels": {**selector, **MANAGED_BY},
             "annotations": {REVISION_ANNOTATION: revision},
@@ -112,9 +104,9 @@ def services(rollout: Mapping[str, Any], spec: models.CanaryRolloutSpec) -> list
     }
     result = []
     for name, arm in (
-        (target_name, None),
-        (primary_name(target_name), "primary"),
-        (canary_name(target_name), "canary"),
+        (names.apex(target_name), None),
+        (names.primary(target_name), "primary"),
+        (names.canary(target_name), "canary"),
     ):
         result.append(
             {
@@ -140,25 +132,25 @@ def owned_by(obj: Mapping[str, Any] | None, rollout: Mapping[str, Any]) -> bool:
     return any(ref.get("kind") == models.KIND and ref.get("uid") == uid for ref in refs)
 
 
-def target_of(deployment: Mapping[str, Any] | None) -> rollouts.Target | None:
+def target_of(deployment: Mapping[str, Any] | None) -> observations.Target | None:
     if deployment is None:
         return None
     spec = deployment.get("spec", {})
     template = spec.get("template", {})
     replicas = spec.get("replicas")
-    return rollouts.Target(
+    return observations.Target(
         revision=revision_of(template), template=template, replicas=1 if replicas is None else int(replicas)
     )
 
 
-def workload_of(deployment: Mapping[str, Any] | None) -> rollouts.Workload | None:
+def workload_of(deployment: Mapping[str, Any] | None) -> observations.Workload | None:
     if deployment is None:
         return None
     meta = deployment.get("metadata", {})
     spec = deployment.get("spec", {})
     status = deployment.get("status") or {}
     replicas = spec.get("replicas")
-    return rollouts.Workload(
+    return observations.Workload(
         revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION),
         replicas=1 if replicas is None else int(replicas),
         ready_replicas=int(status.get("readyReplicas") or 0),

@@ -51,13 +51,12 @@ async def run(world: World, server: prometheus.PrometheusServer, minutes: float,
     provider = prometheus_provider.PrometheusProvider(server.url)
     for _ in range(int(minutes * 12)):
         check = None
-        if rollouts.check_due(world.spec, world.status, world.now):
-            started = world.status.canary_started_at
-            since = datetime.datetime.fromisoformat(started) if started else None
+        needs = rollouts.needs(world.spec, world.status, world.revision(world.template), world.now)
+        if needs.check:
+            since = needs.check_since
             measurements = await measuring.measure(world.spec, "shop", world.status.weight, world.now, provider, since)
-            tighten = rollouts.tighten_factor(world.spec, world.status)
-            check = judging.judge(world.spec.analysis, measurements, slo=world.spec.slo, tighten=tighten)
-        if rollouts.wants_budget(world.spec, world.status, world.revision(world.template)):
+            check = judging.judge(world.spec.analysis, measurements, slo=world.spec.slo, tighten=needs.tighten)
+        if needs.budget:
             budget = await measuring.error_budget(world.spec, "shop", world.now, provider)
             world.budget_remaining, world.budget_problem = budget.value, budget.detail
         world.tick(check, advance=5)
@@ -79,11 +78,13 @@ async def test_a_canary_with_2pp_more_errors_at_50_rps_is_rolled_back(backfill_p
     assert release.time_to_detect_seconds is not None and release.time_to_detect_seconds <= 130
 
 
-async def test_a_healthy_canary_at_1_rps_is_neither_promoted_early_nor_rolled_back(backfill_prometheus: Start) -> None:
+async def test_a_canary_at_1_rps_is_held_not_promoted_and_the_hold_ends_at_the_deadline(
+    backfill_prometheus: Start,
+) -> None:
     server = backfill_prometheus(pod(CANARY, 1, 0.005) + pod(PRIMARY, 9, 0.005))
     world = world_for(analysis={"metrics": [ERRORS_VS_PRIMARY], "maxStepExtension": "5m"})
     world.template = V2
-    await run(world, server, minutes=30, until={models.Phase.ROLLED_BACK, models.Phase.SUCCEEDED})
+    await run(world, server, minutes=30, until={models.Phase.PAUSED, models.Phase.SUCCEEDED})
     assert world.status.phase is models.Phase.PAUSED
     assert world.status.current_step_index == 0
     stalled = next(c for c in world.status.conditions if c.type == "Stalled")
@@ -94,6 +95,17 @@ async def test_a_healthy_canary_at_1_rps_is_neither_promoted_early_nor_rolled_ba
     assert needed is not None and needed > 1000
     reason = last.metrics[0].reason
     assert "since the canary started): cannot tell from +0.5pp yet" in reason, reason
+
+    # Held, but not for ever: no conclusive check within progressDeadline (10m) gives the traffic back.
+    held_at = world.now
+    await run(world, server, minutes=30, until={models.Phase.ROLLED_BACK, models.Phase.SUCCEEDED})
+    assert world.status.phase is models.Phase.ROLLED_BACK
+    assert "no conclusive check" in (world.status.message or "") and "progressDeadline 10m" in (
+        world.status.message or ""
+    )
+    assert "ProgressDeadlineExceeded" in world.reasons()
+    assert (world.now - held_at).total_seconds() <= 10 * 60
+    assert world.canary_replicas == 0
 
 
 async def test_an_exhausted_error_budget_blocks_the_start(backfill_prometheus: Start) -> None:

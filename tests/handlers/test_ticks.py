@@ -8,7 +8,7 @@ from canary_operator import main, models, rollouts
 
 
 def decision(phase: models.Phase) -> rollouts.Decision:
-    return rollouts.Decision((), (), models.CanaryRolloutStatus(phase=phase))
+    return rollouts.Decision(models.CanaryRolloutStatus(phase=phase))
 
 
 def test_a_canary_under_way_ticks_fast_and_an_idle_rollout_slowly(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,7 @@
 """The rollout state machine, one tick at a time, on plain data.
 
-``World`` plays the cluster: it applies the actions of each decision to a few
-dataclasses (Deployments become ready at once, the router achieves the weight
+``World`` plays the cluster: it records each decision, then applies the actions derived from the
+recorded status to a few dataclasses (Deployments become ready at once, the router achieves the weight
 it is asked for) and feeds the next tick its observations. Clocks are explicit.
 """
 
@@ -15,7 +15,8 @@ import helpers
 import pytest
 from helpers import T0, V1, V2, V3, World, record
 
-from canary_operator import models, rollouts
+from canary_operator import models, observations, rollouts
+from canary_operator.rollouts import checks
 
 
 def initialized_world(**analysis: Any) -> World:
@@ -35,7 +36,9 @@ def test_takes_over_the_target_and_scales_it_to_zero_once_the_primary_is_ready()
     first = world.tick()
     assert world.status.phase is models.Phase.INITIALIZING
     assert world.status.target_replicas == 9, "the target's replicas are recorded before anything is scaled"
-    assert not any(isinstance(a, rollouts.ScaleTarget) for a in first.actions)
+    assert not any(
+        isinstance(a, rollouts.ScaleTarget) for a in rollouts.derive(world.spec, first.status, world.observe(None))
+    )
     world.tick()
     assert world.status.phase is models.Phase.STABLE
     assert world.target_replicas == 0
@@ -88,7 +91,7 @@ def test_the_pause_step_holds_for_its_duration_even_with_passing_checks() -> Non
     world = initialized_world()
     world.template = V2
     for _ in range(25):  # step 0 passes within 25 s; the 30 s pause is not over then
-        due = rollouts.check_due(world.spec, world.status, world.now)
+        due = rollouts.needs(world.spec, world.status, None, world.now).check
         world.tick(record(models.Verdict.PASS, at=world.now) if due else None)
     assert world.status.current_step_index == 1
     assert world.status.phase is models.Phase.PROGRESSING
@@ -113,7 +116,7 @@ def test_one_failed_check_between_passes_does_not_roll_back() -> None:
     world.template = V2
     verdicts = iter([models.Verdict.FAIL, models.Verdict.PASS, models.Verdict.FAIL, models.Verdict.PASS])
     for _ in range(45):
-        due = rollouts.check_due(world.spec, world.status, world.now)
+        due = rollouts.needs(world.spec, world.status, None, world.now).check
         world.tick(record(next(verdicts, models.Verdict.PASS), at=world.now) if due else None)
     assert world.status.phase is models.Phase.PROGRESSING
     assert world.status.rejected_revision is None
@@ -185,9 +188,10 @@ def test_a_manual_pause_waits_for_the_promote_annotation() -> None:
     world.run_checks(models.Verdict.PASS, limit=60)
     assert world.status.phase is models.Phase.PROGRESSING and world.status.current_step_index == 1
     assert "canary.dev/promote" in (world.status.message or "")
-    world.promote_requested = True
-    decision = world.tick()
-    assert rollouts.ForgetAnnotation(rollouts.PROMOTE_ANNOTATION) in decision.actions
+    world.request(models.Request.PROMOTE)
+    world.tick()
+    assert world.annotations == {}, "acknowledged, then removed"
+    assert world.status.last_request is not None and world.status.last_request.outcome == "step 2/2 passed"
     assert world.status.phase is models.Phase.PROMOTING
 
 
@@ -212,9 +216,9 @@ def test_a_restart_mid_promotion_repeats_no_promotion() -> None:
 
 def test_a_missing_target_is_reported_and_nothing_is_done() -> None:
     spec = helpers.example_spec()
-    obs = rollouts.Observations(generation=3, target=None)
+    obs = observations.Observations(generation=3, target=None)
     decision = rollouts.reconcile(spec, models.CanaryRolloutStatus(), obs, T0)
-    assert decision.actions == ()
+    assert rollouts.derive(spec, decision.status, obs) == ()
     assert [e.reason for e in decision.events] == ["TargetNotFound"]
     stalled = condition(decision.status, "Stalled")
     assert (stalled.status, stalled.reason, stalled.observed_generation) == ("True", "TargetNotFound", 3)
@@ -249,11 +253,11 @@ def test_an_exhausted_error_budget_blocks_the_canary_until_forced() -> None:
     assert (stalled.status, stalled.reason) == ("True", "ErrorBudgetExhausted")
     world.tick()
     assert world.reasons().count("ErrorBudgetExhausted") == 1, "said once, not every tick"
-    world.force_release = True
+    world.request(models.Request.FORCE_RELEASE)
     world.tick()
     assert world.status.phase is models.Phase.PROGRESSING
     assert world.status.budget is not None and world.status.budget.action == "forced"
-    assert not world.force_release, "the annotation is used up: the next release faces the budget again"
+    assert not world.annotations, "the annotation is used up: the next release faces the budget again"
 
 
 def test_an_unknown_error_budget_never_counts_as_enough() -> None:
@@ -272,7 +276,7 @@ def test_the_budget_band_decides_how_the_canary_runs(remaining: float, band: str
     world.tick()
     assert world.status.phase is models.Phase.PROGRESSING
     assert world.status.budget is not None and world.status.budget.band == band
-    assert rollouts.tighten_factor(world.spec, world.status) == factor
+    assert rollouts.needs(world.spec, world.status, None, world.now).tighten == factor
     assert ("ErrorBudgetLow" in world.reasons()) is warned
 
 
@@ -320,7 +324,7 @@ def test_one_decisive_comparison_rolls_back_without_waiting_for_the_streak() -> 
     world = initialized_world(failureThreshold=2)
     world.template = V2
     for _ in range(30):
-        if rollouts.check_due(world.spec, world.status, world.now):
+        if rollouts.needs(world.spec, world.status, None, world.now).check:
             p_value = 1e-9  # beyond (1 - 0.99) ** 2: as unlikely on a good canary as two failures in a row
             world.tick(record(models.Verdict.FAIL, at=world.now, p_value=p_value))
             break
@@ -332,11 +336,11 @@ def test_one_decisive_comparison_rolls_back_without_waiting_for_the_streak() -> 
 def test_a_merely_significant_comparison_still_needs_the_streak() -> None:
     analysis = helpers.example_spec().analysis
     check = record(models.Verdict.FAIL, p_value=0.003)
-    assert rollouts.fold_failures(analysis, {}, check) == {"error-rate": 1}
+    assert checks.fold_failures(analysis, {}, check) == {"error-rate": 1}
 
 
 def test_without_fail_fast_even_a_decisive_comparison_waits_for_the_streak() -> None:
     analysis = helpers.example_spec().analysis.model_copy(update={"fail_fast": False})
     decisive = record(models.Verdict.FAIL, p_value=1e-9)
-    assert rollouts.fold_failures(analysis, {}, decisive) == {"error-rate": 1}
-    assert rollouts.fold_failures(analysis, {"error-rate": 1}, decisive) == {"error-rate": 2}
+    assert checks.fold_failures(analysis, {}, decisive) == {"error-rate": 1}
+    assert checks.fold_failures(analysis, {"error-rate": 1}, decisive) == {"error-rate": 2}

@@ -27,13 +27,18 @@ def test_the_operators_metrics_follow_a_rollback_and_its_logs_tell_the_release_s
 
         stage.set_image("example/web:2.0-errors")
         stage.wait_status("the first check", lambda status: status.get("lastCheck") is not None)
+
+        def checked() -> int:  # the metrics follow the recorded status, a moment after it is written
+            return sum(
+                v
+                for (name, labels), v in stage.operator_metrics().items()
+                if name == "canary_operator_checks_total" and ROLLOUT[1] in labels
+            )
+
+        assert stage.wait_for("both metrics checked", lambda: checked() >= 2, timeout=10)
         middle = stage.operator_metrics()
         assert value(middle, "canary_operator_rollout_phase", phase="Progressing") == 1
         assert value(middle, "canary_operator_rollout_weight_percent") == 20
-        checks = sum(
-            v for (name, labels), v in middle.items() if name == "canary_operator_checks_total" and ROLLOUT[1] in labels
-        )
-        assert checks >= 2, "both metrics were checked"
         assert value(middle, "canary_operator_releases_total", outcome="rolled_back") == 0
         assert middle[("canary_operator_reconciles_total", (("result", "ok"),))] > 0
 

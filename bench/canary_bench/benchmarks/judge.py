@@ -1,7 +1,7 @@
 """``make bench-judge``: how often each judge rolls back a healthy canary, misses a bad one, and how fast it acts.
 
 Replays the seeded synthetic traces of ``corpus`` interval by interval through our judge
-(``judging.judge`` plus the failure-streak rule of ``rollouts._record_check``) and through the peers'
+(``judging.judge`` plus the failure-streak rule of ``rollouts.checks.record``) and through the peers'
 rules (``peers``), and prints one table. Nothing is timed: every figure is counted in intervals of the
 trace (1 interval = 1 minute). The method, and where we lose, are in docs/judge-benchmark.md.
 
@@ -22,7 +22,8 @@ import time
 from collections.abc import Iterable, Sequence
 
 from canary_bench.benchmarks import corpus, peers
-from canary_operator import judging, models, rollouts, significance
+from canary_operator import judging, models, significance
+from canary_operator.rollouts import checks
 
 AT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 SLOWER_THAN_MS = 500.0
@@ -161,7 +162,7 @@ class OurReplay:
 
 
 def our_rollbacks(trace: corpus.Trace, variants: dict[str, tuple[int, bool]] = OURS) -> OurReplay:
-    """Our judge on every interval, folded by the operator's own rule, ``rollouts.fold_failures``.
+    """Our judge on every interval, folded by the operator's own rule, ``rollouts.checks.fold_failures``.
 
     Per metric, a failed check adds one to its streak, a passed check resets it, an inconclusive one
     leaves it, and a decisive failure (p at or below (1 - confidence) ** failureThreshold) fills the
@@ -179,7 +180,7 @@ def our_rollbacks(trace: corpus.Trace, variants: dict[str, tuple[int, bool]] = O
     for t in range(len(trace.intervals)):
         record = judging.judge(ANALYSIS, measurements(trace.intervals, t))
         for name, (threshold, _) in variants.items():
-            streaks[name] = rollouts.fold_failures(analyses[name], streaks[name], record)
+            streaks[name] = checks.fold_failures(analyses[name], streaks[name], record)
             if first[name] is None and max(streaks[name].values(), default=0) >= threshold:
                 first[name] = t
         unsure = unsure + 1 if record.verdict is models.Verdict.INCONCLUSIVE else 0

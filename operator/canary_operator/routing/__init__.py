@@ -11,13 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol
 
-from canary_operator import kube, models, rollouts
+from canary_operator import kube, models, observations
 
-
-@dataclasses.dataclass(frozen=True)
-class TrafficState:
-    weight: int  # percent of requests the canary actually gets
-    settled: bool  # the router reached the weight it was last asked for
+TrafficState = observations.Traffic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +22,8 @@ class Arms:
 
     namespace: str
     target: str
-    primary: rollouts.Workload | None
-    canary: rollouts.Workload | None
+    primary: observations.Workload | None
+    canary: observations.Workload | None
 
 
 class TrafficRouter(Protocol):

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 
-from canary_operator import kube, routing
+from canary_operator import kube, names, routing
 
 MAX_WEIGHT = 90
 
 
 def canary_replicas(weight: int, primary_replicas: int) -> int:
-    if weight <= 0:
+    # No primary pods (a target scaled to 0) means any canary pod would take all the traffic: none then.
+    if weight <= 0 or primary_replicas <= 0:
         return 0
     weight = min(weight, MAX_WEIGHT)
     return max(1, math.ceil(primary_replicas * weight / (100 - weight)))
@@ -38,7 +39,7 @@ class ReplicasRouter:
         wanted = canary_replicas(weight, primary_replicas)
         if arms.canary is None or arms.canary.replicas == wanted:
             return
-        path = kube.deployment_path(arms.namespace, f"{arms.target}-canary")
+        path = kube.deployment_path(arms.namespace, names.canary(arms.target))
         await self.api.patch(path, {"spec": {"replicas": wanted}})
 
     async def observe(self, arms: routing.Arms, weight: int, primary_replicas: int) -> routing.TrafficState:

@@ -1,0 +1,42 @@
+"""The rollout state machine, split by concern; this module is its public face.
+
+- ``machine``: the phases and their transitions (``reconcile``), pure;
+- ``checks``: when a check is due and how it is folded in; ``requests``: the one-shot annotations;
+- ``budget``: the error-budget policy; ``conditions``: the kstatus conditions;
+- ``plan``: what the steps ask for; ``drafting``: one tick's draft of the next status and its Events;
+- ``actions``: what the cluster must look like, derived from the recorded status (record, then act).
+"""
+
+from canary_operator.rollouts.actions import (
+    Action,
+    ClearRequest,
+    EnsureCanary,
+    EnsurePrimary,
+    EnsureServices,
+    Needs,
+    ScaleTarget,
+    SetWeight,
+    derive,
+    needs,
+    primary_intent,
+)
+from canary_operator.rollouts.drafting import Decision
+from canary_operator.rollouts.machine import blocked, failed, reconcile
+
+__all__ = [
+    "Action",
+    "ClearRequest",
+    "Decision",
+    "EnsureCanary",
+    "EnsurePrimary",
+    "EnsureServices",
+    "Needs",
+    "ScaleTarget",
+    "SetWeight",
+    "blocked",
+    "derive",
+    "failed",
+    "needs",
+    "primary_intent",
+    "reconcile",
+]

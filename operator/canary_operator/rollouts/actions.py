@@ -1,0 +1,132 @@
+"""What the cluster must look like, derived from the *recorded* status: the intent the I/O edge converges to.
+
+Nothing here is decided: the state machine records a transition and its intent (which template the
+primary runs, which weight the canary gets, how many replicas) in the status first; these actions are
+computed from that status alone (plus what the cluster already is), and each one is idempotent. So a
+process killed at any instant, or a status write refused with 409, converges to the same end state, and
+a rollback written once can never be undone by a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from canary_operator import models, observations
+from canary_operator.rollouts import budget, checks, plan
+
+Phase = models.Phase
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsureServices:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsurePrimary:
+    template: Mapping[str, Any]
+    revision: str
+    replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsureCanary:
+    template: Mapping[str, Any]
+    revision: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SetWeight:
+    weight: int
+    primary_replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleTarget:
+    replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ClearRequest:
+    """Remove an acknowledged request annotation, only if it still holds the value that was acknowledged."""
+
+    annotation: str
+    value: str
+
+
+Action = EnsureServices | EnsurePrimary | EnsureCanary | SetWeight | ScaleTarget | ClearRequest
+
+
+def primary_intent(status: models.CanaryRolloutStatus) -> tuple[Mapping[str, Any], str] | None:
+    """The template (and its revision) the primary must run: the promoted one, or the one being promoted."""
+    if status.phase is Phase.PROMOTING and status.promoting_template is not None and status.canary_revision:
+        return status.promoting_template, status.canary_revision
+    if status.stable_template is not None and status.stable_revision is not None:
+        return status.stable_template, status.stable_revision
+    return None
+
+
+def derive(
+    spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, obs: observations.Observations
+) -> tuple[Action, ...]:
+    """The actions that make the cluster what ``status`` says, in the order that is safe for users."""
+    phase = status.phase
+    target = obs.target
+    if phase is None or target is None:
+        return ()
+    replicas = plan.primary_replicas(status.target_replicas)
+    weight = SetWeight(plan.desired_weight(spec, status), replicas)
+    found: list[Action] = []
+    if weight.weight == 0:
+        found.append(weight)  # traffic back on the primary first: it is what users are waiting for
+    if phase is Phase.INITIALIZING:
+        found.append(EnsureServices())
+    primary = primary_intent(status)
+    if primary is not None:
+        found.append(EnsurePrimary(primary[0], primary[1], replicas))
+    analysing = phase in models.ANALYSING_PHASES or phase is Phase.PROMOTING
+    if analysing and status.canary_revision is not None and target.revision == status.canary_revision:
+        found.append(EnsureCanary(target.template, target.revision))
+    elif obs.canary is None and primary is not None:
+        found.append(EnsureCanary(primary[0], primary[1]))  # the idle arm, at 0 replicas, for the router
+    if weight.weight != 0:
+        found.append(weight)
+    if phase is not Phase.INITIALIZING and target.replicas > 0:
+        found.append(ScaleTarget(0))
+    last = status.last_request
+    if last is not None and not last.cleared:
+        present = obs.request(last.request)
+        if present is not None and present.value == last.value:
+            found.append(ClearRequest(last.request.annotation, last.value))
+    return tuple(found)
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    """What the I/O edge must observe this tick for the state machine to decide."""
+
+    weight: int  # the weight the router is asked about
+    primary_replicas: int
+    check: bool  # take a check (measurements) now
+    check_since: datetime.datetime | None  # the canary's start: evidence accumulates from here
+    budget: bool  # read the error budget: a canary may start
+    tighten: float  # the error-budget factor on the limits of this canary's checks
+
+
+def needs(
+    spec: models.CanaryRolloutSpec,
+    status: models.CanaryRolloutStatus,
+    target_revision: str | None,
+    now: datetime.datetime,
+) -> Needs:
+    return Needs(
+        weight=plan.desired_weight(spec, status),
+        primary_replicas=plan.primary_replicas(status.target_replicas),
+        check=checks.due(spec, status, now),
+        check_since=plan.time(status.canary_started_at),
+        budget=budget.wanted(spec, status, target_revision),
+        tighten=budget.tighten_factor(spec, status),
+    )

@@ -1,0 +1,534 @@
+"""The rollout state machine: ``(spec, status, observations, now) -> Decision``.
+
+Pure: no Kubernetes, no Prometheus, no clock of its own. It records transitions and their intent in the
+next status (see ``actions`` for how the intent becomes actions, and ``docs/design.md`` for the
+record-then-act protocol); it never acts. Each phase has one function here; checks, requests, the
+error budget and the conditions have their own modules.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from canary_operator import models, observations
+from canary_operator.rollouts import budget, checks, conditions, drafting, plan, requests
+
+Phase = models.Phase
+Reason = models.Reason
+Normal = models.EventType.NORMAL
+Warning = models.EventType.WARNING
+Verdict = models.Verdict
+
+
+def reconcile(
+    spec: models.CanaryRolloutSpec,
+    status: models.CanaryRolloutStatus,
+    obs: observations.Observations,
+    now: datetime.datetime,
+) -> drafting.Decision:
+    tick = drafting.Tick(spec, status, obs, now)
+    tick.status.reconcile_errors = 0
+    target = obs.target
+    if target is None:
+        message = f"Deployment {spec.target_ref.name} not found"
+        tick.stalled = (Reason.TARGET_NOT_FOUND, message)
+        if status.message != message:
+            tick.event(Warning, Reason.TARGET_NOT_FOUND, f"{message}; nothing to release")
+        tick.status.message = message
+    else:
+        requests.note_cleared(tick)
+        request = requests.pending(tick)
+        if tick.status.phase is None or tick.status.phase is Phase.INITIALIZING:
+            _initialize(tick, target)
+        else:
+            _follow_target_replicas(tick, target)
+            if request is not None and _act_on_request(tick, target, request):
+                request = None
+            phase = tick.status.phase
+            if phase in models.IDLE_PHASES:
+                request = _idle(tick, target, request)
+            elif phase in models.ANALYSING_PHASES:
+                request = _analyse(tick, target, request)
+            elif phase is Phase.PROMOTING:
+                _promote(tick, target)
+        if request is not None:
+            requests.ignore(tick, request, _nothing_waiting(tick))
+        tick.status.weight = obs.traffic.weight
+    tick.status.observed_generation = obs.generation
+    tick.status.conditions = conditions.derive(tick)
+    return tick.decision()
+
+
+def blocked(
+    status: models.CanaryRolloutStatus, generation: int, reason: Reason, message: str, now: datetime.datetime
+) -> drafting.Decision:
+    """Progress is impossible until the user acts (invalid spec, object conflict): say why, touch nothing."""
+    draft = status.model_copy(deep=True)
+    events = []
+    if status.observed_generation != generation or status.message != message:
+        events.append(drafting.add_event(draft, Warning, reason, message, now))
+    draft.message = message
+    draft.observed_generation = generation
+    draft.conditions = conditions.blocked(status.conditions, reason, message, generation, now)
+    return drafting.Decision(draft, tuple(events))
+
+
+RECONCILE_ERRORS_TO_STALL = 3
+
+
+def failed(
+    status: models.CanaryRolloutStatus, generation: int, error: str, now: datetime.datetime
+) -> drafting.Decision:
+    """A tick failed (an exception, an API refusal): after a few in a row, say so; the next good tick clears it."""
+    draft = status.model_copy(deep=True)
+    draft.reconcile_errors = status.reconcile_errors + 1
+    events = []
+    if draft.reconcile_errors == RECONCILE_ERRORS_TO_STALL:
+        message = f"{RECONCILE_ERRORS_TO_STALL} ticks in a row failed: {error}"
+        events.append(
+            drafting.add_event(draft, Warning, Reason.RECONCILE_ERROR, f"{message}; retrying every tick", now)
+        )
+        draft.conditions = conditions.blocked(status.conditions, Reason.RECONCILE_ERROR, message, generation, now)
+    return drafting.Decision(draft, tuple(events))
+
+
+# ---------------------------------------------------------------- taking over
+
+
+def _initialize(tick: drafting.Tick, target: observations.Target) -> None:
+    """Take over the target: record what it runs first (the primary's template from then on), then wait for
+    the primary to be ready before the target is scaled to 0.
+
+    The template is recorded at first sight, so a revision that appears during the takeover is not slipped
+    onto the primary: it is released as a canary once the takeover is done.
+    """
+    status = tick.status
+    name = tick.target_name
+    if status.phase is None:
+        status.phase = Phase.INITIALIZING
+        status.target_replicas = target.replicas if status.target_replicas is None else status.target_replicas
+        status.stable_revision = target.revision
+        status.stable_template = dict(target.template)
+        status.message = f"taking over {name}: {name}-primary starting at revision {target.revision}"
+        tick.progressed()
+        return
+    if status.stable_template is None:  # written by an older operator: the target still runs what it took over
+        status.stable_revision, status.stable_template = target.revision, dict(target.template)
+    primary = tick.obs.primary
+    if primary is not None and primary.revision == status.stable_revision and primary.rolled_out:
+        status.phase = Phase.STABLE
+        status.message = f"{name}-primary serves revision {status.stable_revision}"
+        tick.progressed()
+        tick.event(
+            Normal,
+            Reason.INITIALIZED,
+            f"{name}-primary ready with {status.target_replicas} replicas at revision {status.stable_revision};"
+            f" {name} scaled to 0; traffic 100% primary",
+        )
+        return
+    waiting = f"waiting for {name}-primary to be ready"
+    if _deadline_passed(tick):
+        message = f"{waiting}: not ready within progressDeadline {tick.spec.progress_deadline}"
+        tick.stalled = (Reason.PROGRESS_DEADLINE_EXCEEDED, message)
+        if status.message != message:
+            tick.event(Warning, Reason.PROGRESS_DEADLINE_EXCEEDED, f"{message}; {name} keeps serving")
+        status.message = message
+    else:
+        status.message = waiting
+
+
+def _follow_target_replicas(tick: drafting.Tick, target: observations.Target) -> None:
+    """The user (or GitOps) scaled the target: that is the new size of the primary; the target goes back to 0."""
+    if target.replicas > 0 and tick.status.target_replicas != target.replicas:
+        tick.status.target_replicas = target.replicas
+        name = tick.target_name
+        tick.event(
+            Normal,
+            Reason.RESCALED,
+            f"{name} asked for {target.replicas} replicas: primary scaled to {target.replicas}, {name} back to 0",
+        )
+
+
+# ---------------------------------------------------------------- requests
+
+
+def _act_on_request(tick: drafting.Tick, target: observations.Target, request: observations.Request) -> bool:
+    """Requests that act whatever step the rollout is at; True when handled (acted on)."""
+    status = tick.status
+    phase = status.phase
+    kind = request.kind
+    if kind is models.Request.ABORT and (phase in models.ANALYSING_PHASES or phase is Phase.PROMOTING):
+        requests.acknowledge(tick, request, f"rolled back revision {status.canary_revision}")
+        _rollback(tick, "aborted by request (canary.dev/abort)", models.Outcome.ABORTED)
+        return True
+    pausable = phase is Phase.PROGRESSING or (phase is Phase.PAUSED and status.hold is not models.Hold.REQUEST)
+    if kind is models.Request.PAUSE and pausable:
+        requests.acknowledge(tick, request, f"paused at weight {tick.obs.traffic.weight}%")
+        status.phase = Phase.PAUSED
+        status.hold = models.Hold.REQUEST
+        status.message = f"paused by request at weight {tick.obs.traffic.weight}%; annotate canary.dev/resume"
+        tick.event(
+            Normal,
+            Reason.PAUSED_BY_REQUEST,
+            f"paused by request at step {plan.current_index(tick.spec, status) + 1}/{len(tick.spec.steps)},"
+            f" weight {tick.obs.traffic.weight}%; checks go on and a failing canary is still rolled back",
+        )
+        return True
+    if kind is models.Request.RESUME and phase is Phase.PAUSED and status.hold is not models.Hold.INCONCLUSIVE:
+        requests.acknowledge(tick, request, "resumed")
+        status.phase = Phase.PROGRESSING
+        status.hold = None
+        status.message = f"analysing revision {status.canary_revision}"
+        tick.progressed()
+        tick.event(Normal, Reason.RESUMED, "resumed by request")
+        return True
+    if kind is models.Request.RETRY and phase is Phase.ROLLED_BACK and target.revision == status.rejected_revision:
+        requests.acknowledge(tick, request, f"revision {target.revision} released again")
+        status.rejected_revision = None
+        tick.event(Normal, Reason.RETRIED, f"revision {target.revision} released again by request")
+        return True
+    if kind is models.Request.PROMOTE and request.value == "full" and phase in models.ANALYSING_PHASES:
+        requests.acknowledge(tick, request, "remaining steps skipped after the next passed check")
+        status.promote_full = True
+        return True
+    return False
+
+
+def _nothing_waiting(tick: drafting.Tick) -> str:
+    status = tick.status
+    phase = status.phase.value if status.phase else "Initializing"
+    if status.phase is Phase.PROGRESSING:
+        step = plan.current_index(tick.spec, status) + 1
+        return f"no gate waiting (phase {phase}, step {step}/{len(tick.spec.steps)})"
+    return f"nothing waits for it in phase {phase}"
+
+
+# ---------------------------------------------------------------- idle: a new revision?
+
+
+def _note_restored(tick: drafting.Tick) -> None:
+    """A rollback is over for users once the router reports no traffic on the canary: time to restore."""
+    releases = tick.status.releases
+    if tick.status.phase is not Phase.ROLLED_BACK or tick.obs.traffic.weight != 0 or not releases:
+        return
+    last = releases[-1]
+    if last.outcome not in (models.Outcome.ROLLED_BACK, models.Outcome.ABORTED) or last.restored_at is not None:
+        return
+    since = plan.time(last.first_failure_at) or plan.time(last.finished_at) or tick.now
+    restored = last.model_copy(
+        update={"restored_at": tick.now_text, "time_to_restore_seconds": round((tick.now - since).total_seconds(), 3)}
+    )
+    tick.status.releases = [*releases[:-1], restored]
+    tick.restored = restored
+
+
+def _idle(
+    tick: drafting.Tick, target: observations.Target, request: observations.Request | None
+) -> observations.Request | None:
+    status = tick.status
+    _note_restored(tick)
+    if target.revision == status.stable_revision:
+        if status.stable_template is None:  # written by an older operator
+            status.stable_template = dict(target.template)
+        return request
+    if target.revision == status.rejected_revision:
+        status.message = f"revision {target.revision} was rolled back; waiting for a new revision (or canary.dev/retry)"
+        return request
+    forced = request is not None and request.kind is models.Request.FORCE_RELEASE
+    if tick.spec.slo is not None:
+        obs = tick.obs
+        decision = budget.decide(obs.budget_remaining, obs.budget_problem, forced, tick.now)
+        if decision.action is models.BudgetAction.BLOCKED:
+            exhausted = decision.band is models.BudgetBand.EXHAUSTED
+            reason = Reason.ERROR_BUDGET_EXHAUSTED if exhausted else Reason.ERROR_BUDGET_UNKNOWN
+            message = f"revision {target.revision} not started: {decision.message}"
+            tick.stalled = (reason, message)
+            if status.message != message:
+                tick.event(Warning, reason, message)
+            status.message = message
+            status.budget = decision
+            return request
+        status.budget = decision
+        if decision.action is models.BudgetAction.FORCED and request is not None:
+            requests.acknowledge(tick, request, f"revision {target.revision} started despite the error budget")
+            request = None
+        if decision.action is not models.BudgetAction.PROCEED:
+            tightened = (
+                f"; limits x{tick.spec.slo.tighten_factor:g}" if decision.action is models.BudgetAction.TIGHTEN else ""
+            )
+            tick.event(Warning, Reason.ERROR_BUDGET_LOW, f"{decision.band}: {decision.message}{tightened}")
+    _start(tick, target)
+    return request
+
+
+def _start(tick: drafting.Tick, target: observations.Target) -> None:
+    status = tick.status
+    previous = status.canary_revision if status.phase in models.ANALYSING_PHASES else None
+    if previous:
+        tick.event(
+            Normal,
+            Reason.CANARY_SUPERSEDED,
+            f"revision {target.revision} replaced {previous} mid-analysis; analysis restarts at step 1",
+        )
+        tick.finish_release(models.Outcome.SUPERSEDED, f"replaced by revision {target.revision}")
+    stamp = tick.now.strftime("%Y%m%dT%H%M%SZ")
+    status.phase = Phase.PROGRESSING
+    status.hold = None
+    status.promote_full = False
+    status.canary_revision = target.revision
+    status.release_id = f"{tick.target_name}-{target.revision}-{stamp}"
+    status.current_step_index = 0
+    status.steps_digest = plan.digest(tick.spec.steps)
+    status.step_started_at = tick.now_text
+    status.weight_settled_at = None
+    status.canary_started_at = tick.now_text
+    status.failed_checks = {}
+    status.failing_since = None
+    status.inconclusive_checks = 0
+    status.last_check_at = None
+    status.last_verdict = None
+    status.last_check = None
+    status.message = f"analysing revision {target.revision}"
+    tick.progressed()
+    tick.event(
+        Normal,
+        Reason.CANARY_STARTED,
+        f"revision {target.revision} (stable {status.stable_revision}); plan: {plan.summary(tick.spec.steps)}",
+    )
+
+
+# ---------------------------------------------------------------- analysing
+
+
+def _analyse(
+    tick: drafting.Tick, target: observations.Target, request: observations.Request | None
+) -> observations.Request | None:
+    status = tick.status
+    canary_revision = status.canary_revision
+    if target.revision != canary_revision:
+        if target.revision in (status.stable_revision, status.rejected_revision):
+            back_to = Phase.ROLLED_BACK if target.revision == status.rejected_revision else Phase.STABLE
+            status.phase = back_to
+            status.hold = None
+            status.message = f"canary {canary_revision} abandoned: target set back to revision {target.revision}"
+            tick.event(Normal, Reason.CANARY_ABANDONED, status.message)
+            tick.finish_release(models.Outcome.ABANDONED, status.message)
+            return request
+        _start(tick, target)
+        return request
+
+    _follow_plan_changes(tick)
+    check = tick.obs.check
+    if check is not None:
+        tripped = checks.record(tick, check)
+        if tripped:
+            threshold = tick.spec.analysis.failure_threshold
+            why = "; ".join(r.reason for r in tripped)
+            _rollback(tick, why, models.Outcome.ROLLED_BACK, f"after {threshold} consecutive failed checks")
+            return request
+    if status.phase is Phase.PAUSED:
+        if status.hold is models.Hold.INCONCLUSIVE and _deadline_passed(tick):
+            _deadline(tick, f"no conclusive check ({status.last_check.reason if status.last_check else 'no data'})")
+        return request
+    return _progress(tick, target, request)
+
+
+def _follow_plan_changes(tick: drafting.Tick) -> None:
+    """The steps changed under a running canary (a Git edit): start the new plan at its first step."""
+    status = tick.status
+    digest = plan.digest(tick.spec.steps)
+    if status.steps_digest == digest:
+        return
+    if status.steps_digest is not None:
+        status.current_step_index = 0
+        status.step_started_at = tick.now_text
+        status.weight_settled_at = None
+        tick.progressed()
+        tick.event(
+            Normal,
+            Reason.STEPS_CHANGED,
+            f"the steps changed mid-canary; the new plan starts at step 1/{len(tick.spec.steps)}:"
+            f" {plan.summary(tick.spec.steps)}",
+        )
+    status.steps_digest = digest
+
+
+def _progress(
+    tick: drafting.Tick, target: observations.Target, request: observations.Request | None
+) -> observations.Request | None:
+    spec, status, obs = tick.spec, tick.status, tick.obs
+    steps = spec.steps
+    index = plan.current_index(spec, status)
+    weight = plan.step_weight(steps, index)
+    if not obs.traffic.settled or obs.canary is None or obs.canary.revision != target.revision:
+        status.weight_settled_at = None
+        if _deadline_passed(tick):
+            _deadline(tick, f"canary not serving {weight}% with ready pods")
+        return request
+    if status.weight_settled_at is None:
+        status.weight_settled_at = tick.now_text
+        tick.progressed()
+        return request
+    settled = datetime.datetime.fromisoformat(status.weight_settled_at)
+    interval = datetime.timedelta(seconds=spec.analysis.interval_seconds)
+    last_at = plan.time(status.last_check_at)
+    last = status.last_check
+    # The check must have measured only traffic at this step's weight: its window starts after settling.
+    passed_here = (
+        last is not None and last.verdict is Verdict.PASS and last_at is not None and last_at - interval >= settled
+    )
+    step = steps[index]
+    promoted_by = ""
+    if status.promote_full and passed_here:
+        _begin_promotion(tick, target, f"remaining steps skipped by request: {last.reason if last else ''}")
+        return request
+    if step.pause is not None and step.pause.seconds is None:
+        if request is None or request.kind is not models.Request.PROMOTE:
+            # A manual gate waits for a person: the deadline bounds waits on the cluster and the data only.
+            status.message = f"paused at step {index + 1}/{len(steps)}: waiting for annotation canary.dev/promote"
+            return request
+        requests.acknowledge(tick, request, f"step {index + 1}/{len(steps)} passed")
+        if request.value == "full":
+            _begin_promotion(tick, target, "promoted at a manual gate with canary.dev/promote=full")
+            return None
+        request = None
+        promoted_by = "promoted by annotation"
+    elif step.pause is not None and step.pause.seconds is not None:
+        started = plan.time(status.step_started_at) or tick.now
+        if (tick.now - started).total_seconds() < step.pause.seconds or not passed_here:
+            return _waiting(tick, request)
+    elif not passed_here:
+        return _waiting(tick, request)
+
+    evidence = promoted_by or (last.reason if last is not None else "")
+    tick.event(Normal, Reason.STEP_ADVANCED, f"step {index + 1}/{len(steps)} done at weight {weight}%: {evidence}")
+    index += 1
+    status.current_step_index = index
+    status.step_started_at = tick.now_text
+    tick.progressed()
+    if index < len(steps) and plan.step_weight(steps, index) != weight:
+        status.weight_settled_at = None
+    if index >= len(steps):
+        _begin_promotion(tick, target, f"all {len(steps)} steps passed")
+    else:
+        status.message = f"step {index + 1}/{len(steps)}: analysing revision {status.canary_revision}"
+    return request
+
+
+def _waiting(tick: drafting.Tick, request: observations.Request | None) -> observations.Request | None:
+    """Waiting for a passing check at this step; bounded by the progress deadline."""
+    if _deadline_passed(tick):
+        last = tick.status.last_check
+        _deadline(tick, f"no passing check ({last.reason if last else 'no check taken'})")
+    return request
+
+
+# ---------------------------------------------------------------- deadlines
+
+
+def _deadline_passed(tick: drafting.Tick) -> bool:
+    status = tick.status
+    since = plan.time(status.last_progress_at) or plan.time(status.step_started_at)
+    if since is None:
+        return False
+    return (tick.now - since).total_seconds() > models.parse_duration(tick.spec.progress_deadline)
+
+
+def _deadline(tick: drafting.Tick, what: str) -> None:
+    """Nothing progressed for progressDeadline: roll back (the default) or hold, saying what did not happen."""
+    status = tick.status
+    why = f"{what} within progressDeadline {tick.spec.progress_deadline}"
+    if tick.spec.progress_deadline_abort:
+        _rollback(tick, why, models.Outcome.ROLLED_BACK, reason=Reason.PROGRESS_DEADLINE_EXCEEDED)
+        return
+    if status.phase is Phase.PAUSED and status.hold is models.Hold.DEADLINE:
+        return
+    status.phase = Phase.PAUSED
+    status.hold = models.Hold.DEADLINE
+    status.message = f"held: {why}; annotate canary.dev/resume or canary.dev/abort"
+    tick.event(Warning, Reason.PROGRESS_DEADLINE_EXCEEDED, f"{why}; holding (progressDeadlineAbort: false)")
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def _rollback(
+    tick: drafting.Tick,
+    why: str,
+    outcome: models.Outcome,
+    how: str = "",
+    reason: Reason = Reason.ROLLED_BACK,
+) -> None:
+    status = tick.status
+    revision = status.canary_revision
+    aborted = outcome is models.Outcome.ABORTED
+    status.phase = Phase.ROLLED_BACK
+    status.hold = None
+    status.promote_full = False
+    status.promoting_template = None
+    status.rejected_revision = revision
+    status.message = f"revision {revision} rolled back: {why}"
+    tick.event(
+        Warning,
+        Reason.ABORTED if aborted else reason,
+        f"revision {revision} rolled back{' ' + how if how else ''}: {why}; traffic 100% primary"
+        f" (revision {status.stable_revision}), canary scaled to 0",
+    )
+    started = plan.time(status.canary_started_at) or tick.now
+    tick.finish_release(
+        outcome,
+        why,
+        time_to_detect_seconds=round((tick.now - started).total_seconds(), 3),
+        first_failure_at=status.failing_since,
+    )
+
+
+def _begin_promotion(tick: drafting.Tick, target: observations.Target, why: str) -> None:
+    status = tick.status
+    status.phase = Phase.PROMOTING
+    status.promote_full = False
+    status.promoting_template = dict(target.template)
+    status.message = f"promoting revision {target.revision}"
+    tick.progressed()
+    tick.event(
+        Normal,
+        Reason.PROMOTING,
+        f"{why}; {tick.target_name}-primary rolling out revision {target.revision}",
+    )
+
+
+def _promote(tick: drafting.Tick, target: observations.Target) -> None:
+    status = tick.status
+    revision = status.canary_revision
+    if status.promoting_template is None and target.revision == revision:  # written by an older operator
+        status.promoting_template = dict(target.template)
+    primary = tick.obs.primary
+    if primary is None or primary.revision != revision or not primary.rolled_out:
+        if _deadline_passed(tick):
+            what = f"{tick.target_name}-primary did not roll out revision {revision}"
+            if tick.spec.progress_deadline_abort:
+                _rollback(
+                    tick,
+                    f"{what} within progressDeadline {tick.spec.progress_deadline}",
+                    models.Outcome.ROLLED_BACK,
+                    reason=Reason.PROGRESS_DEADLINE_EXCEEDED,
+                )
+            else:
+                message = f"{what} within progressDeadline {tick.spec.progress_deadline}; still waiting"
+                tick.stalled = (Reason.PROGRESS_DEADLINE_EXCEEDED, message)
+                if status.message != message:
+                    tick.event(Warning, Reason.PROGRESS_DEADLINE_EXCEEDED, message)
+                status.message = message
+        return
+    status.phase = Phase.SUCCEEDED
+    status.stable_revision = revision
+    status.stable_template = status.promoting_template or status.stable_template
+    status.promoting_template = None
+    status.message = f"revision {revision} promoted"
+    tick.finish_release(models.Outcome.PROMOTED, f"all {len(tick.spec.steps)} steps passed")
+    tick.event(
+        Normal,
+        Reason.PROMOTED,
+        f"revision {revision} promoted: {tick.target_name}-primary ready with {primary.ready_replicas} replicas;"
+        f" traffic 100% primary, canary scaled to 0",
+    )
