@@ -81,7 +81,12 @@ class World:
             target=observations.Target(self.revision(self.template), self.template, self.target_replicas),
             primary=self.primary,
             canary=self.canary,
-            traffic=observations.Traffic(weight, self.canary is not None and self.canary_replicas == wanted),
+            traffic=observations.Traffic(
+                weight,
+                self.canary is not None
+                and self.canary_replicas == wanted
+                and self.canary.ready_replicas == self.canary_replicas,
+            ),
             check=check,
             requests=tuple(
                 observations.Request(kind, self.annotations[kind.annotation])
@@ -98,8 +103,8 @@ class World:
         self.status = decision.status  # recorded first ...
         for action in rollouts.derive(self.spec, self.status, seen):  # ... then acted on
             self.apply(action)
-        self.events.extend(decision.events)
-        self.status = self.status.model_copy(update={"pending_events": []})  # posted
+        self.events.extend(self.status.pending_events)  # the outbox, this tick's and any a crash left
+        self.status = self.status.model_copy(update={"pending_events": []})
         self.now += datetime.timedelta(seconds=advance)
         return decision
 

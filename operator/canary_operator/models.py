@@ -465,7 +465,7 @@ class BudgetDecision(_Status):
 
 
 class RequestRecord(_Status):
-    """The last request annotation the operator acted on (or ignored), and whether it was cleared since."""
+    """A request annotation the operator acted on (or ignored), and whether its annotation was seen removed."""
 
     request: Request
     value: str
@@ -538,7 +538,10 @@ class CanaryRolloutStatus(_Status):
     target_replicas: int | None = pydantic.Field(
         default=None, description="Replicas the target had when taken over; restored on deletion."
     )
-    last_request: RequestRecord | None = None
+    last_request: RequestRecord | None = pydantic.Field(default=None, description="The newest request acted on.")
+    requests: list[RequestRecord] = pydantic.Field(
+        default=[], description="The last request of each kind, until its annotation is seen removed."
+    )
     event_seq: int = pydantic.Field(default=0, description="Events recorded so far; names the next one.")
     pending_events: list[EventRecord] = pydantic.Field(
         default=[], description="Events of the last transition not yet confirmed posted."

@@ -96,11 +96,10 @@ def derive(
         found.append(weight)
     if phase is not Phase.INITIALIZING and target.replicas > 0:
         found.append(ScaleTarget(0))
-    last = status.last_request
-    if last is not None and not last.cleared:
-        present = obs.request(last.request)
-        if present is not None and present.value == last.value:
-            found.append(ClearRequest(last.request.annotation, last.value))
+    for record in status.requests:
+        present = obs.request(record.request)
+        if present is not None and present.value == record.value:
+            found.append(ClearRequest(record.request.annotation, record.value))
     return tuple(found)
 
 

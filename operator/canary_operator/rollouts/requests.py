@@ -20,31 +20,35 @@ PRIORITY = (Request.ABORT, Request.PAUSE, Request.RESUME, Request.RETRY, Request
 
 
 def note_cleared(tick: drafting.Tick) -> None:
-    """The acknowledged request's annotation is gone: a new one with the same value is a new request."""
+    """Acknowledged requests whose annotation is gone are forgotten: the same value again is a new request."""
+    kept = [r for r in tick.status.requests if leftover(tick.obs, r)]
+    if kept != tick.status.requests:
+        tick.status.requests = kept
     last = tick.status.last_request
-    if last is not None and not last.cleared:
-        present = tick.obs.request(last.request)
-        if present is None or present.value != last.value:
-            tick.status.last_request = last.model_copy(update={"cleared": True})
+    if last is not None and not last.cleared and not leftover(tick.obs, last):
+        tick.status.last_request = last.model_copy(update={"cleared": True})
+
+
+def leftover(obs: observations.Observations, record: models.RequestRecord) -> bool:
+    """The annotation of an acknowledged request is still on the object, with the value that was acknowledged."""
+    present = obs.request(record.request)
+    return present is not None and present.value == record.value
 
 
 def pending(tick: drafting.Tick) -> observations.Request | None:
     """The request to act on this tick, if any (leftovers of acknowledged requests excluded)."""
-    last = tick.status.last_request
+    acknowledged = {(r.request, r.value) for r in tick.status.requests}
     for kind in PRIORITY:
         found = tick.obs.request(kind)
-        if found is None:
-            continue
-        if last is not None and not last.cleared and last.request is kind and last.value == found.value:
-            continue
-        return found
+        if found is not None and (kind, found.value) not in acknowledged:
+            return found
     return None
 
 
 def acknowledge(tick: drafting.Tick, request: observations.Request, outcome: str) -> None:
-    tick.status.last_request = models.RequestRecord(
-        request=request.kind, value=request.value, at=tick.now_text, outcome=outcome
-    )
+    record = models.RequestRecord(request=request.kind, value=request.value, at=tick.now_text, outcome=outcome)
+    tick.status.last_request = record
+    tick.status.requests = [*(r for r in tick.status.requests if r.request is not request.kind), record]
 
 
 def ignore(tick: drafting.Tick, request: observations.Request, why: str) -> None:
