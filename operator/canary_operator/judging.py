@@ -36,11 +36,11 @@ UNITS = {
 }
 P99_MIN_REQUESTS = 100
 
-# Why a check was inconclusive; these become condition reasons.
-UNREACHABLE = "PrometheusUnreachable"
-QUERY_REJECTED = "QueryRejected"
-INSUFFICIENT_TRAFFIC = "InsufficientTraffic"
-NO_DATA = "NoData"
+# Why a check was inconclusive; these become condition reasons (one vocabulary: models.Reason).
+UNREACHABLE = models.Reason.PROMETHEUS_UNREACHABLE
+QUERY_REJECTED = models.Reason.QUERY_REJECTED
+INSUFFICIENT_TRAFFIC = models.Reason.INSUFFICIENT_TRAFFIC
+NO_DATA = models.Reason.NO_DATA
 BURN_RATE = "slo-burn-rate"
 
 

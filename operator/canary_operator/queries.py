@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from canary_operator import models
+from canary_operator import models, names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +39,8 @@ class Arm:
 def arms(namespace: str, target: str) -> tuple[Arm, Arm]:
     """The (canary, primary) arms of a rollout of Deployment ``target``."""
     return (
-        Arm("canary", namespace, target, f"{target}-canary"),
-        Arm("primary", namespace, target, f"{target}-primary"),
+        Arm("canary", namespace, target, names.canary(target)),
+        Arm("primary", namespace, target, names.primary(target)),
     )
 
 

@@ -101,7 +101,7 @@ provider_reachable = prometheus_client.Gauge(
 )
 releases = prometheus_client.Counter(
     f"{_PREFIX}_releases",
-    "Finished releases by outcome (promoted, rolled_back, superseded, abandoned): deployments and change failures.",
+    "Finished releases by outcome (promoted, rolled_back, aborted, superseded, abandoned): deployments and change failures.",
     ["namespace", "rollout", "outcome"],
     registry=REGISTRY,
 )
@@ -157,13 +157,10 @@ def observe_status(
 
 # The reasons whose stalled series exist, per rollout, so that a cleared reason's series goes away.
 _stalled_reasons: dict[tuple[str, str], set[str]] = {}
-RELEASE_OUTCOMES = ("promoted", "rolled_back", "superseded", "abandoned")
-
-
 def _create_series(namespace: str, name: str) -> None:
     """Counters and histograms exist at 0 before their first event, so increase() sees that event."""
-    for outcome in RELEASE_OUTCOMES:
-        releases.labels(namespace, name, outcome)
+    for outcome in models.Outcome:
+        releases.labels(namespace, name, outcome.value)
     for histogram in (lead_time, time_to_detect, time_to_restore):
         histogram.labels(namespace, name)
 
@@ -171,13 +168,13 @@ def _create_series(namespace: str, name: str) -> None:
 def observe_check(namespace: str, name: str, record: models.CheckRecord) -> None:
     for result in record.metrics:
         checks.labels(namespace, name, result.name, result.verdict.value).inc()
-    unreachable = record.cause == "PrometheusUnreachable"
+    unreachable = record.cause == models.Reason.PROMETHEUS_UNREACHABLE
     provider_reachable.labels(namespace, name).set(0 if unreachable else 1)
 
 
 def observe_release(namespace: str, name: str, release: models.ReleaseRecord) -> None:
-    releases.labels(namespace, name, release.outcome).inc()
-    if release.outcome == "promoted" and release.duration_seconds is not None:
+    releases.labels(namespace, name, release.outcome.value).inc()
+    if release.outcome is models.Outcome.PROMOTED and release.duration_seconds is not None:
         lead_time.labels(namespace, name).observe(release.duration_seconds)
     if release.time_to_detect_seconds is not None:
         time_to_detect.labels(namespace, name).observe(release.time_to_detect_seconds)
