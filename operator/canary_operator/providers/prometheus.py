@@ -141,8 +141,8 @@ class PrometheusProvider:
             raise providers.UnreachableError(f"Prometheus at {shown} unreachable: {reason}") from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
             raise providers.UnreachableError(f"Prometheus at {shown} closed the connection") from None
-        except aiohttp.ClientResponseError as exc:  # an answer that is not valid HTTP (bad status line, headers)
-            raise providers.BadResponseError(f"Prometheus at {shown} answered invalid HTTP ({exc.message})") from None
+        except aiohttp.ClientResponseError:  # not valid HTTP; aiohttp's message quotes the bytes, so it is dropped
+            raise providers.BadResponseError(f"Prometheus at {shown} answered invalid HTTP") from None
         except aiohttp.ClientPayloadError:
             raise providers.BadResponseError(f"Prometheus at {shown} sent a broken body") from None
         return _data(shown, status, content_type, body)
