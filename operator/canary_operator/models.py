@@ -288,6 +288,7 @@ class PrometheusSpec(_Model):
     )
     headers: dict[str, str] = pydantic.Field(
         default={},
+        max_length=16,
         description="Extra HTTP headers, e.g. X-Scope-OrgID: team-a for a Mimir, Cortex or Thanos tenant.",
     )
 
