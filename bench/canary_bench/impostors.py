@@ -207,12 +207,12 @@ class Impostor(_ThreadServer):
         elif kind == "garbage-json":
             await self._send(writer, _answer(f"{{{SECRET_MARKER}: [1, 2,".encode()))
         elif kind == "wrong-shape":
-            body = {"status": "success", "data": {"resultType": "vector", "result": [{"value": SECRET_MARKER}]}}
-            await self._send(writer, _answer(json.dumps(body).encode()))
+            shape = {"status": "success", "data": {"resultType": "vector", "result": [{"value": SECRET_MARKER}]}}
+            await self._send(writer, _answer(json.dumps(shape).encode()))
         elif kind == "matrix":
             result = [{"metric": {}, "values": [[0, "1"], [1, "2"]]}]
-            body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
-            await self._send(writer, _answer(json.dumps(body).encode()))
+            matrix = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+            await self._send(writer, _answer(json.dumps(matrix).encode()))
         elif kind in ("+Inf", "-Inf", "NaN"):
             await self._send(writer, _answer(_vector(kind)))
         elif kind == "redirect":
