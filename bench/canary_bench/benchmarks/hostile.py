@@ -106,10 +106,10 @@ async def run(tenants: list[int], checks: int) -> None:
                 began = time.perf_counter()
                 for _ in range(checks):
                     await measuring.measure(spec(), "t", 10, AT, pool.provider(providers.Endpoint(huge.url, 30)))
-                took = (time.perf_counter() - began) / checks * 1000
+                per_check = (time.perf_counter() - began) / checks * 1000
             print(
                 f"{checks} checks against a 32 MiB answer (limit {pool.max_response_bytes} bytes):"
-                f" {took:.0f} ms per check, peak RSS {before:.0f} MiB -> {peak_rss_mib():.0f} MiB"
+                f" {per_check:.0f} ms per check, peak RSS {before:.0f} MiB -> {peak_rss_mib():.0f} MiB"
             )
         finally:
             await pool.close()
