@@ -52,6 +52,7 @@ BEHAVIOURS = (
     "redirect",  # 302 to `redirect_to`
     "error-500",  # 500 with a body quoting the marker
     "gzip",  # a gzip-compressed body nobody asked for
+    "endless-headers",  # 200, then header lines without end
 )
 _HUGE = 32 * 1024 * 1024
 
@@ -220,6 +221,10 @@ class Impostor(_ThreadServer):
         elif kind == "error-500":
             body = json.dumps({"status": "error", "errorType": "internal", "error": SECRET_MARKER}).encode()
             await self._send(writer, _answer(body, "500 Internal Server Error"))
+        elif kind == "endless-headers":
+            await self._send(writer, b"HTTP/1.1 200 OK\r\n")
+            for i in range(1_000_000):
+                await self._send(writer, f"X-{i}: {SECRET_MARKER}{'x' * 4000}\r\n".encode())
         elif kind == "gzip":
             await self._send(writer, _answer(gzip.compress(_vector("1")), extra="Content-Encoding: gzip\r\n"))
 

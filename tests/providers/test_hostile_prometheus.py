@@ -61,6 +61,7 @@ HOSTILE = [
     ("redirect", providers.BadResponseError, "redirect (HTTP 302), not followed"),
     ("error-500", providers.UnreachableError, "failed (HTTP 500, internal)"),
     ("gzip", providers.BadResponseError, "compressed answer"),
+    ("endless-headers", providers.BadResponseError, "invalid HTTP"),
 ]
 
 

@@ -196,6 +196,13 @@ async def test_an_unusable_secret_is_a_credentials_error_naming_the_key_not_the_
         assert value not in str(caught.value)
 
 
+def test_a_displayed_url_has_no_user_password_query_or_fragment() -> None:
+    assert (
+        providers.display_url("https://reader:hunter2@mimir:8443/prometheus?x=1#f") == "https://mimir:8443/prometheus"
+    )
+    assert providers.display_url("http://[::1]:9090") == "http://[::1]:9090"
+
+
 def test_an_endpoint_never_shows_its_credentials() -> None:
     endpoint = providers.Endpoint("https://prometheus:9090", authorization=f"Bearer {TOKEN}", ca_pem="PEM")
     assert TOKEN not in repr(endpoint) and TOKEN not in str(endpoint)

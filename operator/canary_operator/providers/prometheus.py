@@ -145,6 +145,8 @@ class PrometheusProvider:
             raise providers.BadResponseError(f"Prometheus at {shown} answered invalid HTTP") from None
         except aiohttp.ClientPayloadError:
             raise providers.BadResponseError(f"Prometheus at {shown} sent a broken body") from None
+        except aiohttp.ClientError as exc:  # anything else aiohttp raises: named by its type, never its text
+            raise providers.UnreachableError(f"Prometheus at {shown}: request failed ({type(exc).__name__})") from None
         return _data(shown, status, content_type, body)
 
     def _remaining(self) -> float:
@@ -199,7 +201,8 @@ def _data(shown: str, status: int, content_type: str, body: bytes) -> Any:
     kind = f", {_shown(error_type, 24)}" if isinstance(error_type, str) else ""
     if status in (401, 403):
         raise providers.QueryError(
-            f"Prometheus at {shown} refused the credentials (HTTP {status}); check secretRef or the operator's"
+            f"Prometheus at {shown} refused the credentials (HTTP {status});"
+            " check analysis.prometheus.secretRef, or the operator's credentials for its default address"
         )
     if status >= 500 or status == 429:
         raise providers.UnreachableError(f"Prometheus at {shown} failed (HTTP {status}{kind})")
