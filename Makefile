@@ -30,7 +30,7 @@ test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: deps
-	$(PY) -m pytest tests/rollouts tests/judging tests/models $(PYTEST_ARGS)
+	$(PY) -m pytest tests/rollouts tests/judging tests/models tests/config $(PYTEST_ARGS)
 
 demo: deps
 	$(PY) -m canary_bench.demo

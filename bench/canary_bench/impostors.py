@@ -292,6 +292,7 @@ class Gateway(_ThreadServer):
         self.certificates = certificates
         self.prefix = prefix.rstrip("/")
         self.seen: list[dict[str, str]] = []  # the headers of every request, in order
+        self.connections: set[tuple[str, int]] = set()  # the client ends of the TCP connections requests came on
 
     @property
     def url(self) -> str:
@@ -300,6 +301,8 @@ class Gateway(_ThreadServer):
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
         self.seen.append(dict(request.headers))
+        if request.transport is not None:
+            self.connections.add(tuple(request.transport.get_extra_info("peername")[:2]))
         given = request.headers.get("Authorization")
         if self.expected is not None and given is None:
             return web.json_response({"status": "error", "error": "authentication required"}, status=401)

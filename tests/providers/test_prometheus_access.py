@@ -8,6 +8,7 @@ the operator's own API client, as the operator does at every check.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import pathlib
@@ -105,6 +106,24 @@ async def test_a_bearer_token_over_tls_with_a_private_ca_and_a_tenant_header(
     spec = models.PrometheusSpec(address=front.url, secretRef={"name": "prom-auth"}, headers=TENANT)
     assert await value_through(pool, api, spec) == pytest.approx(45)
     assert front.seen[-1]["Authorization"] == f"Bearer {TOKEN}" and front.seen[-1]["X-Scope-OrgID"] == "team-a"
+
+
+async def test_the_checks_of_many_rollouts_share_a_few_kept_alive_connections(
+    gateway: Callable[..., impostors.Gateway],
+    certificates: impostors.Certificates,
+    cluster: clusters.EmulatedCluster,
+    api: kube.Client,
+    pool: prometheus_provider.Pool,
+) -> None:
+    front = gateway(token=TOKEN, certificates=certificates)
+    secret(cluster, "prom-auth", token=TOKEN, ca_crt=certificates.ca_pem)
+    spec = models.PrometheusSpec(address=front.url, secretRef={"name": "prom-auth"})
+    for _rollout in range(10):  # one check each, one after the other, as ten rollouts' daemons would
+        provider = pool.provider(await endpoints.endpoint(api, "shop", spec, NO_DEFAULTS))
+        values = await asyncio.gather(*(provider.query(QUERY, AT) for _ in range(8)))
+        assert values == [pytest.approx(45)] * 8
+    assert len(front.seen) == 80
+    assert len(front.connections) <= pool.concurrency, "80 queries over at most 4 TLS connections, kept alive"
 
 
 async def test_basic_auth_from_a_secret(
