@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps prometheus test lint unit demo bench-restore bench-judge crds clean
+.PHONY: deps prometheus test lint unit demo bench-restore bench-judge bench-hostile crds clean
 
 deps: $(VENV)/.installed prometheus
 
@@ -30,7 +30,7 @@ test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: deps
-	$(PY) -m pytest tests/rollouts tests/judging tests/models $(PYTEST_ARGS)
+	$(PY) -m pytest tests/rollouts tests/judging tests/models tests/config $(PYTEST_ARGS)
 
 demo: deps
 	$(PY) -m canary_bench.demo
@@ -40,6 +40,9 @@ bench-restore: deps
 
 bench-judge: deps
 	$(PY) -m canary_bench.benchmarks.judge
+
+bench-hostile: deps
+	$(PY) -m canary_bench.benchmarks.hostile
 
 crds: deps
 	$(PY) -m canary_operator.crds > crds/canaryrollouts.yaml

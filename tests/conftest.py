@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
 
 from canary_bench import prometheus
+from canary_operator.providers import prometheus as prometheus_provider
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +56,11 @@ def backfill_prometheus(
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[prometheus_provider.Pool]:
+    """The operator's Prometheus connection pool (one HTTP session), closed after the test."""
+    the_pool = prometheus_provider.Pool()
+    yield the_pool
+    await the_pool.close()

@@ -124,6 +124,7 @@ class Stage:
         log_format: str = "json",
         rollout: bool = True,
         keep_logs: bool = False,
+        operator_env: dict[str, str] | None = None,
     ) -> None:
         self.rate = rate
         self.replicas = replicas
@@ -135,6 +136,7 @@ class Stage:
         self.log_format = log_format
         self.with_rollout = rollout
         self.keep_logs = keep_logs  # leave the operator's log behind after close (the demo points at it)
+        self.operator_env = dict(operator_env or {})  # more settings for the operator (config.py), at its next start
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="canary-stage-"))
         self.operator_log = self.workdir / "operator.log"
         self.cluster: clusters.EmulatedCluster | None = None
@@ -202,6 +204,7 @@ class Stage:
             "PYTHONUNBUFFERED": "1",
             "CANARY_HTTP_PORT": str(self.http_port),
             "CANARY_HTTP_HOST": "127.0.0.1",
+            **self.operator_env,
         }
         log = self.operator_log.open("ab")
         self._operator = subprocess.Popen(

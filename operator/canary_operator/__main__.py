@@ -1,13 +1,17 @@
-"""``python -m canary_operator``: run the operator, cluster-wide, as the only instance."""
+"""``python -m canary_operator``: run the operator, cluster-wide, as the only instance.
+
+The settings are read from the environment here, once (``config``); a bad value stops the
+operator before it starts, with every problem named.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 import kopf
 
+from canary_operator import config
 from canary_operator import main as handlers  # noqa: F401  (registers the handlers)
 
 
@@ -16,13 +20,18 @@ def main() -> None:
     parser.add_argument(
         "--log-format",
         choices=["json", "console"],
-        default=os.environ.get("CANARY_LOG_FORMAT", "json"),
-        help="JSON lines (default) or human-readable lines; also CANARY_LOG_FORMAT",
+        default=None,
+        help="JSON lines (default) or human-readable lines; overrides CANARY_LOG_FORMAT",
     )
     args = parser.parse_args()
-    os.environ["CANARY_LOG_FORMAT"] = args.log_format
-    kopf.configure(log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN)
-    asyncio.run(kopf.operator(clusterwide=True, standalone=True))
+    try:
+        settings = config.from_environ()
+    except config.ConfigError as exc:
+        parser.exit(2, f"canary-operator: {exc}\n")
+    if args.log_format is not None:
+        settings = settings.with_log_format(args.log_format)
+    kopf.configure(log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.PLAIN)
+    asyncio.run(kopf.operator(clusterwide=True, standalone=True, memo=kopf.Memo(settings=settings)))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ both arms over one window, at one evaluation time) and hands them here.
 
 Every metric is judged at every check (one failure never hides another), in
 these steps:
-1. the provider did not answer, or refused the query -> inconclusive;
+1. the provider did not answer, refused the query, or answered something that is
+   not a Prometheus answer -> inconclusive;
 2. an absolute limit (``max``/``min``): fewer than ``minRequests`` canary
    requests in the window, or fewer than 100 for a p99 (the tail would rest on
    no request at all) -> inconclusive; no number -> inconclusive; out of range
@@ -39,6 +40,7 @@ P99_MIN_REQUESTS = 100
 # Why a check was inconclusive; these become condition reasons (one vocabulary: models.Reason).
 UNREACHABLE = models.Reason.PROMETHEUS_UNREACHABLE
 QUERY_REJECTED = models.Reason.QUERY_REJECTED
+BAD_RESPONSE = models.Reason.PROMETHEUS_BAD_RESPONSE
 INSUFFICIENT_TRAFFIC = models.Reason.INSUFFICIENT_TRAFFIC
 NO_DATA = models.Reason.NO_DATA
 BURN_RATE = "slo-burn-rate"
@@ -49,7 +51,7 @@ class Reading:
     """One number from the provider, or why there is none."""
 
     value: float | None = None
-    problem: str | None = None  # UNREACHABLE, QUERY_REJECTED or NO_DATA when value is None
+    problem: str | None = None  # UNREACHABLE, QUERY_REJECTED, BAD_RESPONSE or NO_DATA when value is None
     detail: str = ""
 
     @classmethod
@@ -269,7 +271,7 @@ def _judge_metric(
     }
     used = [measurements.canary_requests, readings.canary]
     for reading in used:
-        if reading is not None and reading.problem in (UNREACHABLE, QUERY_REJECTED):
+        if reading is not None and reading.problem in (UNREACHABLE, QUERY_REJECTED, BAD_RESPONSE):
             result = models.MetricResult(
                 verdict=models.Verdict.INCONCLUSIVE, reason=f"{metric.name}: {reading.detail}", **record
             )

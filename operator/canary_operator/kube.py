@@ -62,6 +62,10 @@ def events_path(namespace: str) -> str:
     return f"/api/v1/namespaces/{namespace}/events"
 
 
+def secret_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/secrets/{name}"
+
+
 def rollout_path(namespace: str, name: str) -> str:
     return f"/apis/canary.dev/v1alpha1/namespaces/{namespace}/canaryrollouts/{name}"
 

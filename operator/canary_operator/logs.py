@@ -2,14 +2,13 @@
 
 ``bind_rollout`` puts namespace, name, revision and release id into the
 context of the current task, so every line logged while handling a rollout
-carries them, whoever logs it. ``CANARY_LOG_FORMAT=console`` gives
-human-readable lines instead.
+carries them, whoever logs it. The format ``console`` (setting ``log_format``)
+gives human-readable lines instead.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
@@ -18,8 +17,7 @@ import structlog
 from canary_operator import models
 
 
-def configure(fmt: str | None = None, level: int = logging.INFO) -> None:
-    fmt = fmt or os.environ.get("CANARY_LOG_FORMAT", "json")
+def configure(fmt: str = "json", level: int = logging.INFO) -> None:
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False) if fmt == "console" else structlog.processors.JSONRenderer()
     )

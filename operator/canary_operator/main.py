@@ -1,9 +1,10 @@
 """Kopf registrations, and nothing else: every handler calls into a domain module.
 
 One daemon per CanaryRollout runs the reconcile loop (``reconciling.tick``)
-every ``CANARY_TICK_SECONDS`` while a canary is under way, every
-``CANARY_IDLE_TICK_SECONDS`` otherwise; the delete handler (behind the operator's own
-finalizer) gives the user's Deployment back. Kopf's bookkeeping lives under
+every ``tick_seconds`` while a canary is under way, every ``idle_tick_seconds``
+otherwise (``config.Settings``, kept in Kopf's memo with the metric source that
+all rollouts share); the delete handler (behind the operator's own finalizer)
+gives the user's Deployment back. Kopf's bookkeeping lives under
 the ``canary.dev`` API group.
 """
 
@@ -11,26 +12,37 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 from typing import Any
 
 import kopf
 
-from canary_operator import kube, logs, models, reconciling, rollouts, telemetry
+from canary_operator import config, endpoints, kube, logs, models, reconciling, rollouts, telemetry
 
 
-def _tick_seconds(decision: rollouts.Decision | None) -> float:
+def _tick_seconds(decision: rollouts.Decision | None, settings: config.Settings) -> float:
     """Fast while a canary is under way (rollback latency), slower while idle (API load at scale)."""
-    busy = float(os.environ.get("CANARY_TICK_SECONDS", "1"))
-    idle = float(os.environ.get("CANARY_IDLE_TICK_SECONDS", "5"))
+    busy, idle = settings.tick_seconds, settings.idle_tick_seconds
     if decision is not None and decision.status.phase in models.IDLE_PHASES:
         return max(busy, idle)
     return busy
 
 
+def _settings(memo: kopf.Memo) -> config.Settings:
+    """The operator's settings: given by ``__main__`` (read once at startup), or read here when run otherwise."""
+    if getattr(memo, "settings", None) is None:
+        try:
+            memo.settings = config.from_environ()
+        except config.ConfigError as exc:
+            raise kopf.PermanentError(str(exc)) from exc
+    settings: config.Settings = memo.settings
+    return settings
+
+
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    logs.configure()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    ours = _settings(memo)
+    logs.configure(ours.log_format)
+    memo.metrics = endpoints.Source(ours.prometheus)
     settings.persistence.finalizer = f"{models.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=models.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -45,8 +57,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.startup()
 async def serve_http(memo: kopf.Memo, **_: Any) -> None:
     """/metrics, /healthz and /readyz (see telemetry); CANARY_HTTP_PORT=0 turns them off."""
-    if os.environ.get("CANARY_HTTP_PORT") != "0":
-        memo.http = await telemetry.serve(_api_answers)
+    settings = _settings(memo)
+    if settings.http_port != 0:
+        memo.http = await telemetry.serve(_api_answers, settings.http_port, settings.http_host)
 
 
 @kopf.on.cleanup()
@@ -54,6 +67,9 @@ async def stop_http(memo: kopf.Memo, **_: Any) -> None:
     runner = getattr(memo, "http", None)
     if runner is not None:
         await runner.cleanup()
+    metrics = getattr(memo, "metrics", None)
+    if metrics is not None:
+        await metrics.close()
 
 
 async def _api_answers() -> bool:
@@ -70,15 +86,18 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.daemon(models.GROUP, models.VERSION, models.PLURAL, cancellation_timeout=5.0)
-async def run_rollout(name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any) -> None:
+async def run_rollout(name: str, namespace: str | None, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
     assert namespace is not None  # the resource is namespaced
     log = logs.get()
+    settings = _settings(memo)
     async with kube.Client() as api:
         while not stopped:
             decision = None
             with telemetry.reconcile_duration.time():
                 try:
-                    decision = await reconciling.tick(api, namespace, name, datetime.datetime.now(datetime.UTC))
+                    decision = await reconciling.tick(
+                        api, namespace, name, datetime.datetime.now(datetime.UTC), memo.metrics
+                    )
                     telemetry.reconciles.labels("ok").inc()
                 except (kube.ApiError, kube.UnreachableError) as exc:
                     await _failed(api, namespace, name, str(exc))
@@ -86,7 +105,7 @@ async def run_rollout(name: str, namespace: str | None, stopped: kopf.DaemonStop
                 except Exception as exc:  # never let one rollout's bug stop its loop or the operator
                     await _failed(api, namespace, name, f"{type(exc).__name__}: {exc}")
                     log.exception("tick crashed; retrying next tick")
-            await stopped.wait(_tick_seconds(decision))
+            await stopped.wait(_tick_seconds(decision, settings))
 
 
 async def _failed(api: kube.Client, namespace: str, name: str, error: str) -> None:

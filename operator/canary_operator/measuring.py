@@ -34,6 +34,9 @@ async def _guard(call: Callable[[], Awaitable[T]]) -> T | judging.Reading:
     except providers.QueryError as exc:
         telemetry.query_errors.labels("rejected").inc()
         return judging.Reading.missing(judging.QUERY_REJECTED, str(exc))
+    except providers.BadResponseError as exc:
+        telemetry.query_errors.labels("bad_response").inc()
+        return judging.Reading.missing(judging.BAD_RESPONSE, str(exc))
     except providers.NoDataError as exc:
         return judging.Reading.missing(judging.NO_DATA, str(exc))
     finally:

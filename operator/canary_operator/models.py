@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
+import urllib.parse
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -194,9 +195,114 @@ class Metric(_Model):
         return self
 
 
+PROMETHEUS_ADDRESS_PATTERN = r"^https?://[^/?#@%\\\s]+(/[^?#@%\\\s]*)?$"
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e]{0,1024}$")
+# Set by the operator from the address and the credentials; a header of the same name would fight them.
+_RESERVED_HEADERS = frozenset({"host", "authorization", "content-length", "transfer-encoding", "connection", "accept"})
+
+
+def check_prometheus_address(text: str) -> str:
+    """A Prometheus base URL, without its trailing slash; ValueError otherwise.
+
+    The message never quotes the text: it may hold a password.
+    """
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"\s", text):
+        raise ValueError("must be an http:// or https:// URL with a host, e.g. http://prometheus.monitoring:9090")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "must not hold credentials (user:password@): anyone who can read the object would see them;"
+            " put them in a Secret and reference it with secretRef"
+        )
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ValueError("must be a base URL, without ?query or #fragment")
+    # The allow-list compares paths as written: nothing may resolve to another path later.
+    if "%" in text or "\\" in text or any(part in (".", "..") for part in parts.path.split("/")):
+        raise ValueError("must be a plain path, without percent-escapes, backslashes or . and .. segments")
+    try:
+        parts.port  # noqa: B018  (parsing it is the check)
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    if not parts.hostname:
+        raise ValueError("must name a host")
+    return text.rstrip("/")
+
+
+def check_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Extra HTTP headers (e.g. X-Scope-OrgID for Mimir or Thanos tenants); ValueError naming the bad one."""
+    if len(headers) > 16:
+        raise ValueError(f"at most 16 headers, got {len(headers)}")
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"header name {name[:64]!r} is not an HTTP token")
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"header {name!r} is set by the operator (credentials go in secretRef)")
+        if not _HEADER_VALUE.match(value):
+            raise ValueError(f"header {name!r}: the value must be printable ASCII, at most 1024 characters")
+    return headers
+
+
+class SecretReference(_Model):
+    name: str = pydantic.Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        description="A Secret in the CanaryRollout's namespace.",
+    )
+
+
 class PrometheusSpec(_Model):
-    address: pydantic.AnyHttpUrl = pydantic.Field(description="Base URL of the Prometheus HTTP API.")
-    timeout: Duration = "10s"
+    """How to reach Prometheus; every field may be left to the operator's defaults (chart value prometheus)."""
+
+    address: (
+        Annotated[
+            str,
+            pydantic.AfterValidator(check_prometheus_address),
+            pydantic.Field(max_length=2048, json_schema_extra={"pattern": PROMETHEUS_ADDRESS_PATTERN}),
+        ]
+        | None
+    ) = pydantic.Field(
+        default=None,
+        description=(
+            "Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090, or a Thanos/Mimir"
+            " prefix. Defaults to the operator's address; the operator may allow only some addresses."
+        ),
+    )
+    timeout: Duration | None = pydantic.Field(
+        default=None,
+        description=(
+            "How long one check may wait for Prometheus, all its queries together. Defaults to the"
+            " operator's timeout (10s); capped by the operator's maximum (30s)."
+        ),
+    )
+    secret_ref: SecretReference | None = pydantic.Field(
+        default=None,
+        description=(
+            "A Secret in this namespace with key token (bearer token) or keys username and password"
+            " (basic auth), and optionally ca.crt (PEM) to verify the server with."
+        ),
+    )
+    insecure_skip_verify: bool | None = pydantic.Field(
+        default=None, description="Do not verify the server's TLS certificate (test setups only)."
+    )
+    headers: dict[str, str] = pydantic.Field(
+        default={},
+        max_length=16,
+        description="Extra HTTP headers, e.g. X-Scope-OrgID: team-a for a Mimir, Cortex or Thanos tenant.",
+    )
+
+    @pydantic.field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) <= 0:
+            raise ValueError("must be above 0s")
+        return value
+
+    @pydantic.field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_headers(value)
 
 
 class Analysis(_Model):
@@ -225,7 +331,9 @@ class Analysis(_Model):
             " (InsufficientTraffic); without it, inconclusiveThreshold applies."
         ),
     )
-    prometheus: PrometheusSpec
+    prometheus: PrometheusSpec = pydantic.Field(
+        default=PrometheusSpec(), description="Where the metrics come from; omit it to use the operator's defaults."
+    )
     metrics: list[Metric] = pydantic.Field(min_length=1)
 
     @pydantic.model_validator(mode="after")
@@ -345,6 +453,11 @@ class Reason(enum.StrEnum):
     NO_DATA = "NoData"
     PROMETHEUS_UNREACHABLE = "PrometheusUnreachable"
     QUERY_REJECTED = "QueryRejected"
+    PROMETHEUS_BAD_RESPONSE = "PrometheusBadResponse"
+    # Why a rollout's Prometheus cannot be used at all (``endpoints``); no request was sent.
+    PROMETHEUS_NOT_ALLOWED = "PrometheusNotAllowed"
+    PROMETHEUS_ADDRESS_MISSING = "PrometheusAddressMissing"
+    PROMETHEUS_CREDENTIALS = "PrometheusCredentials"
 
 
 class Outcome(enum.StrEnum):

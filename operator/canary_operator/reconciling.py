@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import pydantic
 
 from canary_operator import (
+    endpoints,
     judging,
     kube,
     logs,
@@ -40,7 +41,19 @@ from canary_operator import (
     workloads,
 )
 
-ProviderFactory = Callable[[models.Analysis], providers.MetricProvider]
+
+class MetricSource(Protocol):
+    """Where a rollout's metric provider comes from (``endpoints.Source`` in the operator)."""
+
+    def check(self, analysis: models.Analysis) -> None:
+        """``endpoints.AccessError`` when the analysis' provider cannot be used at all (no I/O)."""
+        ...
+
+    async def provider(self, api: kube.Client, namespace: str, analysis: models.Analysis) -> providers.MetricProvider:
+        """A provider for one check, credentials resolved; ``endpoints.AccessError`` otherwise."""
+        ...
+
+
 Body = dict[str, Any]
 
 
@@ -57,7 +70,7 @@ async def tick(
     namespace: str,
     name: str,
     now: datetime.datetime,
-    provider_for: ProviderFactory = providers.for_analysis,
+    metrics: MetricSource,
 ) -> rollouts.Decision | None:
     """Reconcile one CanaryRollout once; None when it is gone, being deleted, or changed under us (409)."""
     body = await api.get(kube.rollout_path(namespace, name))
@@ -77,6 +90,10 @@ async def tick(
         await _record_and_post(api, body, decision)
         telemetry.observe_status(namespace, name, None, decision.status)
         return decision
+    try:
+        metrics.check(spec.analysis)  # before anything is taken over: no address, or one the operator forbids
+    except endpoints.AccessError as exc:
+        return await _blocked_by_access(api, body, spec, status, generation, exc, now)
 
     target_name = spec.target_ref.name
     target_doc, primary_doc, canary_doc = await asyncio.gather(
@@ -98,14 +115,20 @@ async def tick(
     traffic = await router.observe(arms, needs.weight, needs.primary_replicas)
 
     provider: providers.MetricProvider | None = None
+    if needs.check or needs.budget:
+        try:  # one provider (credentials read now, one time budget) for this tick's check and budget reading
+            provider = await metrics.provider(api, namespace, spec.analysis)
+        except endpoints.AccessError as exc:
+            return await _blocked_by_access(api, body, spec, status, generation, exc, now)
     check = None
     if needs.check:
-        provider = provider_for(spec.analysis)
+        assert provider is not None
         measurements = await measuring.measure(spec, namespace, traffic.weight, now, provider, needs.check_since)
         check = judging.judge(spec.analysis, measurements, slo=spec.slo, tighten=needs.tighten)
     budget = judging.Reading()
     if needs.budget:
-        budget = await measuring.error_budget(spec, namespace, now, provider or provider_for(spec.analysis))
+        assert provider is not None
+        budget = await measuring.error_budget(spec, namespace, now, provider)
 
     seen = observations.Observations(
         generation=generation,
@@ -140,6 +163,22 @@ async def tick(
     await _post_events(api, recorded, decision.status)
     for action in cleanups:  # last: it changes the resourceVersion the outbox is cleared under
         await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router)
+    return decision
+
+
+async def _blocked_by_access(
+    api: kube.Client,
+    body: Body,
+    spec: models.CanaryRolloutSpec,
+    status: models.CanaryRolloutStatus,
+    generation: int,
+    exc: endpoints.AccessError,
+    now: datetime.datetime,
+) -> rollouts.Decision:
+    """The rollout's Prometheus cannot be used: hold everything where it is, with the specific reason."""
+    decision = rollouts.blocked(status, generation, exc.reason, str(exc), now)
+    await _record_and_post(api, body, decision)
+    telemetry.observe_status(body["metadata"]["namespace"], body["metadata"]["name"], spec, decision.status)
     return decision
 
 

@@ -1,6 +1,6 @@
 """The operator watched: its own metrics, delivery figures, and liveness/readiness probes.
 
-Served over HTTP on ``CANARY_HTTP_PORT`` (default 8080):
+Served over HTTP on the port of the settings' ``http_port`` (default 8080):
 - ``/metrics``: Prometheus text exposition of everything below;
 - ``/healthz``: liveness; answers as long as the event loop runs (nothing about dependencies,
   so a down API server never gets the operator restarted in a loop);
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import os
 from collections.abc import Awaitable, Callable
 
 import prometheus_client
@@ -130,7 +129,7 @@ time_to_restore = prometheus_client.Histogram(
 
 for _result in ("ok", "error"):
     reconciles.labels(_result)
-for _reason in ("unreachable", "rejected"):
+for _reason in ("unreachable", "rejected", "bad_response"):
     query_errors.labels(_reason)
 
 
@@ -215,9 +214,8 @@ def planned_seconds(spec: models.CanaryRolloutSpec) -> float:
 ReadyCheck = Callable[[], Awaitable[bool]]
 
 
-async def serve(ready: ReadyCheck, port: int | None = None) -> web.AppRunner:
+async def serve(ready: ReadyCheck, port: int, host: str = "0.0.0.0") -> web.AppRunner:
     """Start the HTTP endpoints in the running event loop; the caller keeps the runner to stop it."""
-    port = int(os.environ.get("CANARY_HTTP_PORT", "8080")) if port is None else port
 
     async def metrics(_: web.Request) -> web.Response:
         body = prometheus_client.generate_latest(REGISTRY)
@@ -237,5 +235,5 @@ async def serve(ready: ReadyCheck, port: int | None = None) -> web.AppRunner:
     app.add_routes([web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)])
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host=os.environ.get("CANARY_HTTP_HOST", "0.0.0.0"), port=port).start()
+    await web.TCPSite(runner, host=host, port=port).start()
     return runner

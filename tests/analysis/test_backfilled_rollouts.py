@@ -17,7 +17,7 @@ import pytest
 from helpers import V1, V2, World
 
 from canary_bench import prometheus, traffic
-from canary_operator import judging, measuring, models, rollouts
+from canary_operator import judging, measuring, models, providers, rollouts
 from canary_operator.providers import prometheus as prometheus_provider
 
 Start = Callable[..., prometheus.PrometheusServer]
@@ -48,20 +48,26 @@ def world_for(**spec: Any) -> World:
 
 async def run(world: World, server: prometheus.PrometheusServer, minutes: float, until: set[models.Phase]) -> None:
     """Tick every 5 s of world time, taking real checks and budget readings when due."""
-    provider = prometheus_provider.PrometheusProvider(server.url)
-    for _ in range(int(minutes * 12)):
-        check = None
-        needs = rollouts.needs(world.spec, world.status, world.revision(world.template), world.now)
-        if needs.check:
-            since = needs.check_since
-            measurements = await measuring.measure(world.spec, "shop", world.status.weight, world.now, provider, since)
-            check = judging.judge(world.spec.analysis, measurements, slo=world.spec.slo, tighten=needs.tighten)
-        if needs.budget:
-            budget = await measuring.error_budget(world.spec, "shop", world.now, provider)
-            world.budget_remaining, world.budget_problem = budget.value, budget.detail
-        world.tick(check, advance=5)
-        if world.status.phase in until:
-            return
+    pool = prometheus_provider.Pool()
+    try:
+        for _ in range(int(minutes * 12)):
+            provider = pool.provider(providers.Endpoint(server.url))  # one per tick, as the operator does
+            check = None
+            needs = rollouts.needs(world.spec, world.status, world.revision(world.template), world.now)
+            if needs.check:
+                since = needs.check_since
+                measurements = await measuring.measure(
+                    world.spec, "shop", world.status.weight, world.now, provider, since
+                )
+                check = judging.judge(world.spec.analysis, measurements, slo=world.spec.slo, tighten=needs.tighten)
+            if needs.budget:
+                budget = await measuring.error_budget(world.spec, "shop", world.now, provider)
+                world.budget_remaining, world.budget_problem = budget.value, budget.detail
+            world.tick(check, advance=5)
+            if world.status.phase in until:
+                return
+    finally:
+        await pool.close()
 
 
 async def test_a_canary_with_2pp_more_errors_at_50_rps_is_rolled_back(backfill_prometheus: Start) -> None:

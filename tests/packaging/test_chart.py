@@ -22,6 +22,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from canary_operator import config
+
 CHART = helpers.ROOT / "charts" / "canary-operator"
 KUBERNETES = "1.30"
 RELEASE = "canary"
@@ -37,6 +39,7 @@ USED = {
     *((group, "events", v) for group in ("", "events.k8s.io") for v in ("create", "patch", "get", "list")),
     *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")),
     *(("", "namespaces", v) for v in ("list", "watch")),
+    ("", "secrets", "get"),  # analysis.prometheus.secretRef
 }
 
 # The Prometheus Operator's CRDs (monitoring.coreos.com/v1, operator v0.82), cut down to the fields the
@@ -300,6 +303,11 @@ def test_the_chart_ships_the_generated_crd_byte_for_byte() -> None:
             {"dashboards": {"enabled": True, "labels": {"grafana_dashboard": 1}}},
             "at '/dashboards/labels/grafana_dashboard'",
         ),
+        ({"prometheus": {"address": "http://user:pass@prometheus:9090"}}, "at '/prometheus/address'"),
+        ({"prometheus": {"allowedAddresses": ["prometheus:9090"]}}, "at '/prometheus/allowedAddresses/0'"),
+        ({"prometheus": {"timeout": "0s"}}, "at '/prometheus/timeout'"),
+        ({"prometheus": {"headers": {"X Bad": "1"}}}, "invalid propertyName 'X Bad'"),
+        ({"prometheus": {"concurrency": 0}}, "at '/prometheus/concurrency'"),
     ],
     ids=[
         "two-replicas",
@@ -314,6 +322,11 @@ def test_the_chart_ships_the_generated_crd_byte_for_byte() -> None:
         "interval-not-a-duration",
         "misspelt-rule-key",
         "label-not-a-string",
+        "credentials-in-the-address",
+        "allowed-address-without-scheme",
+        "zero-timeout",
+        "header-name-with-a-space",
+        "no-concurrency",
     ],
 )
 def test_helm_refuses_values_the_schema_rejects(chart: helm.Chart, values: dict[str, Any], complaint: str) -> None:
@@ -378,13 +391,63 @@ def test_one_operator_runs_at_a_time_even_during_an_upgrade(chart: helm.Chart) -
 def test_the_settings_reach_the_operator_as_its_environment(chart: helm.Chart) -> None:
     settings = {"tickSeconds": 0.5, "idleTickSeconds": 10, "logFormat": "console"}
     [container] = pod_spec(render(chart, settings))["containers"]
-    assert container["env"] == [
+    assert container["env"][:4] == [
         {"name": "CANARY_TICK_SECONDS", "value": "0.5"},
         {"name": "CANARY_IDLE_TICK_SECONDS", "value": "10"},
         {"name": "CANARY_LOG_FORMAT", "value": "console"},
         {"name": "CANARY_HTTP_PORT", "value": "8080"},
     ]
     assert "command" not in container and "args" not in container, "the image's entry point runs the operator"
+
+
+def operator_settings(objects: dict[str, dict[str, Any]]) -> config.Settings:
+    """What the operator would read at startup from the rendered environment (files mounted as rendered)."""
+    env = {item["name"]: item["value"] for item in container(objects)["env"]}
+    env.pop("CANARY_PROMETHEUS_CREDENTIALS_DIR", None)  # a mount path of the pod, not of this machine
+    return config.from_environ(env)
+
+
+def test_the_default_values_are_the_operators_defaults(chart: helm.Chart) -> None:
+    assert operator_settings(render(chart)) == config.Settings()
+
+
+def test_the_prometheus_values_become_the_operators_settings(chart: helm.Chart) -> None:
+    values = {
+        "prometheus": {
+            "address": "https://mimir.monitoring:8080/prometheus",
+            "timeout": "15s",
+            "maxTimeout": "1m",
+            "allowedAddresses": ["http://thanos.monitoring:10902", "https://mimir.monitoring:8080/prometheus"],
+            "credentialsSecret": "prometheus-reader",
+            "insecureSkipVerify": True,
+            "headers": {"X-Scope-OrgID": "platform"},
+            "maxResponseBytes": 2097152,
+            "concurrency": 8,
+        }
+    }
+    objects = render(chart, values)
+    assert_accepted_by_kubernetes(objects["Deployment"])
+    assert operator_settings(objects).prometheus == config.PrometheusSettings(
+        address="https://mimir.monitoring:8080/prometheus",
+        timeout=15,
+        max_timeout=60,
+        allowed_addresses=("http://thanos.monitoring:10902", "https://mimir.monitoring:8080/prometheus"),
+        insecure_skip_verify=True,
+        headers=(("X-Scope-OrgID", "platform"),),
+        max_response_bytes=2097152,
+        concurrency=8,
+    )
+    env = {item["name"]: item["value"] for item in container(objects)["env"]}
+    mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == "prometheus-credentials")
+    assert env["CANARY_PROMETHEUS_CREDENTIALS_DIR"] == mount["mountPath"] and mount["readOnly"] is True
+    volume = next(v for v in pod_spec(objects)["volumes"] if v["name"] == "prometheus-credentials")
+    assert volume["secret"]["secretName"] == "prometheus-reader"
+
+
+def test_without_a_credentials_secret_nothing_is_mounted(chart: helm.Chart) -> None:
+    objects = render(chart)
+    assert [v["name"] for v in pod_spec(objects)["volumes"]] == ["tmp"]
+    assert "CANARY_PROMETHEUS_CREDENTIALS_DIR" not in {item["name"] for item in container(objects)["env"]}
 
 
 def test_the_image_tag_defaults_to_the_charts_app_version(chart: helm.Chart) -> None:

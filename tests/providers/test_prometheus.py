@@ -37,18 +37,20 @@ def spec(interval: str = "60s") -> models.CanaryRolloutSpec:
     return helpers.example_spec(interval=interval)
 
 
-async def check(server: prometheus.PrometheusServer, interval: str = "60s") -> models.CheckRecord:
+async def check(
+    server: prometheus.PrometheusServer, pool: prometheus_provider.Pool, interval: str = "60s"
+) -> models.CheckRecord:
     the_spec = spec(interval)
-    provider = providers.for_analysis(
-        the_spec.analysis.model_copy(update={"prometheus": models.PrometheusSpec(address=server.url)})
-    )
+    provider = pool.provider(providers.Endpoint(server.url))
     measurements = await measuring.measure(the_spec, "shop", 10, AT, provider)
     return judging.judge(the_spec.analysis, measurements)
 
 
-async def test_a_healthy_canary_passes_with_exact_values(backfill_prometheus: Start) -> None:
+async def test_a_healthy_canary_passes_with_exact_values(
+    backfill_prometheus: Start, pool: prometheus_provider.Pool
+) -> None:
     server = backfill_prometheus(arm(CANARY_POD, 5, 0.004, p99=0.12) + arm(PRIMARY_POD, 45, 0.002, p99=0.11))
-    record = await check(server)
+    record = await check(server, pool)
     assert record.verdict is models.Verdict.PASS
     error_rate, latency = record.metrics
     assert error_rate.canary == pytest.approx(0.4) and error_rate.primary == pytest.approx(0.2)
@@ -56,70 +58,84 @@ async def test_a_healthy_canary_passes_with_exact_values(backfill_prometheus: St
     assert latency.canary == pytest.approx(120) and latency.primary == pytest.approx(110)
 
 
-async def test_a_canary_at_5_percent_errors_fails_on_error_rate(backfill_prometheus: Start) -> None:
+async def test_a_canary_at_5_percent_errors_fails_on_error_rate(
+    backfill_prometheus: Start, pool: prometheus_provider.Pool
+) -> None:
     server = backfill_prometheus(arm(CANARY_POD, 5, 0.05) + arm(PRIMARY_POD, 45, 0.001) + arm(USER_POD, 50, 0.5))
-    record = await check(server)
+    record = await check(server, pool)
     assert record.verdict is models.Verdict.FAIL
     assert record.reason == "error-rate 5% > max 1% (n=300, primary 0.1%)"
 
 
-async def test_a_canary_with_p99_of_800ms_fails_on_latency(backfill_prometheus: Start) -> None:
+async def test_a_canary_with_p99_of_800ms_fails_on_latency(
+    backfill_prometheus: Start, pool: prometheus_provider.Pool
+) -> None:
     server = backfill_prometheus(arm(CANARY_POD, 5, p99=0.8) + arm(PRIMARY_POD, 45, p99=0.12))
-    record = await check(server)
+    record = await check(server, pool)
     assert record.verdict is models.Verdict.FAIL
     assert [m.name for m in record.metrics if m.verdict is models.Verdict.FAIL] == ["latency-p99"]
     assert record.metrics[1].canary == pytest.approx(800)
 
 
-async def test_a_canary_without_errors_has_an_error_rate_of_zero_not_no_data(backfill_prometheus: Start) -> None:
+async def test_a_canary_without_errors_has_an_error_rate_of_zero_not_no_data(
+    backfill_prometheus: Start, pool: prometheus_provider.Pool
+) -> None:
     server = backfill_prometheus(arm(CANARY_POD, 5) + arm(PRIMARY_POD, 45))
-    record = await check(server)
+    record = await check(server, pool)
     assert record.metrics[0].canary == 0.0
     assert record.verdict is models.Verdict.PASS
 
 
-async def test_a_canary_at_0_2_requests_per_second_is_inconclusive(backfill_prometheus: Start) -> None:
+async def test_a_canary_at_0_2_requests_per_second_is_inconclusive(
+    backfill_prometheus: Start, pool: prometheus_provider.Pool
+) -> None:
     server = backfill_prometheus(arm(CANARY_POD, 0.2, 0.5) + arm(PRIMARY_POD, 45))
-    record = await check(server)
+    record = await check(server, pool)
     assert record.verdict is models.Verdict.INCONCLUSIVE
     assert record.cause == judging.INSUFFICIENT_TRAFFIC
     assert "12 canary requests in 60s, need 50 (38 more)" in record.reason
 
 
-async def test_a_canary_with_no_series_at_all_is_inconclusive(backfill_prometheus: Start) -> None:
+async def test_a_canary_with_no_series_at_all_is_inconclusive(
+    backfill_prometheus: Start, pool: prometheus_provider.Pool
+) -> None:
     server = backfill_prometheus(arm(PRIMARY_POD, 45))
-    record = await check(server)
+    record = await check(server, pool)
     assert record.verdict is models.Verdict.INCONCLUSIVE
 
 
-async def test_an_unreachable_prometheus_raises_a_typed_error() -> None:
-    provider = prometheus_provider.PrometheusProvider(f"http://127.0.0.1:{prometheus.free_port()}", timeout=2)
+async def test_an_unreachable_prometheus_raises_a_typed_error(pool: prometheus_provider.Pool) -> None:
+    provider = pool.provider(providers.Endpoint(f"http://127.0.0.1:{prometheus.free_port()}", timeout=2))
     with pytest.raises(providers.UnreachableError, match="unreachable"):
         await provider.query("vector(1)", AT)
 
 
-async def test_bad_promql_raises_a_query_error(backfill_prometheus: Start) -> None:
+async def test_bad_promql_raises_a_query_error(backfill_prometheus: Start, pool: prometheus_provider.Pool) -> None:
     server = backfill_prometheus(arm(PRIMARY_POD, 45))
-    provider = prometheus_provider.PrometheusProvider(server.url)
+    provider = pool.provider(providers.Endpoint(server.url))
     with pytest.raises(providers.QueryError, match="rejected"):
         await provider.query("sum(rate(http_requests_total[5m]", AT)
 
 
-async def test_a_query_returning_several_series_is_refused(backfill_prometheus: Start) -> None:
+async def test_a_query_returning_several_series_is_refused(
+    backfill_prometheus: Start, pool: prometheus_provider.Pool
+) -> None:
     server = backfill_prometheus(arm(CANARY_POD, 5) + arm(PRIMARY_POD, 45))
-    provider = prometheus_provider.PrometheusProvider(server.url)
+    provider = pool.provider(providers.Endpoint(server.url))
     with pytest.raises(providers.QueryError, match="2 series"):
         await provider.query('sum by (pod) (rate(http_requests_total{code="200"}[1m]))', AT)
 
 
-async def test_nan_is_no_data(backfill_prometheus: Start) -> None:
+async def test_nan_is_no_data(backfill_prometheus: Start, pool: prometheus_provider.Pool) -> None:
     server = backfill_prometheus(arm(PRIMARY_POD, 45))
-    provider = prometheus_provider.PrometheusProvider(server.url)
+    provider = pool.provider(providers.Endpoint(server.url))
     with pytest.raises(providers.NoDataError):
         await provider.query("0/0", AT)
 
 
-async def test_a_custom_query_gets_its_variables_rendered(backfill_prometheus: Start) -> None:
+async def test_a_custom_query_gets_its_variables_rendered(
+    backfill_prometheus: Start, pool: prometheus_provider.Pool
+) -> None:
     server = backfill_prometheus(arm(CANARY_POD, 5) + arm(PRIMARY_POD, 45))
     metric = models.Metric(
         name="rps",
@@ -127,13 +143,15 @@ async def test_a_custom_query_gets_its_variables_rendered(backfill_prometheus: S
         min=1,
     )
     canary, primary = queries.arms("shop", "web")
-    provider = prometheus_provider.PrometheusProvider(server.url)
+    provider = pool.provider(providers.Endpoint(server.url))
     analysis = spec().analysis
     assert await provider.query(queries.render(metric, analysis, canary), AT) == pytest.approx(5)
     assert await provider.query(queries.render(metric, analysis, primary), AT) == pytest.approx(45)
 
 
-async def test_a_counter_reset_in_the_window_counts_what_the_counters_saw(backfill_prometheus: Start) -> None:
+async def test_a_counter_reset_in_the_window_counts_what_the_counters_saw(
+    backfill_prometheus: Start, pool: prometheus_provider.Pool
+) -> None:
     # The canary pod restarts mid-window: its counter drops to 0 and counts up again at 5 req/s. The 5 s
     # between the last sample before the restart and the first after it are lost to any counter.
     labels = {"namespace": "shop", "pod": CANARY_POD, "code": "200"}
@@ -142,7 +160,7 @@ async def test_a_counter_reset_in_the_window_counts_what_the_counters_saw(backfi
     reset = prometheus.Series("http_requests_total", labels, samples, "counter")
     server = backfill_prometheus([reset, *arm(PRIMARY_POD, 45)])
     canary, _ = queries.arms("shop", "web")
-    provider = prometheus_provider.PrometheusProvider(server.url)
+    provider = pool.provider(providers.Endpoint(server.url))
     at = datetime.datetime.fromtimestamp(START + 630, tz=datetime.UTC)
     count = await provider.query(queries.request_count(canary, "60s"), at)
     assert count == pytest.approx(275)  # 150 before the restart + 125 after, not 125 - 3000
