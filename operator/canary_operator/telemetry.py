@@ -100,7 +100,7 @@ provider_reachable = prometheus_client.Gauge(
 )
 releases = prometheus_client.Counter(
     f"{_PREFIX}_releases",
-    "Finished releases by outcome (promoted, rolled_back, aborted, superseded, abandoned): deployments and change failures.",
+    "Finished releases by outcome (promoted, rolled_back, aborted, superseded, abandoned).",
     ["namespace", "rollout", "outcome"],
     registry=REGISTRY,
 )
@@ -156,6 +156,8 @@ def observe_status(
 
 # The reasons whose stalled series exist, per rollout, so that a cleared reason's series goes away.
 _stalled_reasons: dict[tuple[str, str], set[str]] = {}
+
+
 def _create_series(namespace: str, name: str) -> None:
     """Counters and histograms exist at 0 before their first event, so increase() sees that event."""
     for outcome in models.Outcome:
