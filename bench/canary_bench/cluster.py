@@ -32,7 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -607,6 +607,30 @@ class EmulatedCluster:
         """The core/v1 Events of a namespace (those Kopf and kubectl post), oldest write first."""
         found = self.list(f"/api/v1/namespaces/{namespace}/events")
         return sorted(found, key=lambda e: int(e["metadata"]["resourceVersion"]))
+
+    # ------------------------------------------------------------ fault injection
+
+    def inject(self, fault: emulation.Fault) -> emulation.Fault:
+        """Register a fault on the emulator (see ``canary_bench.emulation.faults``); thread-safe.
+
+        A ``Call`` callback runs in the cluster's thread, before the request is answered.
+        """
+        return self.call(lambda: self.emulator.faults.add(fault))
+
+    def remove_fault(self, fault: emulation.Fault) -> None:
+        self.call(lambda: self.emulator.faults.remove(fault))
+
+    def clear_faults(self) -> None:
+        self.call(self.emulator.faults.clear)
+
+    @contextlib.contextmanager
+    def fault(self, fault: emulation.Fault) -> Iterator[emulation.Fault]:
+        """``with cluster.fault(Fault(...)) as f:``: the fault is active within the block only."""
+        self.inject(fault)
+        try:
+            yield fault
+        finally:
+            self.remove_fault(fault)
 
     # ------------------------------------------------------------ the Deployment controller
 

@@ -12,12 +12,13 @@ simpler than a real cluster, :class:`FidelityEmulator` says so.
 
 The modules, each importing only those listed before it: ``bodies`` and ``times`` (plain data),
 ``errors`` (failures as a v1 Status), ``routes`` (resource URLs), ``selecting``, ``patching``,
-``schemas``, ``tables``, ``admission`` (defaults and rules of objects), and ``emulator`` (the
-store and the HTTP API). What the rest of the bench uses is re-exported here.
+``schemas``, ``tables``, ``admission`` (defaults and rules of objects), ``faults`` (what tests
+inject), and ``emulator`` (the store and the HTTP API). What the rest of the bench uses is re-exported here.
 """
 
 from canary_bench.emulation.emulator import CRDS, NAMESPACES, FidelityEmulator
 from canary_bench.emulation.errors import ApiError, Cause
+from canary_bench.emulation.faults import Call, Fault, Hang, Moment, Request, Respond, conflict, server_error
 from canary_bench.emulation.tables import PrinterColumn
 from canary_bench.emulation.times import format_time, now, parse_time
 
@@ -25,10 +26,18 @@ __all__ = [
     "CRDS",
     "NAMESPACES",
     "ApiError",
+    "Call",
     "Cause",
+    "Fault",
     "FidelityEmulator",
+    "Hang",
+    "Moment",
     "PrinterColumn",
+    "Request",
+    "Respond",
+    "conflict",
     "format_time",
     "now",
     "parse_time",
+    "server_error",
 ]

@@ -2,8 +2,9 @@
 The emulator itself: the object store, its watch-streams, and the HTTP API that serves them.
 
 It stays a kmock emulator served by ``kmock.Server``: its API serving is a kmock fallback
-reaction, so anything a test declares with the kmock DSL still wins, e.g. fault injection
-with ``emulator['patch', kmock.resource('apps/v1/deployments')] << 500``.
+reaction, so anything a test declares with the kmock DSL still wins. Faults a test injects
+(``emulator.faults``, see ``faults``) decide a request before it is served, and can act once
+it is applied and before its answer is sent.
 
 What needs no store lives in the sibling modules (patches, selectors, schemas, admission
 rules, tables); this module keeps what does: resource versions, generations, finalizers,
@@ -34,6 +35,7 @@ from kmock._internal import parsing as kmock_parsing
 from kmock._internal import rendering as kmock_rendering
 
 from canary_bench.emulation import admission, bodies, errors, patching, routes, schemas, selecting, tables, times
+from canary_bench.emulation import faults as faulting
 
 ObjectKey = tuple[kmock.resource, str | None, str]
 
@@ -235,6 +237,8 @@ class FidelityEmulator(kmock.KubernetesEmulator):
     history_limit: int | None = 1000  # versions kept per object in ``emulator.objects[...].history``
     change_log_limit: int = 10_000  # changes per resource a watch can resume from before 410 Gone
     watch_poll_interval: float = 1.0  # how often an idle watch checks that its client is still there
+    # What tests inject: 409s, 500s, hangs, or a callback at the moment a given request arrives or is applied.
+    faults: faulting.Faults = attrs.field(factory=faulting.Faults, init=False)
 
     _revision: int = attrs.field(default=0, init=False)
     _uids: dict[str, ObjectKey] = attrs.field(factory=dict, init=False)
@@ -828,12 +832,32 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             api = self._api_for(route.resource)
             if api is None:
                 raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
-            return self._dispatch(request, api, route)
+            verb = _verb(request, route)
+            if verb is None or not len(self.faults):
+                return self._dispatch(request, api, route)
+            content_type = _header(request, "Content-Type").split(";")[0].strip()
+            seen = faulting.describe(verb, route, _json_or_none(request.body), content_type)
+            fault = self.faults.on_arrival(seen)
+            match None if fault is None else fault.effect:
+                case faulting.Respond(code=code, reason=reason, message=message):
+                    details = {"name": seen.name or "", "group": api.group, "kind": api.plural}
+                    raise errors.ApiError(code, reason, message, details)
+                case faulting.Hang(seconds=seconds):
+                    await _hang(request, seconds)
+                    raise errors.ApiError(504, "Timeout", "Timeout: request did not complete within requested timeout")
+                case faulting.Call(callback=callback, apply=apply):
+                    callback(seen)
+                    if not apply:
+                        raise errors.ApiError(503, "ServiceUnavailable", "the request was dropped by an injected fault")
+            response = self._dispatch(request, api, route)
+            if response.status < 400 and (applied := self.faults.on_applied(seen)) is not None:
+                assert isinstance(applied.effect, faulting.Call)  # only Call faults act once applied
+                applied.effect.callback(seen)
+            return response
         except errors.ApiError as e:
             return _json_response(e.code, e.as_status())
 
     def _dispatch(self, request: kmock.Request, api: Api, route: routes.Route) -> kmock_rendering.Response:
-        method = str(getattr(request.method, "value", request.method)).upper()
         params = request.params
         dry_run = params.get("dryRun") == "All"
         strict = params.get("fieldValidation") == "Strict"
@@ -842,15 +866,7 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             route.subresource and route.subresource not in api.info.subresources
         ):
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
-        verb = {
-            ("GET", False): "watch" if params.get("watch") in ("true", "1") else "list",
-            ("GET", True): "watch" if params.get("watch") in ("true", "1") else "get",
-            ("POST", False): "create",
-            ("PUT", True): "update",
-            ("PATCH", True): "patch",
-            ("DELETE", True): "delete",
-            ("DELETE", False): "deletecollection",
-        }.get((method, route.name is not None))
+        verb = _verb(request, route)
         if verb is None or (api.info.verbs and verb not in api.info.verbs):
             raise errors.ApiError(
                 405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
@@ -1204,6 +1220,32 @@ def _json_or_none(body: bytes) -> Any:
         return json.loads(body) if body else None
     except ValueError:
         return None
+
+
+def _verb(request: kmock.Request, route: routes.Route) -> str | None:
+    """The API verb of a request (None when the method makes no sense for the URL)."""
+    method = str(getattr(request.method, "value", request.method)).upper()
+    watch = request.params.get("watch") in ("true", "1")
+    return {
+        ("GET", False): "watch" if watch else "list",
+        ("GET", True): "watch" if watch else "get",
+        ("POST", False): "create",
+        ("PUT", True): "update",
+        ("PATCH", True): "patch",
+        ("DELETE", True): "delete",
+        ("DELETE", False): "deletecollection",
+    }.get((method, route.name is not None))
+
+
+async def _hang(request: kmock.Request, seconds: float) -> None:
+    """Answer nothing for ``seconds``, or until the client has given up (its connection closed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        await asyncio.sleep(min(left, 0.02))
+        transport = request._raw_request.transport if request._raw_request is not None else None
+        if transport is None or transport.is_closing():
+            return
 
 
 def _header(request: kmock.Request, name: str) -> str:
