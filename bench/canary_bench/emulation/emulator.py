@@ -850,7 +850,7 @@ class FidelityEmulator(kmock.KubernetesEmulator):
                     if not apply:
                         raise errors.ApiError(503, "ServiceUnavailable", "the request was dropped by an injected fault")
             response = self._dispatch(request, api, route)
-            if response.status < 400 and (applied := self.faults.on_applied(seen)) is not None:
+            if (response.status or 200) < 400 and (applied := self.faults.on_applied(seen)) is not None:
                 assert isinstance(applied.effect, faulting.Call)  # only Call faults act once applied
                 applied.effect.callback(seen)
             return response
