@@ -25,12 +25,14 @@ lint: deps
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The fast tier: everything but what starts the operator as a process or runs a long scenario.
 unit: deps
-	$(PY) -m pytest tests/rollouts tests/judging tests/models tests/config $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: deps
 	$(PY) -m canary_bench.demo

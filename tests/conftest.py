@@ -1,4 +1,10 @@
-"""Shared fixtures: a real Prometheus, live or backfilled, stopped and deleted after each test."""
+"""Shared fixtures (a real Prometheus, live or backfilled) and the test tiers.
+
+Tiers, by marker: unmarked tests are fast (``make unit``: ``-m "not slow"``); ``slow`` ones start
+the operator as a process or run a long scenario; ``e2e`` ones need a real cluster and run only
+with ``--with-e2e`` (or alone with ``--only-e2e``). Slow and e2e tests run last, so that a
+broken unit shows up before the long ones.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,29 @@ import pytest
 
 from canary_bench import prometheus
 from canary_operator.providers import prometheus as prometheus_provider
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--with-e2e", action="store_true", help="Also run the end-to-end tests (a real cluster).")
+    parser.addoption("--only-e2e", action="store_true", help="Run only the end-to-end tests (a real cluster).")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    with_e2e = bool(config.getoption("--with-e2e"))
+    only_e2e = bool(config.getoption("--only-e2e"))
+    if only_e2e:
+        kept = [item for item in items if item.get_closest_marker("e2e")]
+        config.hook.pytest_deselected(items=[item for item in items if not item.get_closest_marker("e2e")])
+        items[:] = kept
+    elif not with_e2e:
+        skip = pytest.mark.skip(reason="an end-to-end test: run with --with-e2e or --only-e2e")
+        for item in items:
+            if item.get_closest_marker("e2e"):
+                item.add_marker(skip)
+    # A stable sort: within a tier, the order of the files and of the tests in them is kept.
+    items.sort(
+        key=lambda item: (item.get_closest_marker("e2e") is not None, item.get_closest_marker("slow") is not None)
+    )
 
 
 @pytest.fixture(scope="session")

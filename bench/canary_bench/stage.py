@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -38,12 +39,21 @@ import yaml
 from prometheus_client import parser as prometheus_parser
 
 from canary_bench import cluster as clusters
-from canary_bench import prometheus, traffic
+from canary_bench import emulation, prometheus, traffic
 
 NAMESPACE = "shop"
 NAME = "web"
 STABLE_IMAGE = "example/web:1.0"
 T = TypeVar("T")
+
+
+def _process_state(pid: int) -> str | None:
+    """The state letter of a process (R, S, T, Z, ...), None once it is gone."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
 class StageError(AssertionError):
@@ -247,6 +257,38 @@ class Stage:
     @property
     def operator_running(self) -> bool:
         return self._operator is not None and self._operator.poll() is None
+
+    def signaller(self, sig: int = signal.SIGKILL) -> Callable[[emulation.Request], None]:
+        """A fault callback that sends ``sig`` to the operator and returns once it has taken effect.
+
+        ``cluster.inject(Fault(..., Call(stage.signaller(), Moment.APPLIED)))`` kills the operator
+        after that write is stored and before the operator can read the answer; SIGSTOP freezes it
+        there (until ``os.kill(pid, SIGCONT)``). Linux only: it reads the process state from /proc.
+        """
+        process = self._operator
+        if process is None or process.poll() is not None:
+            raise StageError("the operator is not running")
+        settled = {signal.SIGKILL: {"Z", "X"}, signal.SIGSTOP: {"T", "t"}}.get(signal.Signals(sig), set())
+
+        def send(request: emulation.Request) -> None:
+            os.kill(process.pid, sig)
+            deadline = time.monotonic() + 5
+            while settled and _process_state(process.pid) not in settled | {None}:
+                if time.monotonic() > deadline:
+                    raise StageError(f"the operator (pid {process.pid}) did not take signal {sig} within 5s")
+                time.sleep(0.001)
+
+        return send
+
+    def reconciles(self) -> int:
+        """Ticks the running operator process has finished (ok or error) since it started."""
+        metrics = self.operator_metrics()
+        return int(sum(v for (name, _), v in metrics.items() if name == "canary_operator_reconciles_total"))
+
+    def wait_ticks(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until the operator has finished ``count`` more ticks: what it would still do, it has done."""
+        start = self.reconciles()
+        self.wait_for(f"{count} more ticks", lambda: self.reconciles() >= start + count, timeout)
 
     def log_lines(self) -> list[dict[str, Any]]:
         """The operator's JSON log lines (other lines skipped)."""

@@ -204,3 +204,17 @@ def test_a_fault_that_could_never_match_is_refused(arguments: dict[str, Any], pr
 def test_a_callback_after_the_write_cannot_drop_it() -> None:
     with pytest.raises(ValueError, match="already applied"):
         emulation.Call(print, emulation.Moment.APPLIED, apply=False)
+
+
+def test_a_recording_callback_registered_first_does_not_hide_a_conflict_after_it(
+    cluster: clusters.EmulatedCluster,
+) -> None:
+    cluster.create(CONFIGMAPS, configmap("a"))
+    writes: list[emulation.Request] = []
+    cluster.inject(emulation.Fault("*", "*", emulation.Call(writes.append), count=None, when=lambda r: r.verb != "get"))
+    refusal = cluster.inject(emulation.Fault("patch", "configmaps", emulation.conflict()))
+    after = cluster.inject(emulation.Fault("patch", "configmaps", emulation.server_error()))
+    assert api_error(cluster, "PATCH", f"{CONFIGMAPS}/a", {"data": {"k": "1"}})[0] == 409
+    assert (refusal.fired, after.seen) == (1, 0), "the fault after the one that answered does not see the request"
+    cluster.create(CONFIGMAPS, configmap("b"))
+    assert [(r.verb, r.plural, r.name) for r in writes] == [("patch", "configmaps", "a"), ("create", "configmaps", "b")]

@@ -16,7 +16,7 @@ import pytest
 
 from canary_bench import stage as stages
 
-pytestmark = pytest.mark.usefixtures("prometheus_tools")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prometheus_tools")]
 
 
 def image_of(deployment: dict[str, Any] | None) -> str:

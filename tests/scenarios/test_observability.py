@@ -8,7 +8,7 @@ import pytest
 
 from canary_bench import stage as stages
 
-pytestmark = pytest.mark.usefixtures("prometheus_tools")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prometheus_tools")]
 
 ROLLOUT = (("namespace", "shop"), ("rollout", "web"))
 

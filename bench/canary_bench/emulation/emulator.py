@@ -837,22 +837,27 @@ class FidelityEmulator(kmock.KubernetesEmulator):
                 return self._dispatch(request, api, route)
             content_type = _header(request, "Content-Type").split(";")[0].strip()
             seen = faulting.describe(verb, route, _json_or_none(request.body), content_type)
-            fault = self.faults.on_arrival(seen)
-            match None if fault is None else fault.effect:
-                case faulting.Respond(code=code, reason=reason, message=message):
-                    details = {"name": seen.name or "", "group": api.group, "kind": api.plural}
-                    raise errors.ApiError(code, reason, message, details)
-                case faulting.Hang(seconds=seconds):
-                    await _hang(request, seconds)
-                    raise errors.ApiError(504, "Timeout", "Timeout: request did not complete within requested timeout")
-                case faulting.Call(callback=callback, apply=apply):
-                    callback(seen)
-                    if not apply:
-                        raise errors.ApiError(503, "ServiceUnavailable", "the request was dropped by an injected fault")
+            for fault in self.faults.on_arrival(seen):
+                match fault.effect:
+                    case faulting.Respond(code=code, reason=reason, message=message):
+                        details = {"name": seen.name or "", "group": api.group, "kind": api.plural}
+                        raise errors.ApiError(code, reason, message, details)
+                    case faulting.Hang(seconds=seconds):
+                        await _hang(request, seconds)
+                        raise errors.ApiError(
+                            504, "Timeout", "Timeout: request did not complete within requested timeout"
+                        )
+                    case faulting.Call(callback=callback, apply=apply):
+                        callback(seen)
+                        if not apply:
+                            raise errors.ApiError(
+                                503, "ServiceUnavailable", "the request was dropped by an injected fault"
+                            )
             response = self._dispatch(request, api, route)
-            if (response.status or 200) < 400 and (applied := self.faults.on_applied(seen)) is not None:
-                assert isinstance(applied.effect, faulting.Call)  # only Call faults act once applied
-                applied.effect.callback(seen)
+            if (response.status or 200) < 400:
+                for fault in self.faults.on_applied(seen):
+                    assert isinstance(fault.effect, faulting.Call)  # only Call faults act once applied
+                    fault.effect.callback(seen)
             return response
         except errors.ApiError as e:
             return _json_response(e.code, e.as_status())

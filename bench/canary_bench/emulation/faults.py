@@ -16,9 +16,12 @@ name, subresource, a predicate on the body) and which of them (the ``nth`` match
   callback is how a test freezes or kills the process under test at that exact write.
 
 Faults are registered on :attr:`FidelityEmulator.faults` (in the emulator's thread) or with
-:meth:`canary_bench.cluster.EmulatedCluster.inject` (from any thread); the first registered
-fault whose occurrence is due decides a request. Faults sit above the emulator's serving and
-below reactions declared with the kmock DSL, and see only resource requests (not discovery).
+:meth:`canary_bench.cluster.EmulatedCluster.inject` (from any thread). Every fault whose
+occurrence is due fires, in registration order, until one answers the request (``Respond``,
+``Hang``, a dropping ``Call``): the faults after that one do not see it. So a recording
+``Call`` registered first never hides a 409 registered after it. Faults sit above the
+emulator's serving and below reactions declared with the kmock DSL, and see only resource
+requests (not discovery).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import Any, Final
 from canary_bench.emulation import bodies, routes
 
 VERBS: Final = frozenset({"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"})
+WRITES: Final = frozenset({"create", "delete", "deletecollection", "patch", "update"})
+ANY: Final = "*"  # as a verb or a resource: matches every one
 
 
 class Moment(enum.StrEnum):
@@ -105,7 +110,8 @@ class Fault:
     Which requests to affect, which of them, and how.
 
     ``resource`` is a plural (``deployments``), ``version/plural`` for the core group
-    (``v1/services``) or ``group/version/plural`` (``apps/v1/deployments``). ``when`` is a
+    (``v1/services``) or ``group/version/plural`` (``apps/v1/deployments``); ``"*"`` as the verb
+    or the resource matches every one (and every subresource). ``when`` is a
     predicate on the request; one that fails on the body's shape (``KeyError``, ``IndexError``,
     ``TypeError``) does not match. Of the matching requests, the ``nth`` (1-based) and the
     ``count - 1`` after it are affected; ``count=None`` affects all from the ``nth`` on. ``seen``
@@ -126,12 +132,12 @@ class Fault:
         nth: int = 1,
         count: int | None = 1,
     ) -> None:
-        if verb not in VERBS:
-            raise ValueError(f"unknown verb {verb!r}; one of {sorted(VERBS)}")
+        if verb not in VERBS | {ANY}:
+            raise ValueError(f"unknown verb {verb!r}; one of {sorted(VERBS)} or {ANY!r}")
         if nth < 1 or (count is not None and count < 1):
             raise ValueError(f"nth and count start at 1, got nth={nth} count={count}")
         parts = resource.split("/")
-        if len(parts) > 3 or not all(parts):
+        if resource != ANY and (len(parts) > 3 or not all(parts)):
             raise ValueError(f"resource {resource!r} is not a plural, version/plural or group/version/plural")
         self.verb = verb
         self.resource = resource
@@ -155,7 +161,9 @@ class Fault:
         *group_version, plural = self.resource.split("/")
         if group_version and (request.group, request.version) != tuple(([""] + group_version)[-2:]):
             return False
-        if (request.verb, request.plural, request.subresource) != (self.verb, plural, self.subresource):
+        if self.verb != ANY and request.verb != self.verb:
+            return False
+        if self.resource != ANY and (request.plural, request.subresource) != (plural, self.subresource):
             return False
         if self.name is not None and request.name != self.name:
             return False
@@ -212,22 +220,25 @@ class Faults:
     def clear(self) -> None:
         self._faults.clear()
 
-    def on_arrival(self, request: Request) -> Fault | None:
-        """The fault that decides this request as it arrives (all but those acting once applied)."""
-        return self._decide(request, applied=False)
+    def on_arrival(self, request: Request) -> Iterator[Fault]:
+        """The faults that fire as this request arrives, one at a time (all but those acting once applied).
 
-    def on_applied(self, request: Request) -> Fault | None:
-        """The fault whose callback runs now that this request is applied."""
-        return self._decide(request, applied=True)
+        Lazy: a fault is counted only when the caller asks for the next one, so that the faults
+        after the one that answered the request do not see it.
+        """
+        return self._fire(request, applied=False)
 
-    def _decide(self, request: Request, *, applied: bool) -> Fault | None:
+    def on_applied(self, request: Request) -> Iterator[Fault]:
+        """The faults whose callbacks run now that this request is applied."""
+        return self._fire(request, applied=True)
+
+    def _fire(self, request: Request, *, applied: bool) -> Iterator[Fault]:
         for fault in list(self._faults):
             is_applied = isinstance(fault.effect, Call) and fault.effect.moment is Moment.APPLIED
             if is_applied != applied or fault.exhausted or not fault.matches(request):
                 continue
             if fault.take(request):
-                return fault
-        return None
+                yield fault
 
 
 def describe(verb: str, route: routes.Route, body: Any, content_type: str) -> Request:

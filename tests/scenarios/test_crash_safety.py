@@ -1,0 +1,379 @@
+"""Crash safety: the operator killed at every write of a release, or refused a status write, ends as if it was not.
+
+One Stage (emulated cluster, real Prometheus, simulated traffic, the real operator process) serves
+the whole module; each case releases a fresh image from whatever stable state the previous case
+left. A fault on the emulator kills the operator (SIGKILL, no chance to clean up) exactly when
+one of its writes arrives (the write is lost with it) or once the write is stored (the operator
+never sees the answer); the operator is then restarted. Each case asserts what a user would
+notice, against an uninterrupted release of the same kind:
+
+- the same end state of the Deployments (replicas, images, how many spec changes each got), the
+  Services and the CanaryRollout's status (phase, revisions, weight, conditions);
+- each transition (CanaryStarted, StepAdvanced, Promoting, Promoted, RolledBack) and its Event
+  exactly once, and the release recorded once;
+- after a rollback has scaled the canary to 0, the canary is never scaled up again.
+
+The cases that today's code fails are marked ``xfail(strict=True)`` with the reason: the
+record-then-act rewrite (issue 8) turns them green, and the strict mark then says so.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from canary_bench import emulation, traffic
+from canary_bench import stage as stages
+from canary_operator import workloads
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prometheus_tools")]
+
+TRANSITIONS = ("CanaryStarted", "StepAdvanced", "Promoting", "Promoted", "RolledBack", "CanaryAbandoned")
+BAD_IMAGES = {f"example/web:bad-{n}": traffic.FAILING for n in range(100)}
+PLAN = stages.Plan(interval="1s", failure_threshold=1, steps=[{"setWeight": 50}])
+_images = itertools.count()
+
+Predicate = Callable[[emulation.Request], bool]
+
+
+# ---------------------------------------------------------------- what a write does, whatever patch type it uses
+
+
+def _ops(request: emulation.Request) -> list[dict[str, Any]]:
+    return request.body if isinstance(request.body, list) else []
+
+
+def sets_template(request: emulation.Request) -> bool:
+    if any(op.get("path", "").startswith("/spec/template") for op in _ops(request)):
+        return True
+    return isinstance(request.body, dict) and "template" in (request.body.get("spec") or {})
+
+
+def replicas_written(request: emulation.Request) -> int | None:
+    for op in _ops(request):
+        if op.get("path") == "/spec/replicas":
+            return int(op["value"])
+    if isinstance(request.body, dict) and "replicas" in (request.body.get("spec") or {}):
+        return int(request.body["spec"]["replicas"])
+    return None
+
+
+def scales_up(request: emulation.Request) -> bool:
+    return (replicas_written(request) or 0) > 0
+
+
+def scales_to_zero(request: emulation.Request) -> bool:
+    return replicas_written(request) == 0
+
+
+def records(phase: str) -> Predicate:
+    def predicate(request: emulation.Request) -> bool:
+        return bool(request.body["status"]["phase"] == phase)
+
+    return predicate
+
+
+@dataclasses.dataclass(frozen=True)
+class Boundary:
+    """One write of the operator: the request that carries it."""
+
+    verb: str
+    resource: str
+    name: str | None
+    when: Predicate
+    subresource: str | None = None
+
+    def fault(self, effect: emulation.Effect) -> emulation.Fault:
+        return emulation.Fault(
+            self.verb, self.resource, effect, name=self.name, subresource=self.subresource, when=self.when
+        )
+
+
+CANARY_TEMPLATE = Boundary("patch", "apps/v1/deployments", "web-canary", sets_template)
+CANARY_SCALE_UP = Boundary("patch", "apps/v1/deployments", "web-canary", scales_up)
+CANARY_TO_ZERO = Boundary("patch", "apps/v1/deployments", "web-canary", scales_to_zero)
+PRIMARY_TEMPLATE = Boundary("patch", "apps/v1/deployments", "web-primary", sets_template)
+
+
+def status_write(phase: str) -> Boundary:
+    return Boundary("patch", "canary.dev/v1alpha1/canaryrollouts", "web", records(phase), subresource="status")
+
+
+PROMOTION_WRITES = {
+    "canary-template": CANARY_TEMPLATE,
+    "canary-scale-up": CANARY_SCALE_UP,
+    "status-progressing": status_write("Progressing"),
+    "primary-template": PRIMARY_TEMPLATE,
+    "status-promoting": status_write("Promoting"),
+    "canary-to-zero": CANARY_TO_ZERO,
+    "status-succeeded": status_write("Succeeded"),
+}
+ROLLBACK_WRITES = {
+    "canary-to-zero": CANARY_TO_ZERO,
+    "status-rolledback": status_write("RolledBack"),
+}
+FLOWS = {"promotion": ("Succeeded", PROMOTION_WRITES), "rollback": ("RolledBack", ROLLBACK_WRITES)}
+
+
+# ---------------------------------------------------------------- the shared stage
+
+
+class Bench:
+    """The module's Stage; rebuilt when a case left it in a state the next case cannot start from."""
+
+    def __init__(self) -> None:
+        self.stage: stages.Stage | None = None
+        self.references: dict[str, dict[str, Any]] = {}
+
+    def ready(self) -> stages.Stage:
+        if self.stage is not None:
+            try:
+                self.stage.wait_for("a quiet rollout to start the next case from", self._quiet, timeout=20)
+                return self.stage
+            except stages.StageError:
+                self.close()
+        catalogue = traffic.Catalogue(by_image={**traffic.DEFAULT_IMAGES, **BAD_IMAGES})
+        self.stage = stages.Stage(plan=PLAN, catalogue=catalogue).start()
+        self.stage.wait_phase("Stable", timeout=30)
+        self.stage.wait_traffic()
+        return self.stage
+
+    def _quiet(self) -> bool:
+        assert self.stage is not None
+        canary = self.stage.deployment("web-canary")
+        status = self.stage.status()
+        return (
+            self.stage.operator_running
+            and status.get("phase") in ("Stable", "Succeeded", "RolledBack")
+            and status.get("weight") == 0
+            and canary is not None
+            and canary["spec"]["replicas"] == 0
+        )
+
+    def close(self) -> None:
+        if self.stage is not None:
+            self.stage.close()
+            self.stage = None
+
+
+@pytest.fixture(scope="module")
+def bench() -> Iterator[Bench]:
+    shared = Bench()
+    yield shared
+    shared.close()
+
+
+# ---------------------------------------------------------------- one release, maybe interrupted
+
+
+def image_of(deployment: dict[str, Any] | None) -> str:
+    assert deployment is not None
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def generation(deployment: dict[str, Any] | None) -> int:
+    assert deployment is not None
+    return int(deployment["metadata"]["generation"])
+
+
+@dataclasses.dataclass
+class Release:
+    """What a user sees of one release: end state (revisions by role), transitions and Events."""
+
+    outcome: dict[str, Any]
+    transitions: collections.Counter[str]
+    events: collections.Counter[str]
+    scaled_up_after_rollback: list[int]
+    seconds: float
+
+
+def release(stage: stages.Stage, flow: str, interrupt: Callable[[stages.Stage], emulation.Fault] | None) -> Release:
+    phase, _ = FLOWS[flow]
+    started = time.monotonic()
+    image = f"example/web:bad-{next(_images)}" if flow == "rollback" else f"example/web:2.{next(_images)}"
+    before = stage.status()
+    stable_image = image_of(stage.deployment("web-primary"))
+    generations = {name: generation(stage.deployment(name)) for name in ("web-primary", "web-canary")}
+    marker = max((int(e["metadata"]["resourceVersion"]) for e in stage.events()), default=0)
+
+    canary_writes: list[int] = []  # replicas written to the canary, in order, as stored
+    assert stage.cluster is not None
+    tap = stage.cluster.inject(
+        emulation.Fault(
+            "patch",
+            "deployments",
+            emulation.Call(lambda r: canary_writes.append(replicas_written(r) or 0), emulation.Moment.APPLIED),
+            name="web-canary",
+            when=lambda r: replicas_written(r) is not None,
+            count=None,
+        )
+    )
+    fault = interrupt(stage) if interrupt is not None else None
+    try:
+        stage.set_image(image)
+        if fault is not None and isinstance(fault.effect, emulation.Call):
+            fault.wait(timeout=60)
+            stage.kill_operator()  # reaps the process the fault killed
+            stage.start_operator()
+        stage.wait_status(
+            f"the release of {image} to end {phase}",
+            lambda status: (
+                status.get("phase") in ("Succeeded", "RolledBack")
+                and status.get("canaryRevision") == workloads.revision_of(_template(stage))
+                and status.get("weight") == 0
+            ),
+            timeout=60,
+        )
+        stage.wait_for("the canary at 0", lambda: stage.deployment("web-canary")["spec"]["replicas"] == 0)
+        stage.wait_ticks(3)  # whatever the operator would still do after that, it has done
+        assert fault is None or fault.fired == 1, f"the fault never met its write: {fault!r}"
+    finally:
+        stage.cluster.remove_fault(tap)
+        if fault is not None:
+            stage.cluster.remove_fault(fault)
+
+    new_revision = workloads.revision_of(_template(stage))
+    roles = {new_revision: "NEW", before.get("stableRevision"): "STABLE", image: "NEW", stable_image: "STABLE"}
+    status = stage.status()
+    web, primary, canary = (stage.deployment(name) for name in ("web", "web-primary", "web-canary"))
+    assert web is not None and primary is not None and canary is not None
+
+    def role(value: Any) -> Any:
+        return roles.get(value, "OTHER" if value else value)
+
+    ours = [e for e in stage.events() if int(e["metadata"]["resourceVersion"]) > marker]
+    mine = [r for r in status.get("releases", []) if r.get("revision") == new_revision]
+    services = {
+        name: (stage.service(name) or {}).get("spec", {}).get("selector")
+        for name in ("web", "web-primary", "web-canary")
+    }
+    outcome = {
+        "web": (web["spec"]["replicas"], role(image_of(web))),
+        "web-primary": (
+            primary["spec"]["replicas"],
+            role(image_of(primary)),
+            generation(primary) - generations["web-primary"],
+        ),
+        "web-canary": (
+            canary["spec"]["replicas"],
+            role(image_of(canary)),
+            generation(canary) - generations["web-canary"],
+        ),
+        "services": services,
+        "phase": status.get("phase"),
+        "stableRevision": role(status.get("stableRevision")),
+        "canaryRevision": role(status.get("canaryRevision")),
+        "rejected": status.get("rejectedRevision") == new_revision,
+        "weight": status.get("weight"),
+        "currentStepIndex": status.get("currentStepIndex"),
+        "targetReplicas": status.get("targetReplicas"),
+        "conditions": sorted((c["type"], c["status"], c["reason"]) for c in status.get("conditions", [])),
+        "releases": [r.get("outcome") for r in mine],
+    }
+    first_zero = next((i for i, n in enumerate(canary_writes) if n == 0), None)
+    return Release(
+        outcome=outcome,
+        transitions=collections.Counter(e["reason"] for e in ours if e["reason"] in TRANSITIONS),
+        events=collections.Counter(e["reason"] for e in ours),
+        scaled_up_after_rollback=[]
+        if first_zero is None or flow != "rollback"
+        else [n for n in canary_writes[first_zero:] if n > 0],
+        seconds=time.monotonic() - started,
+    )
+
+
+def _template(stage: stages.Stage) -> dict[str, Any]:
+    web = stage.deployment("web")
+    assert web is not None
+    return dict(web["spec"]["template"])
+
+
+def reference(bench: Bench, flow: str) -> dict[str, Any]:
+    """The end state and transitions of an uninterrupted release of this kind (run once per module)."""
+    if flow not in bench.references:
+        done = release(bench.ready(), flow, None)
+        bench.references[flow] = {"outcome": done.outcome, "transitions": done.transitions}
+    return bench.references[flow]
+
+
+def assert_like_uninterrupted(bench: Bench, flow: str, done: Release) -> None:
+    expected = reference(bench, flow)
+    assert done.outcome == expected["outcome"], json.dumps(
+        {"got": done.outcome, "uninterrupted": expected["outcome"]}, indent=1, default=str
+    )
+    assert done.transitions == expected["transitions"], (
+        f"transitions {dict(done.transitions)}; uninterrupted {dict(expected['transitions'])}"
+    )
+    assert done.scaled_up_after_rollback == [], (
+        f"the rolled-back canary was scaled up again: {done.scaled_up_after_rollback}"
+    )
+
+
+# ---------------------------------------------------------------- the tables
+
+
+def test_an_uninterrupted_promotion_and_rollback_make_each_transition_once(bench: Bench) -> None:
+    promotion = reference(bench, "promotion")
+    assert promotion["outcome"]["phase"] == "Succeeded" and promotion["outcome"]["web-primary"][1] == "NEW"
+    assert promotion["transitions"] == {"CanaryStarted": 1, "StepAdvanced": 1, "Promoting": 1, "Promoted": 1}
+    rollback = reference(bench, "rollback")
+    assert rollback["outcome"]["phase"] == "RolledBack" and rollback["outcome"]["web-primary"][1] == "STABLE"
+    assert rollback["outcome"]["rejected"] is True
+    assert rollback["transitions"] == {"CanaryStarted": 1, "RolledBack": 1}
+
+
+KILLS = [
+    pytest.param(flow, write, moment, id=f"{flow}-{moment}-{write}")
+    for flow, (_, writes) in FLOWS.items()
+    for write in writes
+    for moment in ("before", "after")
+]
+
+
+@pytest.mark.parametrize(("flow", "write", "moment"), KILLS)
+def test_the_operator_killed_at_a_write_ends_as_if_it_was_not(bench: Bench, flow: str, write: str, moment: str) -> None:
+    boundary = FLOWS[flow][1][write]
+
+    def kill(stage: stages.Stage) -> emulation.Fault:
+        effect = (
+            emulation.Call(stage.signaller(signal.SIGKILL), emulation.Moment.ARRIVED, apply=False)
+            if moment == "before"
+            else emulation.Call(stage.signaller(signal.SIGKILL), emulation.Moment.APPLIED)
+        )
+        assert stage.cluster is not None
+        return stage.cluster.inject(boundary.fault(effect))
+
+    reference(bench, flow)
+    done = release(bench.ready(), flow, kill)
+    print(f"{flow} killed {moment} {write}: {done.seconds:.1f}s")
+    assert_like_uninterrupted(bench, flow, done)
+
+
+CONFLICTS = [
+    pytest.param(flow, write, id=f"{flow}-{write}")
+    for flow, (_, writes) in FLOWS.items()
+    for write in writes
+    if write.startswith("status-")
+]
+
+
+@pytest.mark.parametrize(("flow", "write"), CONFLICTS)
+def test_a_status_write_refused_with_409_ends_as_if_it_was_not(bench: Bench, flow: str, write: str) -> None:
+    boundary = FLOWS[flow][1][write]
+
+    def refuse(stage: stages.Stage) -> emulation.Fault:
+        assert stage.cluster is not None
+        return stage.cluster.inject(boundary.fault(emulation.conflict()))
+
+    reference(bench, flow)
+    done = release(bench.ready(), flow, refuse)
+    print(f"{flow} 409 at {write}: {done.seconds:.1f}s")
+    assert_like_uninterrupted(bench, flow, done)

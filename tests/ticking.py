@@ -1,0 +1,186 @@
+"""The operator's I/O edge driven one tick at a time against the emulated API (for tests/handlers).
+
+A :class:`World` is one rollout's namespace in an emulated cluster, a ``kube.Client`` on it, a
+fake metric provider (:class:`Metrics`), an explicit clock, the record of every write the
+operator sent (in order) and the Events it posted through Kopf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+from typing import Any
+
+from helpers import T0
+
+# Kopf 1.x keeps the Events a handler posts in a queue that its poster task drains; a World
+# reads that queue instead of a poster.
+from kopf._core.engines import posting
+
+from canary_bench import cluster as clusters
+from canary_operator import kube, models, reconciling
+
+
+@dataclasses.dataclass(frozen=True)
+class Write:
+    """One write as the API received it: what a reviewer would read in an audit log."""
+
+    verb: str
+    plural: str
+    name: str | None
+    subresource: str | None
+    body: Any
+
+    @property
+    def what(self) -> str:
+        """``patch deployments/web-canary``, ``patch canaryrollouts/web/status``, ``create services/web``."""
+        path = "/".join(p for p in (self.plural, self.name, self.subresource) if p)
+        return f"{self.verb} {path}"
+
+
+class Metrics:
+    """A metric provider with the numbers a test sets: requests per window and error percent per arm."""
+
+    def __init__(self) -> None:
+        self.requests = 1000.0
+        self.error_percent = {"canary": 0.0, "primary": 0.0}
+        self.queries: list[str] = []
+
+    async def query(self, promql: str, at: datetime.datetime) -> float:
+        self.queries.append(promql)
+        arm = "canary" if "-canary" in promql else "primary"
+        if promql.startswith("100 *"):  # the error-rate template: percent of 5xx
+            return self.error_percent[arm]
+        if '"5.."' in promql:  # a count of 5xx answers
+            return self.requests * self.error_percent[arm] / 100
+        return self.requests
+
+    async def query_by(self, promql: str, at: datetime.datetime, label: str) -> dict[str, float]:
+        self.queries.append(promql)
+        return {}
+
+
+def rollout_manifest(namespace: str, **analysis: Any) -> dict[str, Any]:
+    """One step at 50%, checks every 10 s, one failed check rolls back; only the error rate is judged."""
+    return {
+        "apiVersion": "canary.dev/v1alpha1",
+        "kind": "CanaryRollout",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "service": {"port": 80, "targetPort": 8080},
+            "trafficRouting": {"replicas": {}},
+            "steps": [{"setWeight": 50}],
+            "analysis": {
+                "interval": "10s",
+                "failureThreshold": 1,
+                "minRequests": 50,
+                "prometheus": {"address": "http://prometheus.invalid:9090"},
+                "metrics": [{"name": "error-rate", "template": "error-rate", "max": 1}],
+                **analysis,
+            },
+        },
+    }
+
+
+def target_manifest(namespace: str, image: str = "example/web:1.0", replicas: int = 4) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": image, "ports": [{"containerPort": 8080}]}]},
+            },
+        },
+    }
+
+
+@dataclasses.dataclass
+class World:
+    """One rollout's namespace, and the operator's I/O edge pointed at it, one tick at a time."""
+
+    cluster: clusters.EmulatedCluster
+    namespace: str
+    api: kube.Client
+    metrics: Metrics
+    events_queue: asyncio.Queue[posting.K8sEvent]
+    writes: list[Write] = dataclasses.field(default_factory=list)
+    events: list[posting.K8sEvent] = dataclasses.field(default_factory=list)
+    now: datetime.datetime = T0
+
+    # ---------------------------------------------------------------- the user's side
+
+    def path(self, plural: str, name: str | None = None) -> str:
+        group = {"deployments": "/apis/apps/v1", "canaryrollouts": "/apis/canary.dev/v1alpha1"}.get(plural, "/api/v1")
+        return f"{group}/namespaces/{self.namespace}/{plural}" + (f"/{name}" if name else "")
+
+    def create_target(self, image: str = "example/web:1.0", replicas: int = 4) -> None:
+        self.cluster.create(self.path("deployments"), target_manifest(self.namespace, image, replicas))
+        self.settle()
+
+    def create_rollout(self, **analysis: Any) -> None:
+        self.cluster.create(self.path("canaryrollouts"), rollout_manifest(self.namespace, **analysis))
+
+    def set_image(self, image: str) -> None:
+        """What ``kubectl set image deployment/web web=IMAGE`` sends."""
+        patch = {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}}
+        self.cluster.patch(self.path("deployments", "web"), patch, kind="strategic")
+        self.settle()
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        found = self.cluster.get(self.path(plural, name))
+        assert found is not None, f"{plural}/{name} not found"
+        return found
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.get("canaryrollouts", "web").get("status") or {})
+
+    def settle(self) -> None:
+        """Wait until the Deployment controller has rolled out every Deployment of the namespace."""
+
+        def done() -> bool:
+            for item in self.cluster.list(self.path("deployments")):
+                status = item.get("status") or {}
+                wanted = item["spec"].get("replicas", 1)
+                if status.get("observedGeneration") != item["metadata"]["generation"]:
+                    return False
+                if status.get("readyReplicas", 0) != wanted or status.get("updatedReplicas", 0) != wanted:
+                    return False
+            return True
+
+        self.cluster.wait_for(done, timeout=10, interval=0.002, message="the Deployments to be rolled out")
+
+    # ---------------------------------------------------------------- the operator's side
+
+    async def tick(self, advance: float = 1.0) -> list[Write]:
+        """One ``reconciling.tick`` at the current time; the writes it sent. The clock then moves on."""
+        start = len(self.writes)
+        await reconciling.tick(self.api, self.namespace, "web", self.now, provider_for=lambda _: self.metrics)
+        self.now += datetime.timedelta(seconds=advance)
+        self.settle()
+        return self.writes[start:]
+
+    async def finalize(self) -> list[Write]:
+        start = len(self.writes)
+        await reconciling.finalize(self.api, self.get("canaryrollouts", "web"))
+        self.settle()
+        return self.writes[start:]
+
+    def posted(self) -> list[tuple[str, str]]:
+        """The (type, reason) of the Events posted so far, in order."""
+        while not self.events_queue.empty():
+            self.events.append(self.events_queue.get_nowait())
+        return [(event.type, event.reason) for event in self.events]
+
+    async def until_stable(self) -> None:
+        """Take the target over: ticks until the rollout is Stable (a few)."""
+        for _ in range(5):
+            await self.tick()
+            if self.status().get("phase") == models.Phase.STABLE:
+                return
+        raise AssertionError(f"not Stable after 5 ticks: {self.status()}")
