@@ -12,14 +12,14 @@ from canary_bench.benchmarks import corpus, judge, peers
 HEALTHY = corpus.FAMILY["healthy 0.1%"]
 
 
-def arm(requests: int, errors: int = 0, slow: int = 0) -> object:
+def arm(requests: int, errors: int = 0, slow: int = 0) -> corpus.Arm:
     """An arm whose requests all take 40 ms, but ``slow`` of them take 600 ms."""
     fast = requests - slow
     buckets = tuple(fast + slow if bound >= 0.75 else fast if bound >= 0.05 else 0 for bound in corpus.BUCKETS)
     return corpus.Arm(requests, errors, buckets)
 
 
-def trace(*intervals: tuple[object, object]) -> object:
+def trace(*intervals: tuple[corpus.Arm, corpus.Arm]) -> corpus.Trace:
     return corpus.Trace(HEALTHY, 500.0, 0, tuple(corpus.Interval(c, p) for c, p in intervals))
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from canary_bench import stage as stages
 
@@ -22,6 +23,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prometheus_tools")]
 def image_of(deployment: dict[str, Any] | None) -> str:
     assert deployment is not None
     return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def replicas(stage: stages.Stage, name: str) -> int:
+    deployment = stage.deployment(name)
+    assert deployment is not None, f"Deployment {name}"
+    return int(deployment["spec"]["replicas"])
 
 
 def reasons(stage: stages.Stage) -> list[str]:
@@ -74,7 +81,7 @@ def test_a_healthy_canary_is_promoted(stage: stages.Stage) -> None:
     assert last["verdict"] == "Pass"
     error_rate = next(m for m in last["metrics"] if m["name"] == "error-rate")
     assert error_rate["canaryRequests"] >= 20 and error_rate["canary"] < 1
-    stage.wait_for("the canary scaled to 0", lambda: stage.deployment("web-canary")["spec"]["replicas"] == 0)
+    stage.wait_for("the canary scaled to 0", lambda: replicas(stage, "web-canary") == 0)
     stage.wait_for("weight 0 reported", lambda: stage.status().get("weight") == 0)
     assert stage.load is not None
     canary_pods = [t for t in stage.load.tallies().values() if t.pod.startswith("web-canary-")]
@@ -93,7 +100,7 @@ def test_a_canary_answering_5_percent_errors_is_rolled_back(stage: stages.Stage)
     assert failing["verdict"] == "Fail" and 1 < failing["canary"] < 15
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "RolledBack")
-    stage.wait_for("the canary scaled to 0", lambda: stage.deployment("web-canary")["spec"]["replicas"] == 0)
+    stage.wait_for("the canary scaled to 0", lambda: replicas(stage, "web-canary") == 0)
     stage.wait_for("weight 0 reported", lambda: stage.status().get("weight") == 0)
     assert stage.status()["phase"] == "RolledBack", "the rejected revision is not retried"
     assert reasons(stage).count("CanaryStarted") == 1
@@ -190,7 +197,7 @@ def test_invalid_specs_are_rejected_with_a_specific_message_and_touch_nothing() 
         assert stage.prometheus is not None
         manifest = stage.plan.manifest(stage.prometheus.url)
         manifest["spec"]["steps"][0] = {"setWeight": 150}
-        refused = stage.kubectl("apply", "-f", "-", stdin=stages.yaml.safe_dump(manifest))
+        refused = stage.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
         assert refused.returncode != 0
         assert "setWeight" in refused.stderr and "100" in refused.stderr
 

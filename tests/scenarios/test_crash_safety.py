@@ -38,7 +38,23 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prometheus_tools")]
 
 TRANSITIONS = ("CanaryStarted", "StepAdvanced", "Promoting", "Promoted", "RolledBack", "CanaryAbandoned")
 BAD_IMAGES = {f"example/web:bad-{n}": traffic.FAILING for n in range(100)}
-PLAN = stages.Plan(interval="1s", failure_threshold=1, steps=[{"setWeight": 50}])
+
+
+class ErrorRatePlan(stages.Plan):
+    """One step at 50%, judged on the error rate alone: one 2 s check passes or rolls back.
+
+    The latency p99 wants 100 canary requests per window; on a loaded machine that makes checks
+    inconclusive and the table slow, and the judge is not what this module tests.
+    """
+
+    def manifest(self, prometheus_url: str) -> dict[str, Any]:
+        manifest = super().manifest(prometheus_url)
+        metrics = manifest["spec"]["analysis"]["metrics"]
+        manifest["spec"]["analysis"]["metrics"] = [m for m in metrics if m["name"] == "error-rate"]
+        return manifest
+
+
+PLAN = ErrorRatePlan(interval="2s", failure_threshold=1, steps=[{"setWeight": 50}])
 _images = itertools.count()
 
 Predicate = Callable[[emulation.Request], bool]
@@ -232,7 +248,7 @@ def release(stage: stages.Stage, flow: str, interrupt: Callable[[stages.Stage], 
             ),
             timeout=60,
         )
-        stage.wait_for("the canary at 0", lambda: stage.deployment("web-canary")["spec"]["replicas"] == 0)
+        stage.wait_for("the canary at 0", lambda: (stage.deployment("web-canary") or {})["spec"]["replicas"] == 0)
         stage.wait_ticks(3)  # whatever the operator would still do after that, it has done
         assert fault is None or fault.fired == 1, f"the fault never met its write: {fault!r}"
     finally:

@@ -18,7 +18,7 @@ inject), and ``emulator`` (the store and the HTTP API). What the rest of the ben
 
 from canary_bench.emulation.emulator import CRDS, NAMESPACES, FidelityEmulator
 from canary_bench.emulation.errors import ApiError, Cause
-from canary_bench.emulation.faults import Call, Fault, Hang, Moment, Request, Respond, conflict, server_error
+from canary_bench.emulation.faults import Call, Effect, Fault, Hang, Moment, Request, Respond, conflict, server_error
 from canary_bench.emulation.tables import PrinterColumn
 from canary_bench.emulation.times import format_time, now, parse_time
 
@@ -28,6 +28,7 @@ __all__ = [
     "ApiError",
     "Call",
     "Cause",
+    "Effect",
     "Fault",
     "FidelityEmulator",
     "Hang",
