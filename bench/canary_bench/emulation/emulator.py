@@ -832,7 +832,7 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             api = self._api_for(route.resource)
             if api is None:
                 raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
-            verb = _verb(request, route)
+            verb = _request_verb(request, route)
             if verb is None or not len(self.faults):
                 return self._dispatch(request, api, route)
             content_type = _header(request, "Content-Type").split(";")[0].strip()
@@ -871,7 +871,7 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             route.subresource and route.subresource not in api.info.subresources
         ):
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
-        verb = _verb(request, route)
+        verb = _request_verb(request, route)
         if verb is None or (api.info.verbs and verb not in api.info.verbs):
             raise errors.ApiError(
                 405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
@@ -1227,7 +1227,7 @@ def _json_or_none(body: bytes) -> Any:
         return None
 
 
-def _verb(request: kmock.Request, route: routes.Route) -> str | None:
+def _request_verb(request: kmock.Request, route: routes.Route) -> str | None:
     """The API verb of a request (None when the method makes no sense for the URL)."""
     method = str(getattr(request.method, "value", request.method)).upper()
     watch = request.params.get("watch") in ("true", "1")
