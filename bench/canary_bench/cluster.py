@@ -332,10 +332,15 @@ class EmulatedCluster:
         ready_delay: float = 0.2,
         crd_paths: Iterable[pathlib.Path] = (DEFAULT_CRD_PATH,),
         namespaces: Iterable[str] = DEFAULT_NAMESPACES,
+        request_log_limit: int | None = None,
+        history_limit: int | None = 1000,
     ) -> None:
         self._ready_delay = ready_delay
         self._crd_paths = list(crd_paths)
         self._namespaces = list(namespaces)
+        # A long run (the scale benchmark) bounds what the emulator remembers: see FidelityEmulator.
+        self._request_log_limit = request_log_limit
+        self._history_limit = history_limit
         self._workdir = pathlib.Path(tempfile.mkdtemp(prefix="emulated-cluster-"))
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -391,7 +396,9 @@ class EmulatedCluster:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        emulator = emulation.FidelityEmulator()
+        emulator = emulation.FidelityEmulator(
+            request_log_limit=self._request_log_limit, history_limit=self._history_limit
+        )
         emulator.load_builtins()
         for namespace in self._namespaces:
             emulator.create_object(emulation.NAMESPACES, None, {"metadata": {"name": namespace}})

@@ -237,6 +237,11 @@ class FidelityEmulator(kmock.KubernetesEmulator):
     history_limit: int | None = 1000  # versions kept per object in ``emulator.objects[...].history``
     change_log_limit: int = 10_000  # changes per resource a watch can resume from before 410 Gone
     watch_poll_interval: float = 1.0  # how often an idle watch checks that its client is still there
+    # Requests kept for assertions (kmock's ``list(emulator)``); None keeps all. kmock scans them for
+    # every new request, so a long run must bound them or each request gets slower than the last.
+    request_log_limit: int | None = None
+    # Requests served by verb as the API server's audit log names them (get, list, watch, create, patch, ...).
+    verbs: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
     # What tests inject: 409s, 500s, hangs, or a callback at the moment a given request arrives or is applied.
     faults: faulting.Faults = attrs.field(factory=faulting.Faults, init=False)
 
@@ -791,6 +796,20 @@ class FidelityEmulator(kmock.KubernetesEmulator):
     # ---------------------------------------------------------------- HTTP: routing
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        self.verbs[_verb(raw_request)] += 1
+        try:
+            return await self._serve_raw(raw_request)
+        finally:
+            if self.request_log_limit is not None:
+                self._forget_requests(self.request_log_limit)
+
+    def _forget_requests(self, keep: int) -> None:
+        # kmock 0.8 keeps requests in the root and in each reaction (private lists; the pin allows it).
+        for log in (self._requests, *(reaction._requests for reaction in self._payloads)):
+            if len(log) > keep:
+                del log[: len(log) - keep]
+
+    async def _serve_raw(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         # kmock 0.8's request parser fails on some valid paths, e.g. /api/v1/namespaces (a 500 there):
         # build the request record here so that such requests still reach the emulator.
         try:
@@ -1218,6 +1237,16 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             "paths": paths,
             "components": {"schemas": published},
         }
+
+
+def _verb(raw_request: aiohttp.web.BaseRequest) -> str:
+    method = raw_request.method.upper()
+    if method != "GET":
+        return {"POST": "create", "PUT": "update"}.get(method, method.lower())
+    if raw_request.query.get("watch") in ("1", "true"):
+        return "watch"
+    route = routes.parse_route(raw_request.path)
+    return "list" if route is not None and not route.name else "get"
 
 
 def _json_or_none(body: bytes) -> Any:
