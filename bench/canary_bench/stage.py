@@ -161,7 +161,8 @@ class Stage:
 
     def start(self) -> Self:
         try:
-            self.cluster = clusters.EmulatedCluster().start()
+            # A stage runs for minutes: a bounded request log keeps each request as fast as the first.
+            self.cluster = clusters.EmulatedCluster(request_log_limit=100).start()
             self._closers.append(self.cluster.stop)
             self.cluster.create_namespace(NAMESPACE)
             self.apply(deployment_manifest(replicas=self.replicas))

@@ -21,7 +21,7 @@ _namespaces = itertools.count()
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[clusters.EmulatedCluster]:
-    with clusters.EmulatedCluster(ready_delay=0.0) as running:
+    with clusters.EmulatedCluster(ready_delay=0.0, request_log_limit=100) as running:
         yield running
 
 
