@@ -1,22 +1,17 @@
 """The operator's I/O edge driven one tick at a time against the emulated API (for tests/handlers).
 
 A :class:`World` is one rollout's namespace in an emulated cluster, a ``kube.Client`` on it, a
-fake metric provider (:class:`Metrics`), an explicit clock, the record of every write the
-operator sent (in order) and the Events it posted through Kopf.
+fake metric provider (:class:`Metrics`), an explicit clock, and the record of every write the
+operator sent, in order (its Events included: they are writes too).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime
 from typing import Any
 
 from helpers import T0
-
-# Kopf 1.x keeps the Events a handler posts in a queue that its poster task drains; a World
-# reads that queue instead of a poster.
-from kopf._core.engines import posting
 
 from canary_bench import cluster as clusters
 from canary_operator import kube, models, reconciling
@@ -34,7 +29,9 @@ class Write:
 
     @property
     def what(self) -> str:
-        """``patch deployments/web-canary``, ``patch canaryrollouts/web/status``, ``create services/web``."""
+        """``patch deployments/web-canary``, ``patch canaryrollouts/web/status``, ``event RolledBack``."""
+        if self.plural == "events" and self.verb == "create":
+            return f"event {self.body.get('reason')}"
         path = "/".join(p for p in (self.plural, self.name, self.subresource) if p)
         return f"{self.verb} {path}"
 
@@ -108,9 +105,7 @@ class World:
     namespace: str
     api: kube.Client
     metrics: Metrics
-    events_queue: asyncio.Queue[posting.K8sEvent]
     writes: list[Write] = dataclasses.field(default_factory=list)
-    events: list[posting.K8sEvent] = dataclasses.field(default_factory=list)
     now: datetime.datetime = T0
 
     # ---------------------------------------------------------------- the user's side
@@ -172,10 +167,12 @@ class World:
         return self.writes[start:]
 
     def posted(self) -> list[tuple[str, str]]:
-        """The (type, reason) of the Events posted so far, in order."""
-        while not self.events_queue.empty():
-            self.events.append(self.events_queue.get_nowait())
-        return [(event.type, event.reason) for event in self.events]
+        """The (type, reason) of the Events about the rollout, as ``kubectl describe`` lists them."""
+        events = [
+            e for e in self.cluster.list(self.path("events")) if (e.get("involvedObject") or {}).get("name") == "web"
+        ]
+        events.sort(key=lambda e: int(e["metadata"]["resourceVersion"]))
+        return [(e["type"], e["reason"]) for e in events]
 
     async def until_stable(self) -> None:
         """Take the target over: ticks until the rollout is Stable (a few)."""

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
 
 import kopf
 import pytest
-from kopf._core.engines import posting
 from ticking import Metrics, World, Write
 
 from canary_bench import cluster as clusters
@@ -29,14 +27,8 @@ def cluster() -> Iterator[clusters.EmulatedCluster]:
 async def world(cluster: clusters.EmulatedCluster) -> AsyncIterator[World]:
     namespace = f"handlers-{next(_namespaces)}"
     cluster.create_namespace(namespace)
-    queue: asyncio.Queue[posting.K8sEvent] = asyncio.Queue()
-    tokens = (
-        posting.settings_var.set(kopf.OperatorSettings()),
-        posting.event_queue_var.set(queue),
-        posting.event_queue_loop_var.set(asyncio.get_running_loop()),
-    )
     async with kube.Client(kopf.ConnectionInfo(server=cluster.url)) as api:
-        world = World(cluster, namespace, api, Metrics(), queue)
+        world = World(cluster, namespace, api, Metrics())
 
         def record(request: emulation.Request) -> None:
             world.writes.append(Write(request.verb, request.plural, request.name, request.subresource, request.body))
@@ -53,6 +45,3 @@ async def world(cluster: clusters.EmulatedCluster) -> AsyncIterator[World]:
             yield world
         finally:
             cluster.clear_faults()
-    posting.event_queue_loop_var.reset(tokens[2])
-    posting.event_queue_var.reset(tokens[1])
-    posting.settings_var.reset(tokens[0])
