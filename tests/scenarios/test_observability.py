@@ -29,10 +29,12 @@ def test_the_operators_metrics_follow_a_rollback_and_its_logs_tell_the_release_s
         stage.wait_status("the first check", lambda status: status.get("lastCheck") is not None)
 
         def checked() -> int:  # the metrics follow the recorded status, a moment after it is written
-            return sum(
-                v
-                for (name, labels), v in stage.operator_metrics().items()
-                if name == "canary_operator_checks_total" and ROLLOUT[1] in labels
+            return int(
+                sum(
+                    v
+                    for (name, labels), v in stage.operator_metrics().items()
+                    if name == "canary_operator_checks_total" and ROLLOUT[1] in labels
+                )
             )
 
         assert stage.wait_for("both metrics checked", lambda: checked() >= 2, timeout=10)
