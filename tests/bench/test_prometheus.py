@@ -124,6 +124,7 @@ def test_stopped_prometheus_refuses_queries_and_restarts_on_the_same_port_with_i
     assert server.query_value('sum(rate(http_requests_total{pod="web-canary"}[1m]))', at=AT) == pytest.approx(50)
 
 
+@pytest.mark.slow  # waits for the first live scrape
 def test_live_scrape_of_an_exporter_shows_up(start_prometheus: Start) -> None:
     with traffic.Exporter() as exporter:
         exporter.record("shop", "web-1", "200", 0.03)

@@ -280,6 +280,7 @@ def test_replicas_source_reports_an_unreachable_api_as_a_source_error() -> None:
 # The closed loop: generator -> exporter -> real Prometheus.
 
 
+@pytest.mark.slow  # waits for live scrapes
 def test_prometheus_sees_the_generated_rate_and_forgets_gone_pods(
     exporter: traffic.Exporter,
     start_prometheus: Callable[..., prometheus.PrometheusServer],

@@ -86,6 +86,7 @@ def test_requests_slower_than_a_bound_use_the_bucket_at_or_above_it() -> None:
     assert significance.count_above(buckets, 0.3) == (40.0, 0.5)
 
 
+@pytest.mark.slow  # thousands of simulated rollouts
 def test_looking_at_growing_counts_every_check_keeps_false_rollbacks_rare_only_when_sequential() -> None:
     rng = random.Random(11)
     runs, looks, per_look = 300, 20, 200

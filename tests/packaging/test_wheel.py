@@ -8,8 +8,10 @@ import sys
 import zipfile
 
 import helpers
+import pytest
 
 
+@pytest.mark.slow  # builds a wheel with pip: half a minute
 def test_the_operator_wheel_holds_the_operator_package_only(tmp_path: pathlib.Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), "."],
