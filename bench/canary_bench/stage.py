@@ -47,13 +47,29 @@ STABLE_IMAGE = "example/web:1.0"
 T = TypeVar("T")
 
 
-def _process_state(pid: int) -> str | None:
-    """The state letter of a process (R, S, T, Z, ...), None once it is gone."""
+def process_state(pid: int) -> str | None:
+    """The state letter of a process (R, S, T, Z, ...), None once it is gone. Linux: from /proc."""
     try:
         stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()[0]
+
+
+def signaller(pid: int, sig: int = signal.SIGKILL, timeout: float = 5.0) -> Callable[[emulation.Request], None]:
+    """A fault callback: send ``sig`` to ``pid`` and return once it took effect (dead, or stopped)."""
+    settled: dict[signal.Signals, set[str | None]] = {signal.SIGKILL: {"Z", "X", None}, signal.SIGSTOP: {"T", "t"}}
+    wanted = settled.get(signal.Signals(sig))
+
+    def send(request: emulation.Request) -> None:
+        os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while wanted is not None and process_state(pid) not in wanted:
+            if time.monotonic() > deadline:
+                raise StageError(f"process {pid} did not take signal {sig} within {timeout}s")
+            time.sleep(0.001)
+
+    return send
 
 
 class StageError(AssertionError):
@@ -264,22 +280,11 @@ class Stage:
 
         ``cluster.inject(Fault(..., Call(stage.signaller(), Moment.APPLIED)))`` kills the operator
         after that write is stored and before the operator can read the answer; SIGSTOP freezes it
-        there (until ``os.kill(pid, SIGCONT)``). Linux only: it reads the process state from /proc.
+        there (until ``os.kill(pid, SIGCONT)``).
         """
-        process = self._operator
-        if process is None or process.poll() is not None:
+        if self._operator is None or self._operator.poll() is not None:
             raise StageError("the operator is not running")
-        settled = {signal.SIGKILL: {"Z", "X"}, signal.SIGSTOP: {"T", "t"}}.get(signal.Signals(sig), set())
-
-        def send(request: emulation.Request) -> None:
-            os.kill(process.pid, sig)
-            deadline = time.monotonic() + 5
-            while settled and _process_state(process.pid) not in settled | {None}:
-                if time.monotonic() > deadline:
-                    raise StageError(f"the operator (pid {process.pid}) did not take signal {sig} within 5s")
-                time.sleep(0.001)
-
-        return send
+        return signaller(self._operator.pid, sig)
 
     def reconciles(self) -> int:
         """Ticks the running operator process has finished (ok or error) since it started."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +16,7 @@ from helpers import deployment
 
 from canary_bench import cluster as clusters
 from canary_bench import emulation
+from canary_bench import stage as stages
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/shop/deployments"
 CONFIGMAPS = "/api/v1/namespaces/shop/configmaps"
@@ -218,3 +222,17 @@ def test_a_recording_callback_registered_first_does_not_hide_a_conflict_after_it
     assert (refusal.fired, after.seen) == (1, 0), "the fault after the one that answered does not see the request"
     cluster.create(CONFIGMAPS, configmap("b"))
     assert [(r.verb, r.plural, r.name) for r in writes] == [("patch", "configmaps", "a"), ("create", "configmaps", "b")]
+
+
+def test_a_signalling_callback_returns_once_the_process_is_stopped_or_dead() -> None:
+    process = subprocess.Popen(["sleep", "30"])
+    try:
+        request = emulation.Request("patch", "", "v1", "configmaps", "shop", "a", None, None, "")
+        stages.signaller(process.pid, signal.SIGSTOP)(request)
+        assert stages.process_state(process.pid) in ("T", "t"), "frozen when the callback returns"
+        os.kill(process.pid, signal.SIGCONT)
+        stages.signaller(process.pid, signal.SIGKILL)(request)
+        assert stages.process_state(process.pid) in ("Z", None), "dead when the callback returns"
+    finally:
+        process.kill()
+        process.wait()
