@@ -15,9 +15,12 @@ run of the same kind:
 - after a rollback has scaled the canary to 0, the canary is never scaled up again.
 
 The writes are told apart by what they do (a template, a replica count, the phase a status write
-records), not by their order or patch type, so the table holds for any implementation. Against
-the operator before the record-then-act rewrite (fdc722d) several cases fail; see the report of
-issue 8's test work for which.
+records), not by their order or patch type, so the table holds for any implementation. The
+operator before the record-then-act rewrite (fdc722d, run with its own CRD) fails 10 of the 22
+release cases: killed after the canary's scale-up, before the Progressing record, after the
+Promoting record, before the Succeeded record, after the rollback's scale-to-0 (the rejected canary
+is scaled up again) and before the RolledBack record; and every 409 case (two RolledBack, two
+Promoted, two StepAdvanced Events, or the canary written again).
 """
 
 from __future__ import annotations
