@@ -58,6 +58,19 @@ class Metrics:
         return {}
 
 
+class _Source:
+    """Where ``reconciling`` gets its metric provider: always the test's :class:`Metrics`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def check(self, analysis: models.Analysis) -> None:
+        pass
+
+    async def provider(self, api: kube.Client, namespace: str, analysis: models.Analysis) -> Metrics:
+        return self.metrics
+
+
 def rollout_manifest(namespace: str, **analysis: Any) -> dict[str, Any]:
     """One step at 50%, checks every 10 s, one failed check rolls back; only the error rate is judged."""
     return {
@@ -155,7 +168,7 @@ class World:
     async def tick(self, advance: float = 1.0) -> list[Write]:
         """One ``reconciling.tick`` at the current time; the writes it sent. The clock then moves on."""
         start = len(self.writes)
-        await reconciling.tick(self.api, self.namespace, "web", self.now, provider_for=lambda _: self.metrics)
+        await reconciling.tick(self.api, self.namespace, "web", self.now, _Source(self.metrics))
         self.now += datetime.timedelta(seconds=advance)
         self.settle()
         return self.writes[start:]

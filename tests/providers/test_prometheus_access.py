@@ -103,7 +103,7 @@ async def test_a_bearer_token_over_tls_with_a_private_ca_and_a_tenant_header(
 ) -> None:
     front = gateway(token=TOKEN, headers=TENANT, certificates=certificates, prefix="/prometheus")
     secret(cluster, "prom-auth", token=TOKEN + "\n", ca_crt=certificates.ca_pem)
-    spec = models.PrometheusSpec(address=front.url, secretRef={"name": "prom-auth"}, headers=TENANT)
+    spec = models.PrometheusSpec(address=front.url, secret_ref={"name": "prom-auth"}, headers=TENANT)
     assert await value_through(pool, api, spec) == pytest.approx(45)
     assert front.seen[-1]["Authorization"] == f"Bearer {TOKEN}" and front.seen[-1]["X-Scope-OrgID"] == "team-a"
 
@@ -117,7 +117,7 @@ async def test_the_checks_of_many_rollouts_share_a_few_kept_alive_connections(
 ) -> None:
     front = gateway(token=TOKEN, certificates=certificates)
     secret(cluster, "prom-auth", token=TOKEN, ca_crt=certificates.ca_pem)
-    spec = models.PrometheusSpec(address=front.url, secretRef={"name": "prom-auth"})
+    spec = models.PrometheusSpec(address=front.url, secret_ref={"name": "prom-auth"})
     for _rollout in range(10):  # one check each, one after the other, as ten rollouts' daemons would
         provider = pool.provider(await endpoints.endpoint(api, "shop", spec, NO_DEFAULTS))
         values = await asyncio.gather(*(provider.query(QUERY, AT) for _ in range(8)))
@@ -134,7 +134,7 @@ async def test_basic_auth_from_a_secret(
 ) -> None:
     front = gateway(basic=("reader", "pa:ss"))
     secret(cluster, "prom-basic", username="reader", password="pa:ss")
-    spec = models.PrometheusSpec(address=front.url, secretRef={"name": "prom-basic"})
+    spec = models.PrometheusSpec(address=front.url, secret_ref={"name": "prom-basic"})
     assert await value_through(pool, api, spec) == pytest.approx(45)
 
 
@@ -148,7 +148,7 @@ async def test_a_server_certificate_from_an_unknown_ca_is_refused_and_accepted_w
     with pytest.raises(providers.UnreachableError, match="TLS certificate not trusted"):
         await value_through(pool, api, models.PrometheusSpec(address=front.url))
     assert front.seen == [], "no request went over an unverified connection"
-    insecure = models.PrometheusSpec(address=front.url, insecureSkipVerify=True)
+    insecure = models.PrometheusSpec(address=front.url, insecure_skip_verify=True)
     assert await value_through(pool, api, insecure) == pytest.approx(45)
 
 
@@ -161,7 +161,7 @@ async def test_a_wrong_token_is_a_query_error_that_never_shows_the_token(
     front = gateway(token=TOKEN)
     secret(cluster, "stale", token="an-old-rotated-token")
     with pytest.raises(providers.QueryError) as caught:
-        await value_through(pool, api, models.PrometheusSpec(address=front.url, secretRef={"name": "stale"}))
+        await value_through(pool, api, models.PrometheusSpec(address=front.url, secret_ref={"name": "stale"}))
     assert "refused the credentials (HTTP 403)" in str(caught.value)
     assert "an-old-rotated-token" not in str(caught.value)
 
@@ -174,7 +174,7 @@ async def test_a_rotated_token_is_used_at_the_next_check(
 ) -> None:
     front = gateway(token=TOKEN)
     secret(cluster, "rotating", token="before-rotation")
-    spec = models.PrometheusSpec(address=front.url, secretRef={"name": "rotating"})
+    spec = models.PrometheusSpec(address=front.url, secret_ref={"name": "rotating"})
     with pytest.raises(providers.QueryError):
         await value_through(pool, api, spec)
     cluster.replace(
@@ -206,7 +206,7 @@ async def test_an_unusable_secret_is_a_credentials_error_naming_the_key_not_the_
 ) -> None:
     if data is not None:
         secret(cluster, "prom", **data)
-    spec = models.PrometheusSpec(address="http://prometheus.monitoring:9090", secretRef={"name": "prom"})
+    spec = models.PrometheusSpec(address="http://prometheus.monitoring:9090", secret_ref={"name": "prom"})
     with pytest.raises(endpoints.CredentialsError) as caught:
         await endpoints.endpoint(api, "shop", spec, config.PrometheusSettings())
     assert words in str(caught.value)
