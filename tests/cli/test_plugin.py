@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import http.server
+import io
 import json
 import subprocess
 import threading
@@ -21,7 +22,7 @@ import yaml
 from helpers import V1, V2, World
 
 from canary_bench import cluster as clusters
-from canary_operator import models, rollouts
+from canary_operator import cli, models, rollouts
 
 Verdict = models.Verdict
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -304,3 +305,38 @@ def test_no_access_is_reported_as_forbidden(
         refused = kubectl("canary", *command, "-n", "shop")
         assert refused.returncode == 1
         assert refused.stderr.startswith('Error from server (Forbidden): canaryrollouts.canary.dev "web" is forbidden')
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_watch_redraws_in_place_and_only_when_something_changed(
+    cluster: clusters.EmulatedCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    world = released_world()
+    run_until(world, Verdict.PASS, lambda s: s.current_step_index == 1 and s.last_check is not None)
+    store(cluster, world.status)
+    screen, ticks = _Terminal(), []
+
+    def between_reads(seconds: float) -> None:
+        ticks.append(seconds)
+        if len(ticks) == 1:  # the operator moves on between two reads
+            run_until(world, Verdict.PASS, lambda s: s.current_step_index == 2 and s.weight == 50)
+            store(cluster, world.status)
+        elif len(ticks) == 3:
+            raise KeyboardInterrupt
+
+    argv = ["get", "web", "-n", "shop", "--watch", "--interval", "0.5", "--kubeconfig", str(cluster.kubeconfig)]
+    code = cli.run(argv, screen, io.StringIO(), sleep=between_reads)
+
+    drawn = screen.getvalue()
+    assert code == 0 and ticks == [0.5, 0.5, 0.5]
+    assert drawn.count("\x1b[2J") == 1, "the screen is cleared once, not on every frame"
+    frames = drawn.split("\x1b[H")[1:]
+    assert len(frames) == 2, "three reads, two different states, two frames"
+    assert "Step:        2/4" in frames[0] and "Step:        3/4 (setWeight 50%)" in frames[1]
+    assert all(line.endswith("\x1b[K") for line in frames[1].split("\n")[:-1])
+    assert frames[1].endswith("\x1b[J"), "what the longer previous frame left below is cleared"
