@@ -24,14 +24,16 @@ Event = models.NotificationEvent
 
 # The Event reasons of the state machine that are notifications.
 REASONS: Mapping[str, Event] = {
-    "CanaryStarted": Event.STARTED,
-    "StepAdvanced": Event.STEP_PASSED,
-    "Paused": Event.PAUSED,
-    "Promoted": Event.PROMOTED,
-    "RolledBack": Event.ROLLED_BACK,
-    "ErrorBudgetExhausted": Event.HELD,
-    "ErrorBudgetUnknown": Event.HELD,
-    "InsufficientTraffic": Event.HELD,
+    models.Reason.CANARY_STARTED: Event.STARTED,
+    models.Reason.STEP_ADVANCED: Event.STEP_PASSED,
+    models.Reason.PAUSED: Event.PAUSED,
+    models.Reason.PAUSED_BY_REQUEST: Event.PAUSED,
+    models.Reason.PROMOTED: Event.PROMOTED,
+    models.Reason.ROLLED_BACK: Event.ROLLED_BACK,
+    models.Reason.ABORTED: Event.ROLLED_BACK,
+    models.Reason.PROGRESS_DEADLINE_EXCEEDED: Event.HELD,
+    models.Reason.ERROR_BUDGET_EXHAUSTED: Event.HELD,
+    models.Reason.ERROR_BUDGET_UNKNOWN: Event.HELD,
 }
 COLORS = {
     Event.STARTED: "#439FE0",

@@ -23,6 +23,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import aiohttp
 import pydantic
 
 from canary_operator import (
@@ -33,6 +34,7 @@ from canary_operator import (
     measuring,
     models,
     names,
+    notifications,
     observations,
     providers,
     rollouts,
@@ -278,12 +280,15 @@ async def _post_events(api: kube.Client, body: Body, status: models.CanaryRollou
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     log = logs.get()
+    posted = []
     for record in status.pending_events:
         try:
             await api.create(kube.events_path(namespace), _event(body, record))
         except kube.ConflictError:
             continue  # posted before the operator stopped: once is enough
+        posted.append(record)
         (log.warning if record.type is models.EventType.WARNING else log.info)(record.reason, message=record.message)
+    _notify(api, body, status, posted)
     try:
         return await api.patch(
             kube.rollout_path(namespace, name) + "/status",
@@ -291,6 +296,61 @@ async def _post_events(api: kube.Client, body: Body, status: models.CanaryRollou
         )
     except kube.ConflictError:
         return body  # the next tick finds them again and reposts nothing new
+
+
+# Notifications are sent in the background: a slow or dead receiver must not delay the next tick (and so a
+# rollback). They go out when their Event is first posted, so a repost after a restart sends nothing twice.
+_DEDUP = notifications.Deduplicator()
+_SENDING: set[asyncio.Task[None]] = set()
+
+
+def _notify(api: kube.Client, body: Body, status: models.CanaryRolloutStatus, posted: list[models.EventRecord]) -> None:
+    try:
+        notifiers = models.parse_spec(body.get("spec")).notifications
+    except pydantic.ValidationError:
+        return
+    meta = body["metadata"]
+    found = [
+        notice
+        for record in posted
+        for notice in notifications.notices(
+            meta["namespace"],
+            meta["name"],
+            [(record.reason, record.message)],
+            status,
+            datetime.datetime.fromisoformat(record.at),
+        )
+    ]
+    if notifiers and found:
+        task = asyncio.create_task(_send(api, notifiers, found), name=f"notify {meta['namespace']}/{meta['name']}")
+        _SENDING.add(task)
+        task.add_done_callback(_SENDING.discard)
+
+
+async def _send(api: kube.Client, notifiers: list[models.Notification], found: list[notifications.Notice]) -> None:
+    log = logs.get()
+    async with aiohttp.ClientSession() as session:
+        for notice in found:
+            for notifier in notifiers:
+                try:
+                    answer = await notifications.send(session, api, notifier, notice, _DEDUP)
+                except Exception:  # a notification must never take the operator down
+                    log.exception("notification crashed", notifier=notifier.name, event=notice.event.value)
+                    continue
+                if answer is not None and not answer.ok:
+                    log.warning(
+                        "notification not delivered",
+                        notifier=notifier.name,
+                        event=notice.event.value,
+                        attempts=answer.attempts,
+                        error=answer.message,
+                    )
+
+
+async def notifications_sent() -> None:
+    """Wait for the notifications in flight (tests, and a clean shutdown)."""
+    while _SENDING:
+        await asyncio.gather(*_SENDING, return_exceptions=True)
 
 
 def _event(rollout: Mapping[str, Any], record: models.EventRecord) -> Body:

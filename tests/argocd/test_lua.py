@@ -84,9 +84,12 @@ def rollout(world: World, generation: int = 1, spec: dict[str, Any] | None = Non
     return body
 
 
-def world_at(done: Callable[[models.CanaryRolloutStatus], bool], verdict: Verdict, steps: Any = None) -> World:
+def world_at(
+    done: Callable[[models.CanaryRolloutStatus], bool], verdict: Verdict, steps: Any = None, **spec: Any
+) -> World:
     raw = copy.deepcopy(helpers.example_rollout()["spec"])
     raw["analysis"]["interval"] = "10s"
+    raw.update(spec)
     if steps is not None:
         raw["steps"] = steps
     world = World(spec=models.parse_spec(raw), template=V1)
@@ -96,7 +99,7 @@ def world_at(done: Callable[[models.CanaryRolloutStatus], bool], verdict: Verdic
     for _ in range(200):
         if done(world.status):
             return world
-        due = rollouts.check_due(world.spec, world.status, world.now)
+        due = rollouts.needs(world.spec, world.status, world.revision(world.template), world.now).check
         world.tick(record(verdict, at=world.now) if due else None)
     raise AssertionError(f"never reached; at {world.status.phase}")
 
@@ -120,9 +123,9 @@ def test_health_of_every_phase(argocd_cm: dict[str, str]) -> None:
     rolled_back = world_at(lambda s: s.phase is Phase.ROLLED_BACK, Verdict.FAIL)
 
     expected = [
-        (initializing, "Progressing", "waiting for web-primary to be ready"),
+        (initializing, "Progressing", "taking over web: web-primary starting at revision rev-1.0"),
         (stable, "Healthy", "web-primary serves revision rev-1.0"),
-        (progressing, "Progressing", "analysing revision rev-2.0"),
+        (progressing, "Progressing", "step 2/4: analysing revision rev-2.0"),
         (held, "Suspended", "held: error-rate Inconclusive"),
         (promoting, "Progressing", "promoting revision rev-2.0"),
         (succeeded, "Healthy", "revision rev-2.0 promoted"),
@@ -138,6 +141,26 @@ def test_health_of_a_pause_step_waiting_for_promote_is_suspended(argocd_cm: dict
     world.tick()
     spec = {**helpers.example_rollout()["spec"], "steps": steps}
     assert health(argocd_cm, rollout(world, spec=spec)) == ("Suspended", "Paused at step 2: waiting for promote")
+
+
+def test_health_of_a_manual_pause_is_suspended_and_of_a_missed_deadline_degraded(argocd_cm: dict[str, str]) -> None:
+    paused = world_at(lambda s: s.phase is Phase.PROGRESSING and s.weight_settled_at is not None, Verdict.PASS)
+    paused.request(models.Request.PAUSE)
+    paused.tick()
+    assert paused.status.hold is models.Hold.REQUEST
+    assert health(argocd_cm, rollout(paused)) == (
+        "Suspended",
+        "paused by request at weight 10%; annotate canary.dev/resume",
+    )
+
+    stuck = world_at(
+        lambda s: s.phase is Phase.PAUSED and s.hold is models.Hold.DEADLINE,
+        Verdict.INCONCLUSIVE,
+        progressDeadline="30s",
+        progressDeadlineAbort=False,
+    )
+    status, message = health(argocd_cm, rollout(stuck))
+    assert status == "Degraded" and message.startswith("ProgressDeadlineExceeded: held: ")
 
 
 def test_health_when_the_spec_is_invalid_or_not_yet_observed(argocd_cm: dict[str, str]) -> None:

@@ -75,7 +75,7 @@ def released_world(spec: models.CanaryRolloutSpec | None = None) -> World:
 
 def run_until(world: World, verdict: Verdict, done: Any, limit: int = 120) -> None:
     for _ in range(limit):
-        due = rollouts.check_due(world.spec, world.status, world.now)
+        due = rollouts.needs(world.spec, world.status, world.revision(world.template), world.now).check
         world.tick(check(verdict, world.now, world.status.weight) if due else None)
         if done(world.status):
             return
@@ -101,7 +101,7 @@ def test_get_shows_a_canary_midway_with_step_n_of_n_images_and_the_last_check(
 
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    assert "Phase:       Progressing (analysing revision rev-2.0)" in lines
+    assert "Phase:       Progressing (step 2/4: analysing revision rev-2.0)" in lines
     assert "Step:        2/4 (pause 30s)" in lines
     assert "Weight:      10% (desired 10%)" in lines
     assert "Stable:      rev-1.0   example/web:1.0,example/sidecar:1.0" in lines

@@ -86,11 +86,6 @@ def test_a_pause_step_is_promoted_by_the_plugin_and_a_git_reapply_does_not_cance
     assert yaml.safe_load(stage.kubectl("get", "canaryrollout", "web", "-n", "shop", "-o", "yaml").stdout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the state machine does not act on canary.dev/abort and canary.dev/retry yet (the coordinator's part"
-    " of issue 11); strict: this fails as soon as it passes, to drop the marker",
-)
 def test_a_canary_aborted_mid_rollout_is_rolled_back_and_a_retry_releases_it_again(stage: stages.Stage) -> None:
     stage.set_image("example/web:2.0")
     waiting = stage.wait_status(
@@ -104,7 +99,7 @@ def test_a_canary_aborted_mid_rollout_is_rolled_back_and_a_retry_releases_it_aga
     aborted = stage.wait_phase("RolledBack", timeout=15)
 
     assert aborted["rejectedRevision"] == revision
-    assert aborted["lastRequest"]["action"] == "abort"
+    assert aborted["lastRequest"]["request"] == "abort"
     explained = plugin(stage, "explain", "web").stdout
     assert explained.startswith(f"Revision {revision} was rolled back")
 

@@ -15,7 +15,7 @@ from helpers import V1, V2, World
 from receivers import Receiver
 
 from canary_bench import cluster as clusters
-from canary_operator import kube, models, notifications, rollouts
+from canary_operator import kube, models, notifications, reconciling, rollouts
 
 Sleeps = tuple[list[float], Callable[[float], Any]]
 Verdict = models.Verdict
@@ -51,7 +51,7 @@ def release(verdicts: list[Verdict]) -> tuple[World, list[notifications.Notice]]
     found: list[notifications.Notice] = []
     remaining = iter(verdicts)
     for _ in range(300):
-        due = rollouts.check_due(world.spec, world.status, world.now)
+        due = rollouts.needs(world.spec, world.status, world.revision(world.template), world.now).check
         verdict = next(remaining, None) if due else None
         if due and verdict is None:
             break
@@ -172,3 +172,37 @@ def test_a_notification_needs_exactly_one_url() -> None:
         notifier()
     with pytest.raises(ValueError, match="give exactly one of url or urlFrom"):
         notifier(url="http://a/", urlFrom={"name": "s", "key": "url"})
+
+
+async def test_the_operator_notifies_when_it_first_posts_an_event_and_never_again_on_a_repost(
+    receiver: Receiver, api: kube.Client, cluster: clusters.EmulatedCluster
+) -> None:
+    rollout = helpers.example_rollout()
+    rollout["spec"]["notifications"] = [{"name": "team", "url": receiver.url, "events": ["rolled-back"]}]
+    cluster.create("/apis/canary.dev/v1alpha1/namespaces/shop/canaryrollouts", rollout)
+    rolled_back = models.EventRecord(
+        seq=7,
+        type=models.EventType.WARNING,
+        reason=models.Reason.ROLLED_BACK,
+        message="revision rev-2.0 rolled back after 2 consecutive failed checks: error-rate 5% > 1%",
+        at=helpers.T0.isoformat(),
+    )
+    outbox = {
+        "status": {
+            "phase": "RolledBack",
+            "canaryRevision": "rev-2.0",
+            "pendingEvents": [rolled_back.model_dump(mode="json", by_alias=True)],
+        }
+    }
+    status_path = "/apis/canary.dev/v1alpha1/namespaces/shop/canaryrollouts/web/status"
+    cluster.patch(status_path, outbox)
+
+    await reconciling.tick(api, "shop", "web", helpers.T0)  # posts the outbox first, then decides
+    await reconciling.notifications_sent()
+    cluster.patch(status_path, outbox)  # as if the operator died before it cleared the outbox
+    await reconciling.tick(api, "shop", "web", helpers.T0)
+    await reconciling.notifications_sent()
+
+    assert [r.body["event"] for r in receiver.received] == ["rolled-back"]
+    assert receiver.received[0].body["message"].startswith("revision rev-2.0 rolled back after 2 consecutive")
+    assert [e["reason"] for e in cluster.events("shop")].count("RolledBack") == 1

@@ -176,10 +176,12 @@ def waiting_for(view: View, now: datetime.datetime) -> str:
         return f"{target}-primary to roll out revision {status.canary_revision}; then traffic goes 100% to it"
     if status.phase is Phase.PAUSED:
         reason = stalled.reason if stalled is not None else "held"
-        return (
-            f"held ({reason}) at weight {status.weight}%: resumes when checks are conclusive,"
-            f" or kubectl canary resume {name}; kubectl canary abort {name} rolls back"
+        resumes = (
+            "resumes when checks are conclusive"
+            if status.hold is models.Hold.INCONCLUSIVE
+            else f"resumes on kubectl canary resume {name}"
         )
+        return f"held ({reason}) at weight {status.weight}%: {resumes}; kubectl canary abort {name} rolls back"
     index = min(status.current_step_index or 0, len(spec.steps) - 1)
     step = spec.steps[index]
     interval = datetime.timedelta(seconds=spec.analysis.interval_seconds)
@@ -292,10 +294,7 @@ def get(
         )
     if status.last_request is not None:
         r = status.last_request
-        lines += [
-            "",
-            f"Last request: {r.action} {r.outcome} {age(r.at, now)} ago" + (f": {r.message}" if r.message else ""),
-        ]
+        lines += ["", f"Last request: {r.request.annotation}={r.value} {age(r.at, now)} ago: {r.outcome}"]
     return lines
 
 
@@ -322,7 +321,13 @@ def listing(bodies: Sequence[Mapping[str, Any]], now: datetime.datetime, all_nam
 
 # ---------------------------------------------------------------- history
 
-OUTCOMES = {"promoted": "Promoted", "rolled_back": "RolledBack", "superseded": "Superseded", "abandoned": "Abandoned"}
+OUTCOMES = {
+    "promoted": "Promoted",
+    "rolled_back": "RolledBack",
+    "aborted": "Aborted",
+    "superseded": "Superseded",
+    "abandoned": "Abandoned",
+}
 
 
 def history(body: Mapping[str, Any]) -> list[str]:
@@ -420,9 +425,11 @@ def explain(body: Mapping[str, Any]) -> list[str]:
             lines.append(f"The last {len(checks)} checks: {inconclusive} inconclusive. The last one, {clock(last.at)}:")
             for m in last.metrics:
                 lines += _metric_story(view, m, last)
+        by_itself = (
+            "It resumes by itself when checks are conclusive again; " if status.hold is models.Hold.INCONCLUSIVE else ""
+        )
         lines.append(
-            f"It resumes by itself when checks are conclusive again; kubectl canary resume {view.name} releases it,"
-            f" kubectl canary abort {view.name} rolls it back."
+            f"{by_itself}kubectl canary resume {view.name} releases it, kubectl canary abort {view.name} rolls it back."
         )
         return lines
     if not status.releases:
@@ -433,7 +440,7 @@ def explain(body: Mapping[str, Any]) -> list[str]:
         return [f"{view.name} has released nothing yet."]
     release = status.releases[-1]
     took = duration(release.duration_seconds)
-    if release.outcome == "rolled_back":
+    if release.outcome in ("rolled_back", "aborted"):
         lines = [
             f"Revision {release.revision} was rolled back at {clock(release.finished_at)}, {took} after it started"
             f" (release {release.release_id}).",

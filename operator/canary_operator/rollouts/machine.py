@@ -55,6 +55,7 @@ def reconcile(
             requests.ignore(tick, request, _nothing_waiting(tick))
         tick.status.weight = obs.traffic.weight
     tick.status.observed_generation = obs.generation
+    tick.status.step = models.step_label(tick.status.phase, tick.status.current_step_index, len(spec.steps))
     tick.status.conditions = conditions.derive(tick)
     return tick.decision()
 

@@ -1,6 +1,8 @@
 -- Argo CD health of a canary.dev CanaryRollout, read from its kstatus conditions and phase.
--- Degraded: rolled back, or blocked until someone acts (invalid spec, object conflict, no target, no data).
--- Suspended: held on purpose (a manual pause, a pause step waiting for promote, too few requests to judge).
+-- Degraded: rolled back, or blocked until someone acts (invalid spec, object conflict, no target, no data,
+-- no progress within progressDeadline).
+-- Suspended: held on purpose or waiting for data (a manual pause, a pause step waiting for promote,
+-- checks that cannot conclude yet); it resumes by itself or on request.
 local hs = {status = "Progressing", message = "Waiting for the operator"}
 if obj.status == nil then
   return hs
@@ -18,9 +20,9 @@ if status.conditions ~= nil then
   end
 end
 local message = status.message or ""
-local held = {InsufficientTraffic = true, Inconclusive = true, Paused = true}
+local held = {InsufficientTraffic = true, Inconclusive = true, PausedByRequest = true}
 local stalled = conditions["Stalled"]
-if status.phase == "Paused" then
+if status.phase == "Paused" and status.hold ~= "Deadline" then
   hs.status = "Suspended"
   hs.message = message
   return hs
