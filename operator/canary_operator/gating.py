@@ -9,6 +9,7 @@ restarted operator judges the same recorded answers the same way.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 from collections.abc import Sequence
 
@@ -27,9 +28,15 @@ class GateState:
     message: str = ""
 
 
-def state(hooks: Sequence[models.Webhook], kind: models.WebhookType, answers: Sequence[models.GateRecord]) -> GateState:
-    """The gate of ``kind`` after the latest answer of each of its hooks (a hook never asked is waiting)."""
-    latest = {a.name: a for a in answers if a.type == kind.value}
+def state(
+    hooks: Sequence[models.Webhook],
+    kind: models.WebhookType,
+    answers: Sequence[models.GateRecord],
+    revision: str | None = None,
+) -> GateState:
+    """The gate of ``kind`` for ``revision`` after the latest answer of each of its hooks (a hook never asked
+    about that revision is waiting); without a revision, answers about any revision count."""
+    latest = {a.name: a for a in answers if a.type == kind.value and (revision is None or a.revision == revision)}
     waiting = []
     for hook in (h for h in hooks if h.type is kind):
         answer = latest.get(hook.name)
@@ -44,6 +51,67 @@ def state(hooks: Sequence[models.Webhook], kind: models.WebhookType, answers: Se
     return GateState(Gate.OPEN)
 
 
+def due(
+    hooks: Sequence[models.Webhook],
+    kind: models.WebhookType,
+    answers: Sequence[models.GateRecord],
+    revision: str,
+    now: datetime.datetime,
+    every: float,
+) -> bool:
+    """Whether to ask the gate's hooks now: it has hooks, is not open, and was not asked in the last ``every`` s.
+
+    Asking at most once per analysis interval keeps a waiting gate from calling its receiver every tick.
+    """
+    if not any(h.type is kind for h in hooks) or state(hooks, kind, answers, revision).gate is Gate.OPEN:
+        return False
+    asked = [datetime.datetime.fromisoformat(a.at) for a in answers if a.type == kind.value and a.revision == revision]
+    return not asked or (now - max(asked)).total_seconds() >= every
+
+
 def record(answers: Sequence[models.GateRecord], answer: models.GateRecord) -> list[models.GateRecord]:
     """The status' gate records with ``answer`` replacing the previous answer of the same hook."""
     return [*(a for a in answers if a.name != answer.name), answer]
+
+
+def with_hooks(check: models.CheckRecord, answers: Sequence[models.GateRecord]) -> models.CheckRecord:
+    """A check with the answers of its rollout and rollback hooks folded in, as results named ``webhook/<name>``.
+
+    A rollout hook (a load test, a smoke test) that fails makes the check fail, and its streak counts
+    towards ``failureThreshold`` like a metric's. A rollback hook that answers 2xx asks for a rollback: a
+    failure with p = 0, which ``failFast`` treats as the whole streak at once.
+    """
+    results = []
+    for answer in answers:
+        if answer.type == models.WebhookType.ROLLOUT.value:
+            verdict = models.Verdict.PASS if answer.open else models.Verdict.FAIL
+            results.append(
+                models.MetricResult(
+                    name=f"webhook/{answer.name}",
+                    verdict=verdict,
+                    reason=f"rollout webhook {answer.name}: {answer.message}",
+                )
+            )
+        elif answer.type == models.WebhookType.ROLLBACK.value and answer.open:
+            results.append(
+                models.MetricResult(
+                    name=f"webhook/{answer.name}",
+                    verdict=models.Verdict.FAIL,
+                    reason=f"rollback webhook {answer.name} asked for a rollback: {answer.message}",
+                    p_value=0.0,
+                )
+            )
+    failed = [r for r in results if r.verdict is models.Verdict.FAIL]
+    if not results:
+        return check
+    if failed and check.verdict is not models.Verdict.FAIL:
+        reason = "; ".join(r.reason for r in failed)
+        return check.model_copy(
+            update={
+                "verdict": models.Verdict.FAIL,
+                "reason": reason,
+                "cause": None,
+                "metrics": [*check.metrics, *results],
+            }
+        )
+    return check.model_copy(update={"metrics": [*check.metrics, *results]})

@@ -569,6 +569,7 @@ class Reason(enum.StrEnum):
     ABORTED = "Aborted"
     RETRIED = "Retried"
     REQUEST_IGNORED = "RequestIgnored"
+    WEBHOOK_REFUSED = "WebhookRefused"
     PAUSED_BY_REQUEST = "PausedByRequest"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     TARGET_NOT_FOUND = "TargetNotFound"
@@ -783,6 +784,7 @@ class GateRecord(_Status):
 
     name: str
     type: str
+    revision: str | None = pydantic.Field(default=None, description="The revision the gate was asked about.")
     open: bool
     at: str
     attempts: int = 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -28,6 +28,7 @@ import pydantic
 
 from canary_operator import (
     endpoints,
+    gating,
     judging,
     kube,
     logs,
@@ -40,6 +41,7 @@ from canary_operator import (
     rollouts,
     routing,
     telemetry,
+    webhooks,
     workloads,
 )
 
@@ -54,6 +56,8 @@ class MetricSource(Protocol):
     async def provider(self, api: kube.Client, namespace: str, analysis: models.Analysis) -> providers.MetricProvider:
         """A provider for one check, credentials resolved; ``endpoints.AccessError`` otherwise."""
         ...
+
+GATE_TYPES = frozenset(kind.value for kind in models.GATES)
 
 
 Body = dict[str, Any]
@@ -131,6 +135,9 @@ async def tick(
     if needs.budget:
         assert provider is not None
         budget = await measuring.error_budget(spec, namespace, now, provider)
+    answers = await webhooks.ask(api, namespace, name, spec, status, needs.gates, check is not None, now)
+    if check is not None:
+        check = gating.with_hooks(check, answers)
 
     seen = observations.Observations(
         generation=generation,
@@ -142,6 +149,7 @@ async def tick(
         requests=requests_of(body),
         budget_remaining=budget.value,
         budget_problem=budget.detail or (budget.problem or ""),
+        gates=tuple(a for a in answers if a.type in GATE_TYPES),
     )
     decision = rollouts.reconcile(spec, status, seen, now)
     logs.bind_release(decision.status)
@@ -304,12 +312,19 @@ _DEDUP = notifications.Deduplicator()
 _SENDING: set[asyncio.Task[None]] = set()
 
 
+ENDINGS = frozenset({models.Reason.PROMOTED, models.Reason.ROLLED_BACK, models.Reason.ABORTED})
+
+
 def _notify(api: kube.Client, body: Body, status: models.CanaryRolloutStatus, posted: list[models.EventRecord]) -> None:
     try:
-        notifiers = models.parse_spec(body.get("spec")).notifications
+        spec = models.parse_spec(body.get("spec"))
     except pydantic.ValidationError:
         return
+    notifiers = spec.notifications
     meta = body["metadata"]
+    if any(record.reason in ENDINGS for record in posted):
+        at = datetime.datetime.fromisoformat(posted[-1].at)
+        _background(_post_rollout(api, meta["namespace"], meta["name"], spec, status, at), meta)
     found = [
         notice
         for record in posted
@@ -322,9 +337,28 @@ def _notify(api: kube.Client, body: Body, status: models.CanaryRolloutStatus, po
         )
     ]
     if notifiers and found:
-        task = asyncio.create_task(_send(api, notifiers, found), name=f"notify {meta['namespace']}/{meta['name']}")
-        _SENDING.add(task)
-        task.add_done_callback(_SENDING.discard)
+        _background(_send(api, notifiers, found), meta)
+
+
+def _background(work: Coroutine[Any, Any, None], meta: Mapping[str, Any]) -> None:
+    task = asyncio.create_task(work, name=f"hooks of {meta['namespace']}/{meta['name']}")
+    _SENDING.add(task)
+    task.add_done_callback(_SENDING.discard)
+
+
+async def _post_rollout(
+    api: kube.Client,
+    namespace: str,
+    name: str,
+    spec: models.CanaryRolloutSpec,
+    status: models.CanaryRolloutStatus,
+    now: datetime.datetime,
+) -> None:
+    try:
+        for answer in await webhooks.after(api, namespace, name, spec, status, now):
+            logs.get().info("post-rollout webhook", hook=answer.name, ok=answer.open, answer=answer.message)
+    except Exception:  # a hook must never take the operator down
+        logs.get().exception("post-rollout webhook crashed")
 
 
 async def _send(api: kube.Client, notifiers: list[models.Notification], found: list[notifications.Notice]) -> None:

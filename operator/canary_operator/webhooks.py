@@ -14,7 +14,7 @@ import asyncio
 import base64
 import dataclasses
 import datetime
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -82,6 +82,7 @@ def payload(
     status: models.CanaryRolloutStatus,
     kind: str,
     metadata: Mapping[str, str] | None = None,
+    revision: str | None = None,
 ) -> dict[str, Any]:
     """What a webhook receives: the rollout, the revision, phase, step, weight and the last verdict."""
     check = status.last_check
@@ -90,7 +91,7 @@ def payload(
         "namespace": namespace,
         "type": kind,
         "phase": status.phase.value if status.phase else None,
-        "revision": status.canary_revision,
+        "revision": revision or status.canary_revision,
         "stableRevision": status.stable_revision,
         "release": status.release_id,
         "step": status.step,
@@ -111,24 +112,74 @@ async def call(
     status: models.CanaryRolloutStatus,
     now: datetime.datetime,
     sleep: Sleep = asyncio.sleep,
+    revision: str | None = None,
 ) -> models.GateRecord:
-    """Call one webhook and record its answer (a gate reads ``open``; other hooks are only logged)."""
+    """Call one webhook about ``revision`` (default: the canary's) and record its answer as ``open`` or not."""
+    revision = revision or status.canary_revision
     try:
         headers = await secret_data(api, namespace, hook.headers_from) if hook.headers_from else {}
     except KeyError as exc:
         return models.GateRecord(
-            name=hook.name, type=hook.type.value, open=False, at=now.isoformat(), attempts=0, message=str(exc.args[0])
+            name=hook.name,
+            type=hook.type.value,
+            revision=revision,
+            open=False,
+            at=now.isoformat(),
+            attempts=0,
+            message=str(exc.args[0]),
         )
-    body = payload(namespace, name, status, hook.type.value, hook.metadata)
+    body = payload(namespace, name, status, hook.type.value, hook.metadata, revision)
     answer = await post_json(
         session, str(hook.url), body, timeout=hook.timeout_seconds, retries=hook.retries, headers=headers, sleep=sleep
     )
     return models.GateRecord(
         name=hook.name,
         type=hook.type.value,
+        revision=revision,
         open=answer.ok,
         at=now.isoformat(),
         attempts=answer.attempts,
         code=answer.code,
         message=answer.message,
     )
+
+
+async def ask(
+    api: kube.Client,
+    namespace: str,
+    name: str,
+    spec: models.CanaryRolloutSpec,
+    status: models.CanaryRolloutStatus,
+    gates: Sequence[tuple[models.WebhookType, str]],
+    checking: bool,
+    now: datetime.datetime,
+) -> list[models.GateRecord]:
+    """Call the gates the state machine asked for, and, when a check is taken, the rollout and rollback hooks."""
+    due: list[tuple[models.Webhook, str | None]] = [
+        (hook, revision) for kind, revision in gates for hook in spec.webhooks if hook.type is kind
+    ]
+    if checking:
+        due += [(hook, None) for hook in spec.webhooks if hook.type in PER_CHECK]
+    if not due:
+        return []
+    async with aiohttp.ClientSession() as session:
+        return [await call(session, api, namespace, name, hook, status, now, revision=rev) for hook, rev in due]
+
+
+PER_CHECK = frozenset({models.WebhookType.ROLLOUT, models.WebhookType.ROLLBACK})
+
+
+async def after(
+    api: kube.Client,
+    namespace: str,
+    name: str,
+    spec: models.CanaryRolloutSpec,
+    status: models.CanaryRolloutStatus,
+    now: datetime.datetime,
+) -> list[models.GateRecord]:
+    """The post-rollout hooks, once a release ended (promoted or rolled back); their answers change nothing."""
+    hooks = [hook for hook in spec.webhooks if hook.type is models.WebhookType.POST_ROLLOUT]
+    if not hooks:
+        return []
+    async with aiohttp.ClientSession() as session:
+        return [await call(session, api, namespace, name, hook, status, now) for hook in hooks]

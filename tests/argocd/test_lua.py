@@ -230,3 +230,14 @@ def test_the_offered_actions_follow_the_phase(argocd_cm: dict[str, str]) -> None
         Phase.SUCCEEDED: [],
     }
     assert sorted(d["name"] for d in actions(argocd_cm)["definitions"]) == sorted(run_lua(discovery, {"metadata": {}}))
+
+
+def test_the_chart_renders_no_argocd_keys_unless_asked() -> None:
+    with helm.Chart.load(CHART) as chart:
+        rendered = chart.render({}, name="canary", namespace="canary-system")
+    assert not any(HEALTH_KEY in text for text in rendered.values())
+
+
+def test_the_documented_argocd_cm_patch_is_what_the_chart_renders(argocd_cm: dict[str, str]) -> None:
+    documented = yaml.safe_load((helpers.ROOT / "docs" / "argocd-cm-patch.yaml").read_text())
+    assert documented == {"data": argocd_cm}, "regenerate docs/argocd-cm-patch.yaml from the chart (see docs/argocd.md)"

@@ -104,7 +104,14 @@ def test_a_canary_aborted_mid_rollout_is_rolled_back_and_a_retry_releases_it_aga
     assert explained.startswith(f"Revision {revision} was rolled back")
 
     assert plugin(stage, "retry", "web").returncode == 0
-    stage.wait_status("the retried release", lambda s: s.get("phase") == "Progressing", timeout=15)
+    stage.wait_status(
+        "the retried release at its pause step",
+        lambda s: (
+            s.get("releaseId") != waiting["releaseId"]
+            and "waiting for annotation canary.dev/promote" in (s.get("message") or "")
+        ),
+        timeout=60,
+    )
     assert plugin(stage, "promote", "web").returncode == 0
     promoted = stage.wait_phase("Succeeded", timeout=60)
     assert promoted["stableRevision"] == revision
