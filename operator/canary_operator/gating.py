@@ -70,8 +70,12 @@ def due(
 
 
 def record(answers: Sequence[models.GateRecord], answer: models.GateRecord) -> list[models.GateRecord]:
-    """The status' gate records with ``answer`` replacing the previous answer of the same hook."""
-    return [*(a for a in answers if a.name != answer.name), answer]
+    """The status' gate records with ``answer`` replacing the previous answer of the same hook; ``since`` keeps
+    when the hook was first asked about that revision (where a gate's deadline starts)."""
+    previous = next((a for a in answers if a.name == answer.name), None)
+    same = previous is not None and previous.revision == answer.revision
+    since = (previous.since or previous.at) if same and previous is not None else answer.at
+    return [*(a for a in answers if a.name != answer.name), answer.model_copy(update={"since": since})]
 
 
 def with_hooks(check: models.CheckRecord, answers: Sequence[models.GateRecord]) -> models.CheckRecord:

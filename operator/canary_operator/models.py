@@ -787,6 +787,7 @@ class GateRecord(_Status):
     revision: str | None = pydantic.Field(default=None, description="The revision the gate was asked about.")
     open: bool
     at: str
+    since: str | None = pydantic.Field(default=None, description="When it was first asked about this revision.")
     attempts: int = 1
     code: int | None = pydantic.Field(default=None, description="HTTP status; none after a timeout or refusal.")
     message: str = ""

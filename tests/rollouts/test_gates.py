@@ -68,6 +68,22 @@ def test_a_new_revision_waits_for_its_pre_rollout_gate_and_starts_once_it_opens(
     assert [g.name for g in w.status.gates] == ["smoke"] and w.status.gates[0].open
 
 
+def test_a_pre_rollout_gate_shut_past_the_progress_deadline_is_reported_stalled_and_still_asked() -> None:
+    w = world({"name": "smoke", "type": "pre-rollout"})
+    w.template = V2
+    for _ in range(70):  # progressDeadline defaults to 10m; the gate is asked every 10s
+        if asked(w):
+            answer(w, "smoke", PRE, False)
+        w.tick(advance=10)
+    stalled = next(c for c in w.status.conditions if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "WebhookRefused")
+    assert w.status.message.endswith("not open within progressDeadline 10m")
+    assert w.reasons().count("WebhookRefused") == 1, "one Event for the transition, not one per tick"
+    answer(w, "smoke", PRE, True)
+    w.tick()
+    assert w.status.phase is Phase.PROGRESSING
+
+
 def test_a_refused_pre_rollout_gate_with_on_failure_fail_rejects_the_revision() -> None:
     w = world({"name": "smoke", "type": "pre-rollout", "onFailure": "fail"})
     w.template = V2

@@ -67,12 +67,13 @@ async def test_the_pre_rollout_gate_is_asked_about_the_new_revision_and_holds_th
     assert held is not None and held["status"]["phase"] == "Stable"
     new_revision = held["status"]["gates"][0]["revision"]
     assert new_revision != stable["stableRevision"]
-    assert held["status"]["gates"][0] | {"at": None} == {
+    assert held["status"]["gates"][0] | {"at": None, "since": None} == {
         "name": "smoke",
         "type": "pre-rollout",
         "revision": new_revision,
         "open": False,
         "at": None,
+        "since": None,
         "attempts": 1,
         "code": 412,
         "message": "HTTP 412: nope",

@@ -263,6 +263,17 @@ def _idle(
     gate = _gate(tick, models.WebhookType.PRE_ROLLOUT, target.revision)
     if gate.gate is gating.Gate.WAITING:
         status.message = f"revision {target.revision} not started: {gate.message}"
+        asked = [plan.time(g.since or g.at) for g in status.gates if g.revision == target.revision]
+        first = min((t for t in asked if t is not None), default=None)
+        deadline = models.parse_duration(tick.spec.progress_deadline)
+        if first is not None and (tick.now - first).total_seconds() > deadline:
+            # The stable revision keeps serving, so nothing is rolled back; but a gate that stays shut past
+            # the deadline is a blocked release, and says so (Stalled), while it is still asked every interval.
+            message = f"{status.message}; not open within progressDeadline {tick.spec.progress_deadline}"
+            if tick.old.message != message:
+                tick.event(Warning, Reason.WEBHOOK_REFUSED, message)
+            status.message = message
+            tick.stalled = (Reason.WEBHOOK_REFUSED, message)
         return request
     if gate.gate is gating.Gate.FAILED:
         status.rejected_revision = target.revision
