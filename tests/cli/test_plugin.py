@@ -11,6 +11,7 @@ import datetime
 import http.server
 import io
 import json
+import re
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -340,3 +341,21 @@ def test_watch_redraws_in_place_and_only_when_something_changed(
     assert "Step:        2/4" in frames[0] and "Step:        3/4 (setWeight 50%)" in frames[1]
     assert all(line.endswith("\x1b[K") for line in frames[1].split("\n")[:-1])
     assert frames[1].endswith("\x1b[J"), "what the longer previous frame left below is cleared"
+
+
+def test_kubectl_get_shows_step_n_of_n_and_describe_shows_readable_keys_and_whole_counts(
+    cluster: clusters.EmulatedCluster,
+) -> None:
+    world = released_world()
+    run_until(world, Verdict.FAIL, lambda s: s.failed_checks.get("error-rate") == 1)
+    store(cluster, world.status)
+
+    listed = cluster.kubectl("get", "canaryrollouts", "-n", "shop").stdout.splitlines()
+    assert listed[0].split()[:3] == ["NAME", "PHASE", "STEP"]
+    assert listed[1].split()[:3] == ["web", "Progressing", "1/4"]
+
+    described = cluster.kubectl("describe", "canaryrollout", "web", "-n", "shop").stdout
+    assert re.search(r"Failed Checks:\n\s+Count:\s+1\n\s+Metric:\s+error-rate\n", described), described
+    assert "Error - Rate" not in described, "no metric name as a map key"
+    assert re.search(r"Canary Requests:\s+312\n", described)
+    assert "312.4" not in described
