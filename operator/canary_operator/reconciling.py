@@ -57,6 +57,7 @@ class MetricSource(Protocol):
         """A provider for one check, credentials resolved; ``endpoints.AccessError`` otherwise."""
         ...
 
+
 GATE_TYPES = frozenset(kind.value for kind in models.GATES)
 
 

@@ -12,7 +12,7 @@ import pytest
 from receivers import Receiver
 
 from canary_bench import cluster as clusters
-from canary_operator import kube, reconciling
+from canary_operator import config, endpoints, kube, reconciling
 
 
 @pytest.fixture
@@ -28,8 +28,16 @@ async def api(cluster: clusters.EmulatedCluster) -> AsyncIterator[kube.Client]:
         yield client
 
 
+@pytest.fixture
+async def source() -> AsyncIterator[endpoints.Source]:
+    """The operator's own metric source; these ticks take no check, so it is never asked for a provider."""
+    opened = endpoints.Source(config.PrometheusSettings())
+    yield opened
+    await opened.close()
+
+
 async def test_the_pre_rollout_gate_is_asked_about_the_new_revision_and_holds_the_start_until_it_opens(
-    receiver: Receiver, api: kube.Client, cluster: clusters.EmulatedCluster
+    receiver: Receiver, api: kube.Client, cluster: clusters.EmulatedCluster, source: endpoints.Source
 ) -> None:
     cluster.create("/apis/apps/v1/namespaces/shop/deployments", helpers.deployment("web", 2))
     rollout = helpers.example_rollout()
@@ -40,7 +48,7 @@ async def test_the_pre_rollout_gate_is_asked_about_the_new_revision_and_holds_th
     async def tick_until(phase: str) -> dict[str, object]:
         nonlocal now
         for _ in range(50):
-            await reconciling.tick(api, "shop", "web", now)
+            await reconciling.tick(api, "shop", "web", metrics=source, now=now)
             now += datetime.timedelta(seconds=1)
             found = cluster.rollout("shop", "web")
             assert found is not None
@@ -62,7 +70,7 @@ async def test_the_pre_rollout_gate_is_asked_about_the_new_revision_and_holds_th
         {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
         kind="strategic",
     )
-    await reconciling.tick(api, "shop", "web", now)
+    await reconciling.tick(api, "shop", "web", metrics=source, now=now)
     held = cluster.rollout("shop", "web")
     assert held is not None and held["status"]["phase"] == "Stable"
     new_revision = held["status"]["gates"][0]["revision"]
@@ -82,9 +90,9 @@ async def test_the_pre_rollout_gate_is_asked_about_the_new_revision_and_holds_th
     assert receiver.received[0].body["revision"] == new_revision
     assert receiver.received[0].body["type"] == "pre-rollout"
 
-    await reconciling.tick(api, "shop", "web", now + datetime.timedelta(seconds=1))
+    await reconciling.tick(api, "shop", "web", metrics=source, now=now + datetime.timedelta(seconds=1))
     assert len(receiver.received) == 1, "not asked again within the analysis interval"
-    await reconciling.tick(api, "shop", "web", now + datetime.timedelta(seconds=11))
+    await reconciling.tick(api, "shop", "web", metrics=source, now=now + datetime.timedelta(seconds=11))
     started = cluster.rollout("shop", "web")
     assert started is not None and started["status"]["phase"] == "Progressing"
     assert started["status"]["canaryRevision"] == new_revision

@@ -15,7 +15,7 @@ from helpers import V1, V2, World
 from receivers import Receiver
 
 from canary_bench import cluster as clusters
-from canary_operator import kube, models, notifications, reconciling, rollouts
+from canary_operator import config, endpoints, kube, models, notifications, reconciling, rollouts
 
 Sleeps = tuple[list[float], Callable[[float], Any]]
 Verdict = models.Verdict
@@ -32,6 +32,14 @@ def cluster() -> Iterator[clusters.EmulatedCluster]:
 async def api(cluster: clusters.EmulatedCluster) -> AsyncIterator[kube.Client]:
     async with kube.Client(kopf.ConnectionInfo(server=cluster.url)) as client:
         yield client
+
+
+@pytest.fixture
+async def source() -> AsyncIterator[endpoints.Source]:
+    """The operator's own metric source; these ticks take no check, so it is never asked for a provider."""
+    opened = endpoints.Source(config.PrometheusSettings())
+    yield opened
+    await opened.close()
 
 
 def notifier(**fields: Any) -> models.Notification:
@@ -175,7 +183,10 @@ def test_a_notification_needs_exactly_one_url() -> None:
 
 
 async def test_the_operator_notifies_when_it_first_posts_an_event_and_never_again_on_a_repost(
-    receiver: Receiver, api: kube.Client, cluster: clusters.EmulatedCluster
+    receiver: Receiver,
+    api: kube.Client,
+    cluster: clusters.EmulatedCluster,
+    source: endpoints.Source,
 ) -> None:
     rollout = helpers.example_rollout()
     rollout["spec"]["notifications"] = [{"name": "team", "url": receiver.url, "events": ["rolled-back"]}]
@@ -197,10 +208,10 @@ async def test_the_operator_notifies_when_it_first_posts_an_event_and_never_agai
     status_path = "/apis/canary.dev/v1alpha1/namespaces/shop/canaryrollouts/web/status"
     cluster.patch(status_path, outbox)
 
-    await reconciling.tick(api, "shop", "web", helpers.T0)  # posts the outbox first, then decides
+    await reconciling.tick(api, "shop", "web", metrics=source, now=helpers.T0)  # posts the outbox first, then decides
     await reconciling.notifications_sent()
     cluster.patch(status_path, outbox)  # as if the operator died before it cleared the outbox
-    await reconciling.tick(api, "shop", "web", helpers.T0)
+    await reconciling.tick(api, "shop", "web", metrics=source, now=helpers.T0)
     await reconciling.notifications_sent()
 
     assert [r.body["event"] for r in receiver.received] == ["rolled-back"]
