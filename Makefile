@@ -34,8 +34,9 @@ test: lint
 unit: deps
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# make demo KEEP=1 keeps the cluster up afterwards and prints the KUBECONFIG line for kubectl and the plugin.
 demo: deps
-	$(PY) -m canary_bench.demo
+	$(PY) -m canary_bench.demo $(if $(KEEP),--keep)
 
 bench-restore: deps
 	$(PY) -m canary_bench.benchmarks.restore

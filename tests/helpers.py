@@ -62,6 +62,7 @@ class World:
     budget_problem: str = ""
     primary_updates: int = 0
     events: list[models.EventRecord] = dataclasses.field(default_factory=list)
+    gate_answers: list[models.GateRecord] = dataclasses.field(default_factory=list)  # handed in at the next tick
 
     def revision(self, template: dict[str, Any]) -> str:
         return f"rev-{template['spec']['containers'][0]['image'].rsplit(':', 1)[1]}"
@@ -95,10 +96,12 @@ class World:
             ),
             budget_remaining=self.budget_remaining,
             budget_problem=self.budget_problem,
+            gates=tuple(self.gate_answers),
         )
 
     def tick(self, check: models.CheckRecord | None = None, advance: float = 1.0) -> rollouts.Decision:
         seen = self.observe(check)
+        self.gate_answers = []
         decision = rollouts.reconcile(self.spec, self.status, seen, self.now)
         self.status = decision.status  # recorded first ...
         for action in rollouts.derive(self.spec, self.status, seen):  # ... then acted on

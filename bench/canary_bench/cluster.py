@@ -75,7 +75,7 @@ FALLBACK_CRD: Final[Mapping[str, Any]] = {
                 "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
                 "additionalPrinterColumns": [
                     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                    {"name": "Step", "type": "integer", "jsonPath": ".status.currentStepIndex"},
+                    {"name": "Step", "type": "string", "jsonPath": ".status.step"},
                     {"name": "Weight", "type": "integer", "jsonPath": ".status.weight"},
                     {"name": "Verdict", "type": "string", "jsonPath": ".status.lastVerdict"},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -9,6 +9,7 @@ requests with 5xx is rolled back. Every line shows what the operator measured
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 import time
 from typing import Any
@@ -79,7 +80,26 @@ class Narrator:
         raise stages.StageError(f"demo: no {phases} within {timeout}s")
 
 
-def run(rate: float) -> int:
+def keep_up(stage: stages.Stage) -> None:
+    """Leave the cluster, Prometheus, traffic and the operator running until Ctrl-C, and say how to reach them."""
+    assert stage.cluster is not None
+    bin_dir = pathlib.Path(sys.executable).parent
+    print()
+    print("The cluster stays up until Ctrl-C. In another terminal:")
+    print(f"  export KUBECONFIG={stage.cluster.kubeconfig}")
+    print(f"  export PATH={bin_dir}:$PATH   # kubectl, and kubectl-canary for the plugin")
+    print("  kubectl canary get web -n shop --watch")
+    print("  kubectl -n shop set image deployment/web web=example/web:3.0")
+    print(flush=True)
+    try:
+        while stage.operator_running:
+            time.sleep(1)
+        print("the operator stopped; tearing down")
+    except KeyboardInterrupt:
+        print("tearing down")
+
+
+def run(rate: float, keep: bool = False) -> int:
     print("canary-operator demo: emulated Kubernetes API, real Prometheus, simulated traffic, real operator")
     with stages.Stage(rate=rate, keep_logs=True) as stage:
         narrator = Narrator(stage)
@@ -113,14 +133,19 @@ def run(rate: float) -> int:
             row for row, expected in zip(summary, ("Succeeded", "RolledBack"), strict=True) if row[1] != expected
         ]
         print(f"operator log (JSON lines, one story per release id): {stage.operator_log}")
+        if keep:
+            keep_up(stage)
         return 1 if failures else 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=300.0, help="requests per second to web")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the cluster up afterwards (until Ctrl-C) for kubectl and the plugin"
+    )
     args = parser.parse_args()
-    sys.exit(run(args.rate))
+    sys.exit(run(args.rate, args.keep))
 
 
 if __name__ == "__main__":

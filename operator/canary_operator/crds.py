@@ -24,7 +24,7 @@ from canary_operator import models
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-    {"name": "Step", "type": "integer", "jsonPath": ".status.currentStepIndex"},
+    {"name": "Step", "type": "string", "jsonPath": ".status.step"},
     {"name": "Weight", "type": "integer", "jsonPath": ".status.weight"},
     {"name": "Last verdict", "type": "string", "jsonPath": ".status.lastVerdict"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

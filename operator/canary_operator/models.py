@@ -57,10 +57,25 @@ class _Model(pydantic.BaseModel):
 # ---------------------------------------------------------------- spec
 
 
+class ScaleDown(enum.StrEnum):
+    """When the user's Deployment gives its pods up to the primary (as Argo Rollouts' workloadRef.scaleDown)."""
+
+    NEVER = "never"  # keep its pods running (they serve nothing through the operator's Services)
+    ON_SUCCESS = "onsuccess"  # scale it to 0 once the primary is ready
+    PROGRESSIVELY = "progressively"  # take replicas off it as the primary's become ready
+
+
 class TargetRef(_Model):
     api_version: Literal["apps/v1"] = "apps/v1"
     kind: Literal["Deployment"] = "Deployment"
     name: str = pydantic.Field(min_length=1, max_length=240, description="The Deployment to release.")
+    scale_down: ScaleDown = pydantic.Field(
+        default=ScaleDown.ON_SUCCESS,
+        description=(
+            "When the Deployment is scaled down after the takeover: never, onsuccess (once the primary is ready)"
+            " or progressively (as the primary's replicas become ready)."
+        ),
+    )
 
 
 class ServiceSpec(_Model):
@@ -371,6 +386,107 @@ class SLO(_Model):
         return 1 - self.objective / 100
 
 
+class SecretKeyRef(_Model):
+    name: str = pydantic.Field(min_length=1, max_length=253, description="A Secret in the CanaryRollout's namespace.")
+    key: str = pydantic.Field(min_length=1, max_length=253)
+
+
+class WebhookType(enum.StrEnum):
+    """When a webhook is called, as Flagger's users know them."""
+
+    PRE_ROLLOUT = "pre-rollout"  # gate: before any traffic moves to the canary
+    ROLLOUT = "rollout"  # at every check, e.g. to drive a load test; a failure counts as a failed check
+    CONFIRM_PROMOTION = "confirm-promotion"  # gate: after the last step, before the primary is updated
+    POST_ROLLOUT = "post-rollout"  # after a promotion or a rollback; its answer changes nothing
+    ROLLBACK = "rollback"  # while analysing: a 2xx answer rolls the canary back
+
+
+class GateFailure(enum.StrEnum):
+    WAIT = "wait"  # hold and ask again at the next tick (until the gate's deadline, if any)
+    FAIL = "fail"  # roll back (or do not start) at once
+
+
+class Webhook(_Model):
+    name: str = pydantic.Field(min_length=1, max_length=63)
+    type: WebhookType
+    url: pydantic.AnyHttpUrl
+    timeout: Duration = pydantic.Field(default="5s", description="Per attempt; at most 60s.")
+    retries: int = pydantic.Field(
+        default=2, ge=0, le=5, description="More attempts after a timeout, a connection error or a 5xx."
+    )
+    on_failure: GateFailure | None = pydantic.Field(
+        default=None,
+        description=(
+            "Gates (pre-rollout, confirm-promotion): what a non-2xx answer or a timeout means. wait (the default)"
+            " holds and asks again; fail rolls back."
+        ),
+    )
+    headers_from: str | None = pydantic.Field(
+        default=None,
+        description="A Secret whose keys are sent as HTTP headers (e.g. Authorization), read at every call.",
+    )
+    metadata: dict[str, str] = pydantic.Field(default={}, description="Sent as is in the payload's metadata.")
+
+    @pydantic.model_validator(mode="after")
+    def _bounded(self) -> Webhook:
+        if parse_duration(self.timeout) > 60:
+            raise ValueError(f"webhook {self.name!r}: timeout {self.timeout} is above 60s")
+        if self.on_failure is not None and self.type not in GATES:
+            raise ValueError(f"webhook {self.name!r}: onFailure applies to gates (pre-rollout, confirm-promotion) only")
+        return self
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout)
+
+    @property
+    def failure(self) -> GateFailure:
+        return self.on_failure or GateFailure.WAIT
+
+
+GATES = frozenset({WebhookType.PRE_ROLLOUT, WebhookType.CONFIRM_PROMOTION})
+
+
+class NotificationEvent(enum.StrEnum):
+    """The transitions a person is told about."""
+
+    STARTED = "started"
+    STEP_PASSED = "step-passed"
+    PAUSED = "paused"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled-back"
+    HELD = "held"
+
+
+class Notification(_Model):
+    name: str = pydantic.Field(min_length=1, max_length=63)
+    format: Literal["json", "slack"] = pydantic.Field(
+        default="json", description="json: the generic payload; slack: an incoming-webhook message."
+    )
+    url: pydantic.AnyHttpUrl | None = None
+    url_from: SecretKeyRef | None = pydantic.Field(
+        default=None, description="Read the URL from a Secret (Slack webhook URLs are credentials)."
+    )
+    headers_from: str | None = pydantic.Field(default=None, description="A Secret whose keys are sent as headers.")
+    events: list[NotificationEvent] = pydantic.Field(
+        default=list(NotificationEvent), min_length=1, description="The transitions to send; all by default."
+    )
+    timeout: Duration = "5s"
+    retries: int = pydantic.Field(default=2, ge=0, le=5)
+
+    @pydantic.model_validator(mode="after")
+    def _one_url(self) -> Notification:
+        if (self.url is None) == (self.url_from is None):
+            raise ValueError(f"notification {self.name!r}: give exactly one of url or urlFrom")
+        if parse_duration(self.timeout) > 60:
+            raise ValueError(f"notification {self.name!r}: timeout {self.timeout} is above 60s")
+        return self
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout)
+
+
 class CanaryRolloutSpec(_Model):
     target_ref: TargetRef
     service: ServiceSpec
@@ -395,6 +511,21 @@ class CanaryRolloutSpec(_Model):
     slo: SLO | None = pydantic.Field(
         default=None, description="Error budget gate before a canary starts, burn-rate trigger during it."
     )
+    webhooks: list[Webhook] = pydantic.Field(default=[], description="Gates and hooks called during a release.")
+    notifications: list[Notification] = pydantic.Field(
+        default=[], description="Where to tell people about transitions (started, promoted, rolled back, ...)."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _unique_hook_names(self) -> CanaryRolloutSpec:
+        for kind, names in (
+            ("webhook", [w.name for w in self.webhooks]),
+            ("notification", [n.name for n in self.notifications]),
+        ):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{kind} names must be unique, repeated: {', '.join(repeated)}")
+        return self
 
 
 # ---------------------------------------------------------------- status
@@ -438,6 +569,7 @@ class Reason(enum.StrEnum):
     ABORTED = "Aborted"
     RETRIED = "Retried"
     REQUEST_IGNORED = "RequestIgnored"
+    WEBHOOK_REFUSED = "WebhookRefused"
     PAUSED_BY_REQUEST = "PausedByRequest"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     TARGET_NOT_FOUND = "TargetNotFound"
@@ -524,14 +656,22 @@ class _Status(pydantic.BaseModel):
     )
 
 
+def _whole(value: Any) -> Any:
+    """Request counts come from Prometheus' extrapolated increase(); people read them as whole requests."""
+    return round(value) if isinstance(value, float) else value
+
+
+RequestCount = Annotated[int, pydantic.BeforeValidator(_whole)]
+
+
 class MetricResult(_Status):
     name: str
     verdict: Verdict
     reason: str
     canary: float | None = None
     primary: float | None = None
-    canary_requests: float | None = None
-    primary_requests: float | None = None
+    canary_requests: RequestCount | None = None
+    primary_requests: RequestCount | None = None
     limit: str | None = None
     query: str | None = None
     statistic: str | None = pydantic.Field(default=None, description="The test behind a compare verdict.")
@@ -610,6 +750,60 @@ class Condition(_Status):
     observed_generation: int | None = None
 
 
+def _streaks_from_wire(value: Any) -> Any:
+    if isinstance(value, list):
+        return {item["metric"]: item["count"] for item in value if isinstance(item, dict)}
+    return value  # a dict, as written before the list form
+
+
+def _streaks_to_wire(streaks: dict[str, int]) -> list[dict[str, Any]]:
+    return [{"metric": name, "count": count} for name, count in streaks.items()]
+
+
+# Each metric's run of failed checks. In Python a dict by metric name; on the wire a list of
+# {metric, count}, because `kubectl describe` turns map keys into title case ("Error - Rate").
+FailureStreaks = Annotated[
+    dict[str, int],
+    pydantic.BeforeValidator(_streaks_from_wire),
+    pydantic.PlainSerializer(_streaks_to_wire, return_type=list[dict[str, Any]], when_used="json"),
+    pydantic.WithJsonSchema(
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"metric": {"type": "string"}, "count": {"type": "integer"}},
+                "required": ["metric", "count"],
+            },
+        }
+    ),
+]
+
+
+class GateRecord(_Status):
+    """The last answer of a gate webhook, for the current release."""
+
+    name: str
+    type: str
+    revision: str | None = pydantic.Field(default=None, description="The revision the gate was asked about.")
+    open: bool
+    at: str
+    since: str | None = pydantic.Field(default=None, description="When it was first asked about this revision.")
+    attempts: int = 1
+    code: int | None = pydantic.Field(default=None, description="HTTP status; none after a timeout or refusal.")
+    message: str = ""
+
+
+def step_label(phase: Phase | None, current_step_index: int | None, steps: int) -> str | None:
+    """The step as people count it, "n/N" (1-based), for kubectl's STEP column; None when no canary is under way.
+
+    ``currentStepIndex`` equals the number of steps once they are all done, so it is capped at N.
+    """
+    if phase not in ANALYSING_PHASES and phase is not Phase.PROMOTING:
+        return None
+    index = current_step_index or 0
+    return f"{min(index + 1, steps)}/{steps}"
+
+
 class CanaryRolloutStatus(_Status):
     # Not frozen: the state machine works on a copy of it (the draft of the next status), field by field.
     model_config = pydantic.ConfigDict(frozen=False)
@@ -628,6 +822,7 @@ class CanaryRolloutStatus(_Status):
     rejected_revision: str | None = pydantic.Field(default=None, description="Rolled back; not retried.")
     release_id: str | None = None
     current_step_index: int | None = None
+    step: str | None = pydantic.Field(default=None, description="The current step as n/N (see step_label).")
     step_started_at: str | None = None
     weight_settled_at: str | None = None
     canary_started_at: str | None = None
@@ -639,7 +834,9 @@ class CanaryRolloutStatus(_Status):
     )
     hold: Hold | None = pydantic.Field(default=None, description="While Paused: why.")
     promote_full: bool = pydantic.Field(default=False, description="canary.dev/promote=full: skip the remaining steps.")
-    failed_checks: dict[str, int] = {}
+    failed_checks: FailureStreaks = pydantic.Field(
+        default={}, description="Each metric's run of consecutive failed checks."
+    )
     inconclusive_checks: int = 0
     last_check_at: str | None = None
     last_verdict: str | None = None
@@ -660,6 +857,7 @@ class CanaryRolloutStatus(_Status):
         default=[], description="Events of the last transition not yet confirmed posted."
     )
     reconcile_errors: int = pydantic.Field(default=0, description="Ticks that failed in a row.")
+    gates: list[GateRecord] = pydantic.Field(default=[], description="The gate webhooks' last answers.")
     conditions: list[Condition] = []
 
     def to_wire(self) -> dict[str, Any]:

@@ -71,6 +71,7 @@ class Observations:
     # With an SLO, before a canary starts: the share of the error budget left (None: unknown, see budget_problem).
     budget_remaining: float | None = None
     budget_problem: str = ""
+    gates: tuple[models.GateRecord, ...] = ()  # the gate webhooks' answers, when asked this tick
 
     def request(self, kind: models.Request) -> Request | None:
         return next((r for r in self.requests if r.kind is kind), None)

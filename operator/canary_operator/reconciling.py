@@ -20,24 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol
 
+import aiohttp
 import pydantic
 
 from canary_operator import (
     endpoints,
+    gating,
     judging,
     kube,
     logs,
     measuring,
     models,
     names,
+    notifications,
     observations,
     providers,
     rollouts,
     routing,
     telemetry,
+    webhooks,
     workloads,
 )
 
@@ -52,6 +56,9 @@ class MetricSource(Protocol):
     async def provider(self, api: kube.Client, namespace: str, analysis: models.Analysis) -> providers.MetricProvider:
         """A provider for one check, credentials resolved; ``endpoints.AccessError`` otherwise."""
         ...
+
+
+GATE_TYPES = frozenset(kind.value for kind in models.GATES)
 
 
 Body = dict[str, Any]
@@ -129,6 +136,9 @@ async def tick(
     if needs.budget:
         assert provider is not None
         budget = await measuring.error_budget(spec, namespace, now, provider)
+    answers = await webhooks.ask(api, namespace, name, spec, status, needs.gates, check is not None, now)
+    if check is not None:
+        check = gating.with_hooks(check, answers)
 
     seen = observations.Observations(
         generation=generation,
@@ -140,6 +150,7 @@ async def tick(
         requests=requests_of(body),
         budget_remaining=budget.value,
         budget_problem=budget.detail or (budget.problem or ""),
+        gates=tuple(a for a in answers if a.type in GATE_TYPES),
     )
     decision = rollouts.reconcile(spec, status, seen, now)
     logs.bind_release(decision.status)
@@ -278,12 +289,15 @@ async def _post_events(api: kube.Client, body: Body, status: models.CanaryRollou
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     log = logs.get()
+    posted = []
     for record in status.pending_events:
         try:
             await api.create(kube.events_path(namespace), _event(body, record))
         except kube.ConflictError:
             continue  # posted before the operator stopped: once is enough
+        posted.append(record)
         (log.warning if record.type is models.EventType.WARNING else log.info)(record.reason, message=record.message)
+    _notify(api, body, status, posted)
     try:
         return await api.patch(
             kube.rollout_path(namespace, name) + "/status",
@@ -291,6 +305,87 @@ async def _post_events(api: kube.Client, body: Body, status: models.CanaryRollou
         )
     except kube.ConflictError:
         return body  # the next tick finds them again and reposts nothing new
+
+
+# Notifications are sent in the background: a slow or dead receiver must not delay the next tick (and so a
+# rollback). They go out when their Event is first posted, so a repost after a restart sends nothing twice.
+_DEDUP = notifications.Deduplicator()
+_SENDING: set[asyncio.Task[None]] = set()
+
+
+ENDINGS = frozenset({models.Reason.PROMOTED, models.Reason.ROLLED_BACK, models.Reason.ABORTED})
+
+
+def _notify(api: kube.Client, body: Body, status: models.CanaryRolloutStatus, posted: list[models.EventRecord]) -> None:
+    try:
+        spec = models.parse_spec(body.get("spec"))
+    except pydantic.ValidationError:
+        return
+    notifiers = spec.notifications
+    meta = body["metadata"]
+    if any(record.reason in ENDINGS for record in posted):
+        at = datetime.datetime.fromisoformat(posted[-1].at)
+        _background(_post_rollout(api, meta["namespace"], meta["name"], spec, status, at), meta)
+    found = [
+        notice
+        for record in posted
+        for notice in notifications.notices(
+            meta["namespace"],
+            meta["name"],
+            [(record.reason, record.message)],
+            status,
+            datetime.datetime.fromisoformat(record.at),
+        )
+    ]
+    if notifiers and found:
+        _background(_send(api, notifiers, found), meta)
+
+
+def _background(work: Coroutine[Any, Any, None], meta: Mapping[str, Any]) -> None:
+    task = asyncio.create_task(work, name=f"hooks of {meta['namespace']}/{meta['name']}")
+    _SENDING.add(task)
+    task.add_done_callback(_SENDING.discard)
+
+
+async def _post_rollout(
+    api: kube.Client,
+    namespace: str,
+    name: str,
+    spec: models.CanaryRolloutSpec,
+    status: models.CanaryRolloutStatus,
+    now: datetime.datetime,
+) -> None:
+    try:
+        for answer in await webhooks.after(api, namespace, name, spec, status, now):
+            logs.get().info("post-rollout webhook", hook=answer.name, ok=answer.open, answer=answer.message)
+    except Exception:  # a hook must never take the operator down
+        logs.get().exception("post-rollout webhook crashed")
+
+
+async def _send(api: kube.Client, notifiers: list[models.Notification], found: list[notifications.Notice]) -> None:
+    log = logs.get()
+    async with aiohttp.ClientSession() as session:
+        for notice in found:
+            for notifier in notifiers:
+                try:
+                    answer = await notifications.send(session, api, notifier, notice, _DEDUP)
+                except Exception:  # a notification must never take the operator down
+                    log.exception("notification crashed", notifier=notifier.name, event=notice.event.value)
+                    continue
+                if answer is not None and not answer.ok:
+                    log.warning(
+                        "notification not delivered",
+                        notifier=notifier.name,
+                        event=notice.event.value,
+                        attempts=answer.attempts,
+                        error=answer.message,
+                    )
+
+
+async def notifications_sent() -> None:
+    """Wait for the notifications in flight (tests, and a clean shutdown)."""
+    while _SENDING:
+        await asyncio.gather(*_SENDING, return_exceptions=True)
 
 
 def _event(rollout: Mapping[str, Any], record: models.EventRecord) -> Body:

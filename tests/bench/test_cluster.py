@@ -237,7 +237,7 @@ def test_kubectl_get_canaryrollouts_shows_the_printer_columns(cluster: clusters.
     cluster.create(ROLLOUTS, rollout())
     cluster.patch(
         f"{ROLLOUTS}/web/status",
-        {"status": {"phase": "Progressing", "currentStepIndex": 0, "weight": 50, "lastVerdict": "Pass"}},
+        {"status": {"phase": "Progressing", "currentStepIndex": 0, "step": "1/4", "weight": 50, "lastVerdict": "Pass"}},
     )
     output = kubectl(cluster, "get", "canaryrollouts", "-n", "shop")
     crd = (
@@ -248,7 +248,7 @@ def test_kubectl_get_canaryrollouts_shows_the_printer_columns(cluster: clusters.
     shown = [c["name"].upper() for c in crd["spec"]["versions"][0]["additionalPrinterColumns"] if not c.get("priority")]
     header, row = output.strip().splitlines()
     assert header.split() == " ".join(["NAME", *shown]).split()
-    assert row.split()[:5] == ["web", "Progressing", "0", "50", "Pass"]
+    assert row.split()[:5] == ["web", "Progressing", "1/4", "50", "Pass"]
     assert table(kubectl(cluster, "get", "canary", "-n", "shop"))[1][0] == "web"  # the short name
 
 

@@ -39,7 +39,7 @@ USED = {
     *((group, "events", v) for group in ("", "events.k8s.io") for v in ("create", "patch", "get", "list")),
     *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")),
     *(("", "namespaces", v) for v in ("list", "watch")),
-    ("", "secrets", "get"),  # analysis.prometheus.secretRef
+    ("", "secrets", "get"),  # analysis.prometheus.secretRef; webhook and notification headersFrom, urlFrom
 }
 
 # The Prometheus Operator's CRDs (monitoring.coreos.com/v1, operator v0.82), cut down to the fields the

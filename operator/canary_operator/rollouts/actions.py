@@ -14,7 +14,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from canary_operator import models, observations
+from canary_operator import gating, models, observations
 from canary_operator.rollouts import budget, checks, plan
 
 Phase = models.Phase
@@ -94,7 +94,8 @@ def derive(
         found.append(EnsureCanary(primary[0], primary[1]))  # the idle arm, at 0 replicas, for the router
     if weight.weight != 0:
         found.append(weight)
-    if phase is not Phase.INITIALIZING and target.replicas > 0:
+    keeps_pods = spec.target_ref.scale_down is models.ScaleDown.NEVER
+    if phase is not Phase.INITIALIZING and target.replicas > 0 and not keeps_pods:
         found.append(ScaleTarget(0))
     for record in status.requests:
         present = obs.request(record.request)
@@ -113,6 +114,7 @@ class Needs:
     check_since: datetime.datetime | None  # the canary's start: evidence accumulates from here
     budget: bool  # read the error budget: a canary may start
     tighten: float  # the error-budget factor on the limits of this canary's checks
+    gates: tuple[tuple[models.WebhookType, str], ...] = ()  # gate webhooks to ask now, and about which revision
 
 
 def needs(
@@ -128,4 +130,31 @@ def needs(
         check_since=plan.time(status.canary_started_at),
         budget=budget.wanted(spec, status, target_revision),
         tighten=budget.tighten_factor(spec, status),
+        gates=gates_due(spec, status, target_revision, now),
     )
+
+
+def gates_due(
+    spec: models.CanaryRolloutSpec,
+    status: models.CanaryRolloutStatus,
+    target_revision: str | None,
+    now: datetime.datetime,
+) -> tuple[tuple[models.WebhookType, str], ...]:
+    """pre-rollout before a new revision starts; confirm-promotion at the last step (or once promote=full)."""
+    found: list[tuple[models.WebhookType, str]] = []
+    every = spec.analysis.interval_seconds
+    starting = (
+        status.phase in models.IDLE_PHASES
+        and target_revision is not None
+        and target_revision not in (status.stable_revision, status.rejected_revision)
+    )
+    if starting and target_revision is not None:
+        kind = models.WebhookType.PRE_ROLLOUT
+        if gating.due(spec.webhooks, kind, status.gates, target_revision, now, every):
+            found.append((kind, target_revision))
+    last_step = (status.current_step_index or 0) >= len(spec.steps) - 1 or status.promote_full
+    if status.phase is Phase.PROGRESSING and last_step and status.canary_revision is not None:
+        kind = models.WebhookType.CONFIRM_PROMOTION
+        if gating.due(spec.webhooks, kind, status.gates, status.canary_revision, now, every):
+            found.append((kind, status.canary_revision))
+    return tuple(found)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 
-from canary_operator import models, observations
+from canary_operator import gating, models, observations
 from canary_operator.rollouts import budget, checks, conditions, drafting, plan, requests
 
 Phase = models.Phase
@@ -36,6 +36,8 @@ def reconcile(
             tick.event(Warning, Reason.TARGET_NOT_FOUND, f"{message}; nothing to release")
         tick.status.message = message
     else:
+        for answer in obs.gates:
+            tick.status.gates = gating.record(tick.status.gates, answer)
         requests.note_cleared(tick)
         request = requests.pending(tick)
         if tick.status.phase is None or tick.status.phase is Phase.INITIALIZING:
@@ -55,6 +57,7 @@ def reconcile(
             requests.ignore(tick, request, _nothing_waiting(tick))
         tick.status.weight = obs.traffic.weight
     tick.status.observed_generation = obs.generation
+    tick.status.step = models.step_label(tick.status.phase, tick.status.current_step_index, len(spec.steps))
     tick.status.conditions = conditions.derive(tick)
     return tick.decision()
 
@@ -257,8 +260,49 @@ def _idle(
                 f"; limits x{tick.spec.slo.tighten_factor:g}" if decision.action is models.BudgetAction.TIGHTEN else ""
             )
             tick.event(Warning, Reason.ERROR_BUDGET_LOW, f"{decision.band}: {decision.message}{tightened}")
+    gate = _gate(tick, models.WebhookType.PRE_ROLLOUT, target.revision)
+    if gate.gate is gating.Gate.WAITING:
+        status.message = f"revision {target.revision} not started: {gate.message}"
+        asked = [plan.time(g.since or g.at) for g in status.gates if g.revision == target.revision]
+        first = min((t for t in asked if t is not None), default=None)
+        deadline = models.parse_duration(tick.spec.progress_deadline)
+        if first is not None and (tick.now - first).total_seconds() > deadline:
+            # The stable revision keeps serving, so nothing is rolled back; but a gate that stays shut past
+            # the deadline is a blocked release, and says so (Stalled), while it is still asked every interval.
+            message = f"{status.message}; not open within progressDeadline {tick.spec.progress_deadline}"
+            if tick.old.message != message:
+                tick.event(Warning, Reason.WEBHOOK_REFUSED, message)
+            status.message = message
+            tick.stalled = (Reason.WEBHOOK_REFUSED, message)
+        return request
+    if gate.gate is gating.Gate.FAILED:
+        status.rejected_revision = target.revision
+        status.message = f"revision {target.revision} not started: {gate.message}"
+        tick.stalled = (Reason.WEBHOOK_REFUSED, status.message)
+        tick.event(Warning, Reason.WEBHOOK_REFUSED, f"{status.message}; it is not retried until the template changes")
+        return request
     _start(tick, target)
     return request
+
+
+def _gate(tick: drafting.Tick, kind: models.WebhookType, revision: str | None) -> gating.GateState:
+    return gating.state(tick.spec.webhooks, kind, tick.status.gates, revision)
+
+
+def _confirmed(tick: drafting.Tick) -> bool:
+    """The confirm-promotion gate before the primary is touched: True when open; a refusal with onFailure
+    fail rolls back; otherwise the canary stays at its last step and weight, asking again every interval."""
+    status = tick.status
+    gate = _gate(tick, models.WebhookType.CONFIRM_PROMOTION, status.canary_revision)
+    if gate.gate is gating.Gate.OPEN:
+        return True
+    if gate.gate is gating.Gate.FAILED:
+        _rollback(tick, gate.message, models.Outcome.ROLLED_BACK, reason=Reason.WEBHOOK_REFUSED)
+        return False
+    status.message = f"step {plan.current_index(tick.spec, status) + 1}/{len(tick.spec.steps)} passed; {gate.message}"
+    if _deadline_passed(tick):
+        _deadline(tick, "no confirm-promotion")
+    return False
 
 
 def _start(tick: drafting.Tick, target: observations.Target) -> None:
@@ -380,7 +424,8 @@ def _progress(
     step = steps[index]
     promoted_by = ""
     if status.promote_full and passed_here:
-        _begin_promotion(tick, target, f"remaining steps skipped by request: {last.reason if last else ''}")
+        if _confirmed(tick):
+            _begin_promotion(tick, target, f"remaining steps skipped by request: {last.reason if last else ''}")
         return request
     if step.pause is not None and step.pause.seconds is None:
         if request is None or request.kind is not models.Request.PROMOTE:
@@ -389,7 +434,9 @@ def _progress(
             return request
         requests.acknowledge(tick, request, f"step {index + 1}/{len(steps)} passed")
         if request.value == "full":
-            _begin_promotion(tick, target, "promoted at a manual gate with canary.dev/promote=full")
+            status.promote_full = True  # the confirm-promotion gate, if any, still has its say
+            if _confirmed(tick):
+                _begin_promotion(tick, target, "promoted at a manual gate with canary.dev/promote=full")
             return None
         request = None
         promoted_by = "promoted by annotation"
@@ -400,6 +447,10 @@ def _progress(
     elif not passed_here:
         return _waiting(tick, request)
 
+    if index + 1 >= len(steps) and not _confirmed(tick):
+        if promoted_by:
+            status.promote_full = True  # the person's promote stands while the gate decides
+        return request
     evidence = promoted_by or (last.reason if last is not None else "")
     tick.event(Normal, Reason.STEP_ADVANCED, f"step {index + 1}/{len(steps)} done at weight {weight}%: {evidence}")
     index += 1

@@ -1,0 +1,219 @@
+"""Notifications from the state machine's transitions to a local receiver: payloads, Slack, de-duplication."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import aiohttp
+import helpers
+import kopf
+import pytest
+from helpers import V1, V2, World
+from receivers import Receiver
+
+from canary_bench import cluster as clusters
+from canary_operator import config, endpoints, kube, models, notifications, reconciling, rollouts
+
+Sleeps = tuple[list[float], Callable[[float], Any]]
+Verdict = models.Verdict
+
+
+@pytest.fixture
+def cluster() -> Iterator[clusters.EmulatedCluster]:
+    with clusters.EmulatedCluster() as running:
+        running.create_namespace("shop")
+        yield running
+
+
+@pytest.fixture
+async def api(cluster: clusters.EmulatedCluster) -> AsyncIterator[kube.Client]:
+    async with kube.Client(kopf.ConnectionInfo(server=cluster.url)) as client:
+        yield client
+
+
+@pytest.fixture
+async def source() -> AsyncIterator[endpoints.Source]:
+    """The operator's own metric source; these ticks take no check, so it is never asked for a provider."""
+    opened = endpoints.Source(config.PrometheusSettings())
+    yield opened
+    await opened.close()
+
+
+def notifier(**fields: Any) -> models.Notification:
+    return models.Notification.model_validate({"name": "team", **fields})
+
+
+def check(verdict: Verdict, at: datetime.datetime) -> models.CheckRecord:
+    return helpers.record(verdict, at=at, canary_requests=312.4, primary_requests=2808.0, primary=0.1, limit="<= 1%")
+
+
+def release(verdicts: list[Verdict]) -> tuple[World, list[notifications.Notice]]:
+    """Drive the state machine through a release, collecting each tick's notices as the operator would."""
+    world = World(spec=helpers.example_spec(interval="10s"), template=V1)
+    world.tick()
+    world.tick()
+    world.template = V2
+    found: list[notifications.Notice] = []
+    remaining = iter(verdicts)
+    for _ in range(300):
+        due = rollouts.needs(world.spec, world.status, world.revision(world.template), world.now).check
+        verdict = next(remaining, None) if due else None
+        if due and verdict is None:
+            break
+        at = world.now
+        decision = world.tick(check(verdict, at) if verdict is not None else None)
+        found += notifications.notices(
+            "shop", "web", [(e.reason, e.message) for e in decision.events], decision.status, at
+        )
+    return world, found
+
+
+async def test_a_rollback_is_told_once_with_its_outcome_and_numbers(
+    receiver: Receiver, session: aiohttp.ClientSession, api: kube.Client, sleeps: Sleeps
+) -> None:
+    world, notices = release([Verdict.FAIL, Verdict.FAIL])
+    assert [n.event for n in notices] == [models.NotificationEvent.STARTED, models.NotificationEvent.ROLLED_BACK]
+    dedup = notifications.Deduplicator()
+    for notice in notices + notices:  # a tick repeated after a crash re-derives the same notices
+        await notifications.send(session, api, notifier(url=receiver.url), notice, dedup, sleeps[1])
+
+    assert [r.body["event"] for r in receiver.received] == ["started", "rolled-back"]
+    rolled_back = receiver.received[1].body
+    assert rolled_back["revision"] == "rev-2.0" and rolled_back["phase"] == "RolledBack"
+    assert rolled_back["release"] == world.status.releases[-1].release_id
+    assert "rolled back after 2 consecutive failed checks" in rolled_back["message"]
+    assert rolled_back["metrics"] == [
+        {
+            "name": "error-rate",
+            "verdict": "Fail",
+            "canary": 5.0,
+            "primary": 0.1,
+            "canaryRequests": 312,
+            "primaryRequests": 2808,
+            "limit": "<= 1%",
+        }
+    ]
+
+
+async def test_a_slack_message_states_the_outcome_and_the_numbers(
+    receiver: Receiver, session: aiohttp.ClientSession, api: kube.Client, sleeps: Sleeps
+) -> None:
+    _, notices = release([Verdict.FAIL, Verdict.FAIL])
+    slack = notifier(url=receiver.url, format="slack", events=["rolled-back"])
+    dedup = notifications.Deduplicator()
+    sent = [await notifications.send(session, api, slack, n, dedup, sleeps[1]) for n in notices]
+
+    assert sent[0] is None, "started is not among this notifier's events"
+    [message] = [r.body for r in receiver.received]
+    assert message["text"] == "*shop/web* rolled back: revision `rev-2.0`"
+    [attachment] = message["attachments"]
+    assert attachment["color"] == "danger"
+    assert "rolled back after 2 consecutive failed checks" in attachment["text"]
+    metric = next(f for f in attachment["fields"] if f["title"] == "error-rate: Fail")
+    assert metric["value"] == "canary 5 (n=312), primary 0.1 (n=2808), limit <= 1%"
+
+
+async def test_a_flapping_hold_is_told_once_per_quiet_period(
+    receiver: Receiver, session: aiohttp.ClientSession, api: kube.Client, sleeps: Sleeps
+) -> None:
+    flapping = [Verdict.INCONCLUSIVE] * 3 + [Verdict.PASS] + [Verdict.INCONCLUSIVE] * 3
+    _, notices = release(flapping)
+    paused = [n for n in notices if n.event is models.NotificationEvent.PAUSED]
+    assert len(paused) == 2, "the state machine paused twice"
+    dedup = notifications.Deduplicator(quiet=datetime.timedelta(minutes=10))
+    for notice in notices:
+        await notifications.send(session, api, notifier(url=receiver.url), notice, dedup, sleeps[1])
+    assert [r.body["event"] for r in receiver.received].count("paused") == 1
+
+    later = notifications.Notice(
+        paused[1].event,
+        "shop",
+        "web",
+        paused[1].message,
+        paused[1].status,
+        paused[1].at + datetime.timedelta(minutes=11),
+    )
+    await notifications.send(session, api, notifier(url=receiver.url), later, dedup, sleeps[1])
+    assert [r.body["event"] for r in receiver.received].count("paused") == 2, "told again after the quiet period"
+
+
+async def test_each_passed_step_is_told(
+    receiver: Receiver, session: aiohttp.ClientSession, api: kube.Client, sleeps: Sleeps
+) -> None:
+    _, notices = release([Verdict.PASS] * 12)
+    dedup = notifications.Deduplicator()
+    for notice in notices:
+        await notifications.send(session, api, notifier(url=receiver.url), notice, dedup, sleeps[1])
+    events = [r.body["event"] for r in receiver.received]
+    assert events == ["started", "step-passed", "step-passed", "step-passed", "step-passed", "promoted"]
+
+
+async def test_the_url_and_headers_come_from_secrets_and_delivery_is_retried(
+    receiver: Receiver,
+    session: aiohttp.ClientSession,
+    api: kube.Client,
+    cluster: clusters.EmulatedCluster,
+    sleeps: Sleeps,
+) -> None:
+    _, notices = release([Verdict.FAIL, Verdict.FAIL])
+    from_secret = notifier(urlFrom={"name": "slack", "key": "url"}, headersFrom="slack-headers", format="slack")
+    dedup = notifications.Deduplicator()
+    missing = await notifications.send(session, api, from_secret, notices[0], dedup, sleeps[1])
+    assert missing is not None and (missing.ok, missing.message) == (False, "Secret shop/slack-headers not found")
+
+    for name, data in (("slack", {"url": receiver.url}), ("slack-headers", {"X-Token": "t0k3n"})):
+        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        cluster.create("/api/v1/namespaces/shop/secrets", {"metadata": {"name": name}, "data": encoded})
+    receiver.script = [502, 200]
+    sent = await notifications.send(session, api, from_secret, notices[1], dedup, sleeps[1])
+
+    assert sent is not None and (sent.ok, sent.attempts) == (True, 2)
+    assert sleeps[0] == [0.5]
+    assert [r.headers["X-Token"] for r in receiver.received] == ["t0k3n", "t0k3n"]
+
+
+def test_a_notification_needs_exactly_one_url() -> None:
+    with pytest.raises(ValueError, match="give exactly one of url or urlFrom"):
+        notifier()
+    with pytest.raises(ValueError, match="give exactly one of url or urlFrom"):
+        notifier(url="http://a/", urlFrom={"name": "s", "key": "url"})
+
+
+async def test_the_operator_notifies_when_it_first_posts_an_event_and_never_again_on_a_repost(
+    receiver: Receiver,
+    api: kube.Client,
+    cluster: clusters.EmulatedCluster,
+    source: endpoints.Source,
+) -> None:
+    rollout = helpers.example_rollout()
+    rollout["spec"]["notifications"] = [{"name": "team", "url": receiver.url, "events": ["rolled-back"]}]
+    cluster.create("/apis/canary.dev/v1alpha1/namespaces/shop/canaryrollouts", rollout)
+    rolled_back = models.EventRecord(
+        seq=7,
+        type=models.EventType.WARNING,
+        reason=models.Reason.ROLLED_BACK,
+        message="revision rev-2.0 rolled back after 2 consecutive failed checks: error-rate 5% > 1%",
+        at=helpers.T0.isoformat(),
+    )
+    outbox = {
+        "status": {
+            "phase": "RolledBack",
+            "canaryRevision": "rev-2.0",
+            "pendingEvents": [rolled_back.model_dump(mode="json", by_alias=True)],
+        }
+    }
+    status_path = "/apis/canary.dev/v1alpha1/namespaces/shop/canaryrollouts/web/status"
+    cluster.patch(status_path, outbox)
+
+    await reconciling.tick(api, "shop", "web", metrics=source, now=helpers.T0)  # posts the outbox first, then decides
+    await reconciling.notifications_sent()
+    cluster.patch(status_path, outbox)  # as if the operator died before it cleared the outbox
+    await reconciling.tick(api, "shop", "web", metrics=source, now=helpers.T0)
+    await reconciling.notifications_sent()
+
+    assert [r.body["event"] for r in receiver.received] == ["rolled-back"]
+    assert receiver.received[0].body["message"].startswith("revision rev-2.0 rolled back after 2 consecutive")
+    assert [e["reason"] for e in cluster.events("shop")].count("RolledBack") == 1
