@@ -301,7 +301,7 @@ async def _post_events(api: kube.Client, body: Body, status: models.CanaryRollou
     try:
         return await api.patch(
             kube.rollout_path(namespace, name) + "/status",
-            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": {"pendingEvents": None}},
+            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": {"pendingEvents": []}},
         )
     except kube.ConflictError:
         return body  # the next tick finds them again and reposts nothing new
