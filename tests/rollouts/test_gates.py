@@ -77,7 +77,7 @@ def test_a_pre_rollout_gate_shut_past_the_progress_deadline_is_reported_stalled_
         w.tick(advance=10)
     stalled = next(c for c in w.status.conditions if c.type == "Stalled")
     assert (stalled.status, stalled.reason) == ("True", "WebhookRefused")
-    assert w.status.message.endswith("not open within progressDeadline 10m")
+    assert (w.status.message or "").endswith("not open within progressDeadline 10m")
     assert w.reasons().count("WebhookRefused") == 1, "one Event for the transition, not one per tick"
     answer(w, "smoke", PRE, True)
     w.tick()
@@ -142,7 +142,7 @@ def test_a_failing_rollout_hook_fails_the_check_and_counts_towards_the_threshold
         if w.status.phase is Phase.ROLLED_BACK:
             break
     assert w.status.phase is Phase.ROLLED_BACK
-    assert "rollout webhook load: HTTP 500" in w.status.message
+    assert "rollout webhook load: HTTP 500" in (w.status.message or "")
 
 
 def test_a_rollback_hook_that_answers_2xx_rolls_back_at_once() -> None:
