@@ -165,9 +165,8 @@ def test_health_of_a_manual_pause_is_suspended_and_of_a_missed_deadline_degraded
 
 def test_health_when_the_spec_is_invalid_or_not_yet_observed(argocd_cm: dict[str, str]) -> None:
     stable = world_at(lambda s: s.phase is Phase.STABLE, Verdict.PASS)
-    blocked = rollouts.blocked(
-        stable.status, 2, models.Reason.INVALID_SPEC, "invalid spec: spec.steps: too short", helpers.T0
-    )
+    message = "invalid spec: spec.steps: too short"
+    blocked = rollouts.blocked(stable.status, 2, models.Reason.INVALID_SPEC, message, helpers.T0)
     stable.status = blocked.status
     assert health(argocd_cm, rollout(stable, generation=2)) == (
         "Degraded",
