@@ -64,8 +64,7 @@ class Narrator:
             uid = event["metadata"]["name"]
             if uid not in self.seen_events:
                 self.seen_events.add(uid)
-                if event["reason"] not in ("CheckInconclusive",):
-                    self.say(f"  event {event['type']:7} {event['reason']}: {event['message']}")
+                self.say(f"  event {event['type']:7} {event['reason']}: {event['message']}")
         return status
 
     def follow_until(self, phases: set[str], timeout: float, previous: dict[str, Any] | None = None) -> dict[str, Any]:
