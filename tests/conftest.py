@@ -16,6 +16,9 @@ import pytest
 from canary_bench import prometheus
 from canary_operator.providers import prometheus as prometheus_provider
 
+SLOW_BY_PLACE = frozenset({"scenarios"})
+SLOW_FILES = frozenset({"test_plugin.py"})
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--with-e2e", action="store_true", help="Also run the end-to-end tests (a real cluster).")
@@ -34,6 +37,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("e2e"):
                 item.add_marker(skip)
+    for item in items:
+        # The scenarios all run the operator as a process, and the plugin's tests spawn kubectl and the plugin:
+        # slow by where they live, so that a new one cannot slip into the fast tier unmarked.
+        if SLOW_BY_PLACE.intersection(item.path.parts) or item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
     # A stable sort: within a tier, the order of the files and of the tests in them is kept.
     items.sort(
         key=lambda item: (item.get_closest_marker("e2e") is not None, item.get_closest_marker("slow") is not None)
