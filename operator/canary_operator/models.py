@@ -9,6 +9,7 @@ are snake_case in Python.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 import urllib.parse
@@ -89,19 +90,95 @@ class ReplicasRouting(_Model):
     """Weight approximated by the ratio of canary to primary ready replicas."""
 
 
+class GatewayAPIRouting(_Model):
+    """Weights on the backendRefs of one rule of a Gateway API HTTPRoute (gateway.networking.k8s.io/v1)."""
+
+    http_route: str = pydantic.Field(
+        min_length=1, max_length=253, alias="httpRoute", description="The HTTPRoute, in the rollout's namespace."
+    )
+    rule: str | None = pydantic.Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description="The rule's name; without it, the one rule whose backendRefs send to the apex Service.",
+    )
+
+
+class DestinationRuleRef(_Model):
+    name: str = pydantic.Field(min_length=1, max_length=253, description="The DestinationRule of the apex host.")
+    primary_subset: str = pydantic.Field(default="primary", min_length=1, description="Subset of the primary's pods.")
+    canary_subset: str = pydantic.Field(default="canary", min_length=1, description="Subset of the canary's pods.")
+
+
+class IstioRouting(_Model):
+    """Weights on one HTTP route of an Istio VirtualService (networking.istio.io/v1)."""
+
+    virtual_service: str = pydantic.Field(
+        min_length=1, max_length=253, description="The VirtualService, in the rollout's namespace."
+    )
+    route: str | None = pydantic.Field(
+        default=None,
+        min_length=1,
+        description="The http route's name; without it, the one route whose destinations are the apex host.",
+    )
+    destination_rule: DestinationRuleRef | None = pydantic.Field(
+        default=None,
+        description=(
+            "Subset form: destinations are the apex host with the subsets of this DestinationRule;"
+            " without it, the hosts <target>-primary and <target>-canary."
+        ),
+    )
+
+
+class NginxRouting(_Model):
+    """A canary Ingress cloned from the user's Ingress, for the NGINX Ingress Controller's canary annotations."""
+
+    ingress: str = pydantic.Field(
+        min_length=1, max_length=240, description="The Ingress that sends to the apex Service."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteCapabilities:
+    """What a router can do besides weights, checked when the spec is read, not when a step is reached."""
+
+    header: frozenset[str] = frozenset()  # header match types: exact, prefix, regex
+    max_headers: int = 0
+    cookie: bool = False
+    cookie_values: bool = False  # any value; False: only the value "always" routes to the canary
+
+
+ROUTE_CAPABILITIES: dict[str, RouteCapabilities] = {
+    "replicas": RouteCapabilities(),
+    "gatewayAPI": RouteCapabilities(header=frozenset({"exact", "regex"}), max_headers=16),
+    "istio": RouteCapabilities(
+        header=frozenset({"exact", "prefix", "regex"}), max_headers=16, cookie=True, cookie_values=True
+    ),
+    "nginx": RouteCapabilities(header=frozenset({"exact", "regex"}), max_headers=1, cookie=True),
+}
+
+
 class TrafficRouting(_Model):
     replicas: ReplicasRouting | None = None
+    gateway_api: GatewayAPIRouting | None = pydantic.Field(default=None, alias="gatewayAPI")
+    istio: IstioRouting | None = None
+    nginx: NginxRouting | None = None
 
     @pydantic.model_validator(mode="after")
     def _exactly_one(self) -> TrafficRouting:
-        chosen = [name for name, value in self if value is not None]
+        chosen = [type(self).model_fields[name].alias or name for name, value in self if value is not None]
         if len(chosen) != 1:
             raise ValueError(f"trafficRouting needs exactly one router, got {chosen or 'none'}")
         return self
 
     @property
     def kind(self) -> str:
-        return next(name for name, value in self if value is not None)
+        """The router's name as the user writes it: replicas, gatewayAPI, istio or nginx."""
+        return next(type(self).model_fields[name].alias or name for name, value in self if value is not None)
+
+    @property
+    def capabilities(self) -> RouteCapabilities:
+        return ROUTE_CAPABILITIES[self.kind]
 
 
 class Pause(_Model):
@@ -114,15 +191,116 @@ class Pause(_Model):
         return None if self.duration is None else parse_duration(self.duration)
 
 
+class StringMatch(_Model):
+    """One way to match a string; exactly one of exact, prefix, regex (Argo Rollouts' headerValue)."""
+
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _exactly_one(self) -> StringMatch:
+        if sum(v is not None for v in (self.exact, self.prefix, self.regex)) != 1:
+            raise ValueError("a value match needs exactly one of exact, prefix, regex")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "exact" if self.exact is not None else "prefix" if self.prefix is not None else "regex"
+
+    @property
+    def value(self) -> str:
+        return next(v for v in (self.exact, self.prefix, self.regex) if v is not None)
+
+
+class HeaderMatch(_Model):
+    header_name: str = pydantic.Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+    header_value: StringMatch
+
+
+class HeaderRoute(_Model):
+    """Requests carrying all these headers go to the canary; an empty match removes the route."""
+
+    name: str = pydantic.Field(default="canary-header", min_length=1, max_length=63)
+    match: list[HeaderMatch] = pydantic.Field(default=[], description="All must match; empty: remove the route.")
+
+
+class CookieRoute(_Model):
+    """Requests carrying this cookie go to the canary; without cookieName, the route is removed."""
+
+    name: str = pydantic.Field(default="canary-cookie", min_length=1, max_length=63)
+    cookie_name: str | None = pydantic.Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.-]+$")
+    value: str = pydantic.Field(
+        default="always", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="The cookie's value that matches."
+    )
+
+
+RouteMatch = HeaderRoute | CookieRoute
+
+
 class Step(_Model):
     set_weight: Weight | None = pydantic.Field(default=None, description="Share of traffic to the canary.")
     pause: Pause | None = None
+    set_header_route: HeaderRoute | None = pydantic.Field(
+        default=None, description="Send requests with these headers to the canary, before or alongside weights."
+    )
+    set_cookie_route: CookieRoute | None = pydantic.Field(
+        default=None, description="Send requests with this cookie to the canary, before or alongside weights."
+    )
 
     @pydantic.model_validator(mode="after")
     def _exactly_one(self) -> Step:
-        if (self.set_weight is None) == (self.pause is None):
-            raise ValueError("a step is either setWeight or pause, not both and not neither")
+        if sum(value is not None for _, value in self) != 1:
+            raise ValueError("a step is exactly one of setWeight, pause, setHeaderRoute, setCookieRoute")
         return self
+
+    @property
+    def route(self) -> RouteMatch | None:
+        return self.set_header_route or self.set_cookie_route
+
+
+def step_route(steps: list[Step], index: int) -> RouteMatch | None:
+    """The header or cookie route in force at step ``index``: the last one set at or before it (None if cleared)."""
+    for step in reversed(steps[: index + 1]):
+        route = step.route
+        if isinstance(route, HeaderRoute):
+            return route if route.match else None
+        if isinstance(route, CookieRoute):
+            return route if route.cookie_name else None
+    return None
+
+
+def route_problems(kind: str, steps: list[Step]) -> list[str]:
+    """Why the router ``kind`` cannot run these header and cookie steps (empty when it can)."""
+    can = ROUTE_CAPABILITIES[kind]
+    problems = []
+    for number, step in enumerate(steps, 1):
+        if step.set_header_route is not None and step.set_header_route.match:
+            route = step.set_header_route
+            if not can.header:
+                problems.append(f"steps[{number - 1}].setHeaderRoute: the {kind} router cannot route by header")
+                continue
+            if len(route.match) > can.max_headers:
+                problems.append(
+                    f"steps[{number - 1}].setHeaderRoute: the {kind} router matches at most {can.max_headers}"
+                    f" header(s), got {len(route.match)}"
+                )
+            for item in route.match:
+                if item.header_value.kind not in can.header:
+                    problems.append(
+                        f"steps[{number - 1}].setHeaderRoute: the {kind} router cannot match a header by"
+                        f" {item.header_value.kind} (it can: {', '.join(sorted(can.header))})"
+                    )
+        if step.set_cookie_route is not None and step.set_cookie_route.cookie_name:
+            cookie = step.set_cookie_route
+            if not can.cookie:
+                problems.append(f"steps[{number - 1}].setCookieRoute: the {kind} router cannot route by cookie")
+            elif not can.cookie_values and cookie.value != "always":
+                problems.append(
+                    f"steps[{number - 1}].setCookieRoute: the {kind} router sends a cookie to the canary only when"
+                    f' its value is "always", got {cookie.value!r}'
+                )
+    return problems
 
 
 class MetricTemplate(enum.StrEnum):
@@ -527,6 +705,13 @@ class CanaryRolloutSpec(_Model):
                 raise ValueError(f"{kind} names must be unique, repeated: {', '.join(repeated)}")
         return self
 
+    @pydantic.model_validator(mode="after")
+    def _routes_supported(self) -> CanaryRolloutSpec:
+        problems = route_problems(self.traffic_routing.kind, self.steps)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 # ---------------------------------------------------------------- status
 
@@ -575,6 +760,14 @@ class Reason(enum.StrEnum):
     TARGET_NOT_FOUND = "TargetNotFound"
     INVALID_SPEC = "InvalidSpec"
     OBJECT_CONFLICT = "ObjectConflict"
+    # Why a traffic router cannot split the user's route (routing.RouterError).
+    ROUTE_NOT_FOUND = "RouteNotFound"
+    ROUTE_RULE_NOT_FOUND = "RouteRuleNotFound"
+    ROUTE_RULE_AMBIGUOUS = "RouteRuleAmbiguous"
+    ROUTE_BACKENDS_WRONG = "RouteBackendsWrong"
+    ROUTE_CONFLICT = "RouteConflict"
+    DESTINATION_RULE_NOT_FOUND = "DestinationRuleNotFound"
+    WRONG_SUBSETS = "WrongSubsets"
     RECONCILE_ERROR = "ReconcileError"
     ERROR_BUDGET_LOW = "ErrorBudgetLow"
     ERROR_BUDGET_EXHAUSTED = "ErrorBudgetExhausted"
@@ -877,7 +1070,7 @@ def explain(error: pydantic.ValidationError) -> str:
     """One line per problem, with the field path as a user writes it in YAML."""
     lines = []
     for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"] if p not in ("function-after",)) or "spec"
+        path = ".".join(str(p) for p in item["loc"] if p not in ("function-after",))
         message = str(item["msg"]).removeprefix("Value error, ")
-        lines.append(f"spec.{path}: {message}")
+        lines.append(f"spec.{path}: {message}" if path else f"spec: {message}")
     return "; ".join(lines)

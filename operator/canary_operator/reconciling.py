@@ -118,8 +118,16 @@ async def tick(
     target = workloads.target_of(target_doc)
     needs = rollouts.needs(spec, status, target.revision if target else None, now)
     arms = routing.Arms(namespace, target_name, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
-    router = routing.for_rollout(spec, api)
-    traffic = await router.observe(arms, needs.weight, needs.primary_replicas)
+    router = routing.for_rollout(spec, api, body)
+    try:
+        await router.reconcile(body)
+        route = routing.route_in_force(spec, status)
+        traffic = await router.observe(arms, needs.weight, needs.primary_replicas, route)
+    except routing.RouterError as exc:
+        decision = rollouts.blocked(status, generation, exc.reason, str(exc), now)
+        await _record_and_post(api, body, decision)
+        telemetry.observe_status(namespace, name, spec, decision.status)
+        return decision
 
     provider: providers.MetricProvider | None = None
     if needs.check or needs.budget:
@@ -168,12 +176,14 @@ async def tick(
     _observe(namespace, name, spec, decision, check)
     actions = rollouts.derive(spec, decision.status, seen)
     cleanups = [a for a in actions if isinstance(a, rollouts.ClearRequest)]
+    # The header or cookie route of the recorded status, derived like its weight.
+    route = routing.route_in_force(spec, decision.status)
     for action in actions:
         if not isinstance(action, rollouts.ClearRequest):
-            await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router)
+            await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
     await _post_events(api, recorded, decision.status)
     for action in cleanups:  # last: it changes the resourceVersion the outbox is cleared under
-        await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router)
+        await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
     return decision
 
 
@@ -489,6 +499,7 @@ async def _apply(
     canary_doc: Mapping[str, Any] | None,
     arms: routing.Arms,
     router: routing.TrafficRouter,
+    route: models.RouteMatch | None = None,
 ) -> None:
     namespace = rollout["metadata"]["namespace"]
     match action:
@@ -499,7 +510,7 @@ async def _apply(
         case rollouts.EnsureServices():
             await _ensure_services(api, rollout, spec)
         case rollouts.SetWeight(weight=weight, primary_replicas=primary_replicas):
-            await router.set_weight(arms, weight, primary_replicas)
+            await router.set_weight(arms, weight, primary_replicas, route)
         case rollouts.ScaleTarget(replicas=replicas):
             current = workloads.target_of(target_doc)
             if current is not None and current.replicas != replicas:
@@ -539,6 +550,7 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
         workload = workloads.workload_of(target_doc)
         if restore > 0 and workload is not None and not workload.rolled_out:
             raise NotYet(f"waiting for {target} to be ready before removing the primary")
+    await _finalize_router(api, body)
     removed = []
     for path in (
         kube.deployment_path(namespace, names.canary(target)),
@@ -550,3 +562,14 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
         if workloads.owned_by(await api.get(path), body) and await api.delete(path):
             removed.append(path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1])
     logs.get().info("finalized", restored_replicas=restore, removed=removed)
+
+
+async def _finalize_router(api: kube.Client, body: Mapping[str, Any]) -> None:
+    """Give back the user's route as it was, while the Services it named still exist."""
+    try:
+        spec = models.parse_spec(body.get("spec"))
+    except pydantic.ValidationError:
+        # A spec that never validated never routed; one edited into invalidity keeps what the last valid one did.
+        logs.get().warning("finalize: invalid spec, the traffic router is not finalized")
+        return
+    await routing.for_rollout(spec, api, body).finalize(body)

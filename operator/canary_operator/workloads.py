@@ -3,7 +3,8 @@
 For a CanaryRollout ``web`` releasing Deployment ``web``:
 - ``web-primary`` (Deployment): the last promoted pod template;
 - ``web-canary`` (Deployment): the candidate, 0 replicas when idle;
-- ``web`` (Service, apex): selects the pods of both, so traffic follows their replica ratio;
+- ``web`` (Service, apex): selects the pods of both, so traffic follows their replica ratio (the primary's
+  alone behind a gateway, ingress or mesh host that splits traffic itself, see ``services``);
 - ``web-primary`` and ``web-canary`` (Services): one arm each.
 
 Pods of the two arms carry the user's labels plus ``canary.dev/rollout`` and
@@ -103,8 +104,12 @@ def services(rollout: Mapping[str, Any], spec: models.CanaryRolloutSpec) -> list
         "protocol": "TCP",
     }
     result = []
+    routing = spec.traffic_routing
+    # The apex selects both arms where its endpoints are the split (replicas) or are split further by a
+    # mesh (Istio subsets); behind a gateway or ingress that splits itself, it must be the primary alone.
+    apex_arm = None if routing.replicas is not None or (routing.istio and routing.istio.destination_rule) else "primary"
     for name, arm in (
-        (names.apex(target_name), None),
+        (names.apex(target_name), apex_arm),
         (names.primary(target_name), "primary"),
         (names.canary(target_name), "canary"),
     ):
@@ -115,7 +120,7 @@ def services(rollout: Mapping[str, Any], spec: models.CanaryRolloutSpec) -> list
                 "metadata": {
                     "name": name,
                     "namespace": rollout["metadata"]["namespace"],
-                    "labels": {**_labels(rollout_name, arm), **MANAGED_BY},
+                    "labels": {**_labels(rollout_name, None if name == target_name else arm), **MANAGED_BY},
                     "ownerReferences": [owner_reference(rollout)],
                 },
                 "spec": {"selector": _labels(rollout_name, arm), "ports": [port]},

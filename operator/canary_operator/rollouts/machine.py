@@ -457,7 +457,11 @@ def _progress(
     status.current_step_index = index
     status.step_started_at = tick.now_text
     tick.progressed()
-    if index < len(steps) and plan.step_weight(steps, index) != weight:
+    # A new weight, or a new header/cookie route, must settle again before a check counts for the step.
+    if index < len(steps) and (
+        plan.step_weight(steps, index) != weight
+        or models.step_route(steps, index) != models.step_route(steps, index - 1)
+    ):
         status.weight_settled_at = None
     if index >= len(steps):
         _begin_promotion(tick, target, f"all {len(steps)} steps passed")

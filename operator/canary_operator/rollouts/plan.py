@@ -56,4 +56,13 @@ def summary(steps: list[models.Step]) -> str:
             parts.append(f"{step.set_weight}%")
         elif step.pause is not None:
             parts.append(f"pause {step.pause.duration}" if step.pause.duration else "pause until promoted")
+        elif step.set_header_route is not None:
+            parts.append(
+                f"header route {step.set_header_route.name}" if step.set_header_route.match else "no header route"
+            )
+        elif step.set_cookie_route is not None:
+            cookie = step.set_cookie_route
+            parts.append(
+                f"cookie route {cookie.cookie_name}={cookie.value}" if cookie.cookie_name else "no cookie route"
+            )
     return " -> ".join(parts)

@@ -12,8 +12,10 @@ weight it really achieved. The canary is capped at 9x the primary (90%).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
-from canary_operator import kube, names, routing
+from canary_operator import kube, models, names, routing
 
 MAX_WEIGHT = 90
 
@@ -35,14 +37,25 @@ class ReplicasRouter:
     def __init__(self, api: kube.Client) -> None:
         self.api = api
 
-    async def set_weight(self, arms: routing.Arms, weight: int, primary_replicas: int) -> None:
+    async def reconcile(self, rollout: Mapping[str, Any]) -> None:
+        """Nothing to check: the apex Service is the operator's own (see workloads)."""
+
+    async def finalize(self, rollout: Mapping[str, Any]) -> None:
+        """Nothing of the user's was changed."""
+
+    async def set_weight(
+        self, arms: routing.Arms, weight: int, primary_replicas: int, route: models.RouteMatch | None = None
+    ) -> None:
+        # A header or cookie route is refused at admission for this router (models.route_problems).
         wanted = canary_replicas(weight, primary_replicas)
         if arms.canary is None or arms.canary.replicas == wanted:
             return
         path = kube.deployment_path(arms.namespace, names.canary(arms.target))
         await self.api.patch(path, {"spec": {"replicas": wanted}})
 
-    async def observe(self, arms: routing.Arms, weight: int, primary_replicas: int) -> routing.TrafficState:
+    async def observe(
+        self, arms: routing.Arms, weight: int, primary_replicas: int, route: models.RouteMatch | None = None
+    ) -> routing.TrafficState:
         canary_ready = arms.canary.ready_replicas if arms.canary else 0
         primary_ready = arms.primary.ready_replicas if arms.primary else 0
         wanted = canary_replicas(weight, primary_replicas)
