@@ -43,6 +43,7 @@ import kmock
 import yaml
 
 from canary_bench import emulation
+from canary_bench.emulation import networking
 
 Body = dict[str, Any]
 T = TypeVar("T")
@@ -405,6 +406,8 @@ class EmulatedCluster:
         crds = [yaml.safe_load(path.read_text()) for path in self._crd_paths if path.exists()]
         for crd in crds or [FALLBACK_CRD]:
             emulator.create_object(emulation.CRDS, None, dict(crd))
+        for crd in networking.ROUTER_CRDS:  # the traffic routers' kinds, with their schemas
+            emulator.create_object(emulation.CRDS, None, copy.deepcopy(crd))
         controller = DeploymentController(emulator, ready_delay=self._ready_delay)
         async with emulator, _Server(emulator, host="127.0.0.1", server_cls=_QuietTestServer) as server:
             self._url = str(server.url).rstrip("/")

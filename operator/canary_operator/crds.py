@@ -34,8 +34,23 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 
 # Cross-field rules, keyed by the pydantic model name they belong to.
 _EXTRA_RULES: dict[str, dict[str, Any]] = {
-    "Step": {"oneOf": [{"required": ["setWeight"]}, {"required": ["pause"]}]},
-    "TrafficRouting": {"oneOf": [{"required": ["replicas"]}]},
+    "Step": {
+        "oneOf": [
+            {"required": ["setWeight"]},
+            {"required": ["pause"]},
+            {"required": ["setHeaderRoute"]},
+            {"required": ["setCookieRoute"]},
+        ]
+    },
+    "TrafficRouting": {
+        "oneOf": [
+            {"required": ["replicas"]},
+            {"required": ["gatewayAPI"]},
+            {"required": ["istio"]},
+            {"required": ["nginx"]},
+        ]
+    },
+    "StringMatch": {"oneOf": [{"required": ["exact"]}, {"required": ["prefix"]}, {"required": ["regex"]}]},
     "Metric": {
         "oneOf": [{"required": ["template"]}, {"required": ["query"]}],
         "anyOf": [{"required": ["max"]}, {"required": ["min"]}, {"required": ["compare"]}],
