@@ -61,8 +61,18 @@ def mutated(path: str, value: Any) -> dict[str, Any]:
 
 INVALID = [
     ("steps.0.setWeight", 150, "150 is greater than the maximum of 100", "less than or equal to 100"),
-    ("steps.1", {"setWeight": 20, "pause": {}}, "is valid under each of", "exactly one of setWeight, pause, setHeaderRoute, setCookieRoute"),
-    ("steps.1", {}, "is not valid under any of the given schemas", "exactly one of setWeight, pause, setHeaderRoute, setCookieRoute"),
+    (
+        "steps.1",
+        {"setWeight": 20, "pause": {}},
+        "is valid under each of",
+        "exactly one of setWeight, pause, setHeaderRoute, setCookieRoute",
+    ),
+    (
+        "steps.1",
+        {},
+        "is not valid under any of the given schemas",
+        "exactly one of setWeight, pause, setHeaderRoute, setCookieRoute",
+    ),
     ("steps.1.pause.duration", "30 seconds", "does not match", "should match pattern"),
     ("analysis.metrics.0.template", "error-ratio", "is not one of", "Input should be"),
     ("analysis.metrics.1.max", ..., None, None),  # dropping max leaves neither bound on latency

@@ -123,7 +123,8 @@ class GatewayAPIRouter(weighted.UserRouteRouter):
                 {**match, "headers": [*(match.get("headers") or []), *headers]}
                 for match in (managed.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}])
             ]
-            copy["backendRefs"] = [{**apex, "name": names.canary(self.target)}]
+            # weight: the API server defaults it to 1; written out so that the read-back compares equal.
+            copy["backendRefs"] = [{**apex, "name": names.canary(self.target), "weight": 1}]
             rules.insert(index, copy)
         return {"rules": rules}
 
