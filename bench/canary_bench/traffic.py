@@ -33,6 +33,8 @@ from typing import Any, Protocol, Self
 import prometheus_client
 import prometheus_client.exposition
 
+from canary_bench import dataplane
+
 REQUESTS_METRIC = "http_requests_total"
 LATENCY_METRIC = "http_request_duration_seconds"
 
@@ -237,6 +239,8 @@ class Arm:
     pod: str
     share: float  # the fraction of the generator's total rate; shares need not add up to 1
     image: str
+    workload: str = ""  # the Deployment of the pod (a data plane's destination_workload)
+    service: str = ""  # the Service the requests came through (the NGINX controller's ``service`` label)
 
 
 class TrafficSourceError(Exception):
@@ -603,3 +607,102 @@ class ReplicasTrafficSource:
         if not any(found.values()):
             found = {self.name: self.api.deployment(self.namespace, self.name)}
         return deployment_arms({name: body for name, body in found.items() if body is not None})
+
+
+def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+class RouteTrafficSource:
+    """Traffic through the user's route, as the data plane would send it: an HTTPRoute (``gatewayAPI``),
+    a VirtualService (``istio``) or an Ingress with the operator's canary Ingress (``nginx``).
+
+    Each request class goes through the route (``dataplane``) to Services; each Service spreads its share
+    over the ready pods it selects (narrowed to an Istio subset's labels), like kube-proxy. The weight the
+    route names is the weight users see, whatever the replica counts. Requests routed to a Service without
+    ready pods are not served (a real data plane answers 503): they appear in no arm.
+    """
+
+    def __init__(
+        self,
+        api: KubernetesReader | str,
+        *,
+        namespace: str,
+        router: str,
+        route: str,
+        classes: Sequence[dataplane.RequestClass] = dataplane.EVERYONE,
+    ) -> None:
+        if router not in ("gatewayAPI", "istio", "nginx"):
+            raise ValueError(f"unknown router {router!r}: gatewayAPI, istio or nginx")
+        self.api = api if isinstance(api, KubernetesReader) else KubernetesReader(api)
+        self.namespace = namespace
+        self.router = router
+        self.route = route
+        self.classes = tuple(classes)
+
+    def _get(self, path: str) -> dict[str, Any] | None:
+        return self.api.get(f"/apis/{path.format(ns=urllib.parse.quote(self.namespace))}")
+
+    def _shares(self, request: dataplane.RequestClass) -> dataplane.Shares:
+        if self.router == "gatewayAPI":
+            found = self._get(f"gateway.networking.k8s.io/v1/namespaces/{{ns}}/httproutes/{self.route}")
+            if found is None:
+                raise TrafficSourceError(f"HTTPRoute {self.route} not found")
+            return dataplane.http_route_shares(found, request)
+        if self.router == "istio":
+            found = self._get(f"networking.istio.io/v1/namespaces/{{ns}}/virtualservices/{self.route}")
+            if found is None:
+                raise TrafficSourceError(f"VirtualService {self.route} not found")
+            return dataplane.virtual_service_shares(found, request)
+        main = self._get(f"networking.k8s.io/v1/namespaces/{{ns}}/ingresses/{self.route}")
+        if main is None:
+            raise TrafficSourceError(f"Ingress {self.route} not found")
+        canary = self._get(f"networking.k8s.io/v1/namespaces/{{ns}}/ingresses/{self.route}-canary")
+        return dataplane.ingress_shares(main, canary, request)
+
+    def _subset_labels(self, service: str, subset: str) -> dict[str, str]:
+        rules = self._get("networking.istio.io/v1/namespaces/{ns}/destinationrules") or {}
+        for rule in rules.get("items") or []:
+            if str(rule["spec"].get("host", "")).split(".", 1)[0] == service:
+                for item in rule["spec"].get("subsets") or []:
+                    if item.get("name") == subset:
+                        return dict(item.get("labels") or {})
+        raise TrafficSourceError(f"no DestinationRule subset {subset} for host {service}")
+
+    def __call__(self) -> list[Arm]:
+        deployments = (self._get("apps/v1/namespaces/{ns}/deployments") or {}).get("items") or []
+        arms: dict[str, Arm] = {}  # by pod: the generator keys its state by pod
+        for request in self.classes:
+            try:
+                shares = self._shares(request)
+            except dataplane.NoRoute:
+                continue
+            for (service_name, subset), share in shares.items():
+                service = self.api.get(f"/api/v1/namespaces/{self.namespace}/services/{service_name}")
+                if service is None or share <= 0:
+                    continue
+                selector = dict((service.get("spec") or {}).get("selector") or {})
+                if subset is not None:
+                    selector.update(self._subset_labels(service_name, subset))
+                endpoints = [
+                    d
+                    for d in deployments
+                    if ready_replicas(d) > 0
+                    and _selects(
+                        selector, ((d["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+                    )
+                ]
+                total = sum(ready_replicas(d) for d in endpoints)
+                for d in endpoints:
+                    name = d["metadata"]["name"]
+                    pod = pod_name(name, d["spec"].get("template", {}))
+                    part = request.share * share * ready_replicas(d) / total
+                    known = arms.get(pod)
+                    arms[pod] = Arm(
+                        pod=pod,
+                        share=part + (known.share if known else 0.0),
+                        image=first_image(d),
+                        workload=name,
+                        service=service_name,
+                    )
+        return list(arms.values())

@@ -49,12 +49,13 @@ async def _read(provider: providers.MetricProvider, promql: str, at: datetime.da
 
 
 async def _buckets(
-    provider: providers.MetricProvider, promql: str, at: datetime.datetime
+    provider: providers.MetricProvider, promql: str, at: datetime.datetime, le_seconds: float = 1.0
 ) -> dict[float, float] | judging.Reading:
+    """Counts per bucket bound, the bounds in seconds whatever unit the histogram counts in."""
     result = await _guard(lambda: provider.query_by(promql, at, "le"))
     if isinstance(result, judging.Reading):
         return result
-    return {float(le): count for le, count in result.items()}
+    return {float(le) * le_seconds: count for le, count in result.items()}
 
 
 _Buckets = dict[float, float] | judging.Reading
@@ -64,8 +65,8 @@ async def _arm_buckets(
     provider: providers.MetricProvider, canary: queries.Arm, primary: queries.Arm, window: str, at: datetime.datetime
 ) -> tuple[_Buckets, _Buckets]:
     canary_buckets, primary_buckets = await asyncio.gather(
-        _buckets(provider, queries.latency_buckets(canary, window), at),
-        _buckets(provider, queries.latency_buckets(primary, window), at),
+        _buckets(provider, queries.latency_buckets(canary, window), at, canary.source.le_seconds),
+        _buckets(provider, queries.latency_buckets(primary, window), at, primary.source.le_seconds),
     )
     return canary_buckets, primary_buckets
 
@@ -150,7 +151,7 @@ async def measure(
 ) -> judging.Measurements:
     """One check's measurements; ``since`` is when the canary started (comparisons accumulate from there)."""
     analysis = spec.analysis
-    canary, primary = queries.arms(namespace, spec.target_ref.name)
+    canary, primary = queries.arms(namespace, spec.target_ref.name, queries.source_of(spec.traffic_routing))
     window = analysis.interval
     elapsed = int((at - since).total_seconds()) if since is not None else 0
 
@@ -203,7 +204,9 @@ async def error_budget(
 ) -> judging.Reading:
     """The share of the error budget left over the SLO window (1 = untouched, <= 0 = exhausted)."""
     assert spec.slo is not None
-    ratio = await _read(provider, queries.service_error_ratio(namespace, spec.target_ref.name, spec.slo.window), at)
+    source = queries.source_of(spec.traffic_routing)
+    promql = queries.service_error_ratio(namespace, spec.target_ref.name, spec.slo.window, source)
+    ratio = await _read(provider, promql, at)
     if ratio.value is None:
         return ratio
     return judging.Reading(1 - ratio.value / spec.slo.budget)

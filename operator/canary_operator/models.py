@@ -163,18 +163,36 @@ class TrafficRouting(_Model):
     gateway_api: GatewayAPIRouting | None = pydantic.Field(default=None, alias="gatewayAPI")
     istio: IstioRouting | None = None
     nginx: NginxRouting | None = None
+    metrics: Literal["app", "dataPlane"] = pydantic.Field(
+        default="app",
+        description=(
+            "Where the built-in metric templates read requests, errors and latency: the app's own"
+            " http_requests_total and http_request_duration_seconds, or the router's data plane (Istio's"
+            " istio_requests_total, the NGINX Ingress Controller's, Envoy's for gatewayAPI)."
+        ),
+    )
 
     @pydantic.model_validator(mode="after")
     def _exactly_one(self) -> TrafficRouting:
-        chosen = [type(self).model_fields[name].alias or name for name, value in self if value is not None]
+        chosen = [
+            type(self).model_fields[name].alias or name
+            for name, value in self
+            if value is not None and name != "metrics"
+        ]
         if len(chosen) != 1:
             raise ValueError(f"trafficRouting needs exactly one router, got {chosen or 'none'}")
+        if self.metrics == "dataPlane" and self.replicas is not None:
+            raise ValueError("trafficRouting.metrics: the replicas router has no data plane to read; use app")
         return self
 
     @property
     def kind(self) -> str:
         """The router's name as the user writes it: replicas, gatewayAPI, istio or nginx."""
-        return next(type(self).model_fields[name].alias or name for name, value in self if value is not None)
+        return next(
+            type(self).model_fields[name].alias or name
+            for name, value in self
+            if value is not None and name != "metrics"
+        )
 
     @property
     def capabilities(self) -> RouteCapabilities:

@@ -19,7 +19,12 @@ from typing import Any, Final
 _PRESERVE: Final = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 _STRINGS: Final = {"type": "array", "items": {"type": "string"}}
 _NAME: Final = {"type": "string", "minLength": 1, "maxLength": 253}
-_SECTION_NAME: Final = {"type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
+_SECTION_NAME: Final = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 253,
+    "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+}
 _PORT: Final = {"type": "integer", "minimum": 1, "maximum": 65535}
 
 
@@ -76,7 +81,11 @@ _HTTP_ROUTE_MATCH: Final = {
             "type": "object",
             "default": {"type": "PathPrefix", "value": "/"},
             "properties": {
-                "type": {"type": "string", "enum": ["Exact", "PathPrefix", "RegularExpression"], "default": "PathPrefix"},
+                "type": {
+                    "type": "string",
+                    "enum": ["Exact", "PathPrefix", "RegularExpression"],
+                    "default": "PathPrefix",
+                },
                 "value": {"type": "string", "maxLength": 1024, "default": "/"},
             },
         },
