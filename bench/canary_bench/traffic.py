@@ -270,14 +270,104 @@ class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
         pass
 
 
+# Each data plane's default latency buckets: Istio and Envoy count in milliseconds, NGINX in seconds.
+ISTIO_BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000)
+ENVOY_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000)
+NGINX_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class DataPlaneSeries:
+    """The RED series a gateway or mesh reports about the requests it forwards, beside the app's own.
+
+    - ``istio``: ``istio_requests_total`` and ``istio_request_duration_milliseconds`` as the destination's
+      sidecar reports them (``reporter="destination"``, per ``destination_workload``);
+    - ``nginx``: ``nginx_ingress_controller_requests`` and ``..._request_duration_seconds`` per upstream
+      ``service`` of ``ingress`` (``canary`` names the canary's Service when it served the request);
+    - ``envoy``: ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time`` (ms) per upstream
+      cluster ``<namespace>_<service>_<port>``, as Envoy-based Gateway API implementations name them.
+    """
+
+    def __init__(self, kind: str, registry: prometheus_client.CollectorRegistry, *, ingress: str, port: int) -> None:
+        self.kind, self.ingress, self.port = kind, ingress, port
+        self._requests: prometheus_client.Counter | prometheus_client.Gauge
+        if kind == "istio":
+            labels = ["reporter", "destination_workload_namespace", "destination_workload", "destination_service_name"]
+            self._requests = prometheus_client.Counter(
+                "istio_requests", "Requests (Istio standard metric).", [*labels, "response_code"], registry=registry
+            )
+            self._latency = prometheus_client.Histogram(
+                "istio_request_duration_milliseconds",
+                "Request duration (ms).",
+                labels,
+                buckets=ISTIO_BUCKETS_MS,
+                registry=registry,
+            )
+        elif kind == "nginx":
+            labels = ["namespace", "ingress", "service", "canary"]
+            # The controller's counter has no _total suffix, which prometheus_client adds to every Counter:
+            # a Gauge only ever increased gives the exact series name, and rate() reads it the same.
+            self._requests = prometheus_client.Gauge(
+                "nginx_ingress_controller_requests",
+                "Requests by the NGINX Ingress Controller.",
+                [*labels, "status"],
+                registry=registry,
+            )
+            self._latency = prometheus_client.Histogram(
+                "nginx_ingress_controller_request_duration_seconds",
+                "Request duration (s).",
+                labels,
+                buckets=NGINX_BUCKETS,
+                registry=registry,
+            )
+        elif kind == "envoy":
+            labels = ["envoy_cluster_name"]
+            self._requests = prometheus_client.Gauge(  # no _total suffix either, as for NGINX
+                "envoy_cluster_upstream_rq",
+                "Upstream requests by response code.",
+                [*labels, "envoy_response_code"],
+                registry=registry,
+            )
+            self._latency = prometheus_client.Histogram(
+                "envoy_cluster_upstream_rq_time",
+                "Upstream request time (ms).",
+                labels,
+                buckets=ENVOY_BUCKETS_MS,
+                registry=registry,
+            )
+        else:
+            raise ValueError(f"unknown data plane {kind!r}: istio, nginx or envoy")
+
+    def record(self, namespace: str, workload: str, service: str, code: str, seconds: float) -> None:
+        if self.kind == "istio":
+            labels = ["destination", namespace, workload, service]
+            self._latency.labels(*labels).observe(seconds * 1000)
+        elif self.kind == "nginx":
+            labels = [namespace, self.ingress, service, service if service.endswith("-canary") else ""]
+            self._latency.labels(*labels).observe(seconds)
+        else:
+            labels = [f"{namespace}_{service}_{self.port}"]
+            self._latency.labels(*labels).observe(seconds * 1000)
+        self._requests.labels(*labels, code).inc()
+
+
 class Exporter:
     """The one ``/metrics`` endpoint of all simulated pods, on loopback, served from a thread.
 
     Real pods would each have their own endpoint and Prometheus would add the ``namespace``/``pod`` labels
     from service discovery; one endpoint with those labels in the exposition gives the same series.
+    With ``data_plane`` (istio, nginx, envoy) it also serves the series that data plane reports.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, buckets: Sequence[float] = LATENCY_BUCKETS):
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+        data_plane: str | None = None,
+        ingress: str = "web",
+        service_port: int = 80,
+    ):
         self.host = host
         self._requested_port = port
         self.registry = prometheus_client.CollectorRegistry()
@@ -293,6 +383,11 @@ class Exporter:
             ["namespace", "pod"],
             buckets=buckets,
             registry=self.registry,
+        )
+        self.data_plane = (
+            None
+            if data_plane is None
+            else DataPlaneSeries(data_plane, self.registry, ingress=ingress, port=service_port)
         )
         self._lock = threading.Lock()
         self._codes: dict[tuple[str, str], set[str]] = {}
@@ -349,12 +444,16 @@ class Exporter:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def record(self, namespace: str, pod: str, code: str, seconds: float) -> None:
-        """One request served by `pod`."""
+    def record(
+        self, namespace: str, pod: str, code: str, seconds: float, *, workload: str = "", service: str = ""
+    ) -> None:
+        """One request served by `pod` (of Deployment `workload`, reached through Service `service`)."""
         with self._lock:
             self._codes.setdefault((namespace, pod), set()).add(code)
             self._requests.labels(namespace, pod, code).inc()
             self._latency.labels(namespace, pod).observe(seconds)
+            if self.data_plane is not None and workload and service:
+                self.data_plane.record(namespace, workload, service, code, seconds)
 
     def forget(self, namespace: str, pod: str) -> None:
         """Drop a gone pod's series, so that Prometheus marks them stale as it would for a deleted pod."""
@@ -463,7 +562,14 @@ class LoadGenerator:
             self._carry[arm.pod] = due - count
             for _ in range(count):
                 code = ERROR_CODE if self._rng.random() < behaviour.error_ratio else SUCCESS_CODE
-                self.exporter.record(self.namespace, arm.pod, code, behaviour.latency.sample(self._rng))
+                self.exporter.record(
+                    self.namespace,
+                    arm.pod,
+                    code,
+                    behaviour.latency.sample(self._rng),
+                    workload=arm.workload,
+                    service=arm.service,
+                )
                 with self._lock:
                     self._images[arm.pod] = arm.image
                     self._tallies.setdefault(arm.pod, collections.Counter())[code] += 1
