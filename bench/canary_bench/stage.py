@@ -32,14 +32,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Self, TypeVar
 
 import yaml
 from prometheus_client import parser as prometheus_parser
 
 from canary_bench import cluster as clusters
-from canary_bench import emulation, prometheus, traffic
+from canary_bench import dataplane, emulation, prometheus, traffic
 
 NAMESPACE = "shop"
 NAME = "web"
@@ -94,6 +94,19 @@ class Plan:
     )
     max_error_rate: float = 1.0
     max_latency_ms: float = 500.0
+    # The router, as in the spec: replicas, gatewayAPI, istio or nginx (the stage creates its route objects).
+    router: str = "replicas"
+    metrics: str = "app"  # trafficRouting.metrics: app, or dataPlane (the exporter then serves its series)
+
+    def traffic_routing(self) -> dict[str, Any]:
+        routers: dict[str, dict[str, Any]] = {
+            "replicas": {"replicas": {}},
+            "gatewayAPI": {"gatewayAPI": {"httpRoute": NAME}},
+            "istio": {"istio": {"virtualService": NAME}},
+            "nginx": {"nginx": {"ingress": NAME}},
+        }
+        routing = routers[self.router]
+        return routing if self.metrics == "app" else {**routing, "metrics": self.metrics}
 
     def manifest(self, prometheus_url: str) -> dict[str, Any]:
         return {
@@ -103,7 +116,7 @@ class Plan:
             "spec": {
                 "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": NAME},
                 "service": {"port": 80, "targetPort": 8080},
-                "trafficRouting": {"replicas": {}},
+                "trafficRouting": self.traffic_routing(),
                 "steps": copy.deepcopy(self.steps),
                 "analysis": {
                     "interval": self.interval,
@@ -136,6 +149,31 @@ def deployment_manifest(image: str = STABLE_IMAGE, replicas: int = 4) -> dict[st
     }
 
 
+def route_manifests(router: str) -> list[dict[str, Any]]:
+    """The user's own route to ``web`` for a router: what exists before the CanaryRollout is applied."""
+    meta = {"name": NAME, "namespace": NAMESPACE}
+    if router == "gatewayAPI":
+        rule = {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+            "backendRefs": [{"name": NAME, "port": 80}],
+        }
+        spec: dict[str, Any] = {"parentRefs": [{"name": "public"}], "hostnames": ["shop.example.com"], "rules": [rule]}
+        return [{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": meta, "spec": spec}]
+    if router == "istio":
+        route = {"name": "app", "route": [{"destination": {"host": NAME, "port": {"number": 80}}}]}
+        spec = {"hosts": ["shop.example.com"], "gateways": ["public"], "http": [route]}
+        return [{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": meta, "spec": spec}]
+    if router == "nginx":
+        backend = {"service": {"name": NAME, "port": {"number": 80}}}
+        paths = [{"path": "/", "pathType": "Prefix", "backend": backend}]
+        spec = {"ingressClassName": "nginx", "rules": [{"host": "shop.example.com", "http": {"paths": paths}}]}
+        return [{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}]
+    return []
+
+
+_DATA_PLANES = {"istio": "istio", "nginx": "nginx", "gatewayAPI": "envoy"}
+
+
 class Stage:
     def __init__(
         self,
@@ -151,6 +189,7 @@ class Stage:
         rollout: bool = True,
         keep_logs: bool = False,
         operator_env: dict[str, str] | None = None,
+        request_classes: Sequence[dataplane.RequestClass] = dataplane.EVERYONE,
     ) -> None:
         self.rate = rate
         self.replicas = replicas
@@ -161,6 +200,7 @@ class Stage:
         self.seed = seed
         self.log_format = log_format
         self.with_rollout = rollout
+        self.request_classes = tuple(request_classes)  # who sends requests (headers, cookies), behind a router
         self.keep_logs = keep_logs  # leave the operator's log behind after close (the demo points at it)
         self.operator_env = dict(operator_env or {})  # more settings for the operator (config.py), at its next start
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="canary-stage-"))
@@ -182,13 +222,23 @@ class Stage:
             self._closers.append(self.cluster.stop)
             self.cluster.create_namespace(NAMESPACE)
             self.apply(deployment_manifest(replicas=self.replicas))
-            self.exporter = traffic.Exporter().start()
+            router = self.plan.router
+            for manifest in route_manifests(router):
+                self.apply(manifest)
+            data_plane = _DATA_PLANES.get(router) if self.plan.metrics == "dataPlane" else None
+            self.exporter = traffic.Exporter(data_plane=data_plane).start()
             self._closers.append(self.exporter.stop)
             self.prometheus = prometheus.PrometheusServer(
                 scrape_targets=[self.exporter.address], scrape_interval=self.scrape_interval
             ).start()
             self._closers.append(self.prometheus.close)
-            source = traffic.ReplicasTrafficSource(self.cluster.url, namespace=NAMESPACE, name=NAME)
+            source: traffic.TrafficSource = (
+                traffic.ReplicasTrafficSource(self.cluster.url, namespace=NAMESPACE, name=NAME)
+                if router == "replicas"
+                else traffic.RouteTrafficSource(
+                    self.cluster.url, namespace=NAMESPACE, router=router, route=NAME, classes=self.request_classes
+                )
+            )
             self.load = traffic.LoadGenerator(
                 source, self.exporter, namespace=NAMESPACE, rate=self.rate, catalogue=self.catalogue, seed=self.seed
             ).start()

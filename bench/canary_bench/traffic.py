@@ -27,7 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import wsgiref.simple_server
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, Self
 
 import prometheus_client
@@ -749,22 +749,23 @@ class RouteTrafficSource:
     def _get(self, path: str) -> dict[str, Any] | None:
         return self.api.get(f"/apis/{path.format(ns=urllib.parse.quote(self.namespace))}")
 
-    def _shares(self, request: dataplane.RequestClass) -> dataplane.Shares:
+    def _router(self) -> Callable[[dataplane.RequestClass], dataplane.Shares]:
+        """The data plane's decision for any request, from one reading of the route objects (one snapshot)."""
         if self.router == "gatewayAPI":
-            found = self._get(f"gateway.networking.k8s.io/v1/namespaces/{{ns}}/httproutes/{self.route}")
-            if found is None:
+            route = self._get(f"gateway.networking.k8s.io/v1/namespaces/{{ns}}/httproutes/{self.route}")
+            if route is None:
                 raise TrafficSourceError(f"HTTPRoute {self.route} not found")
-            return dataplane.http_route_shares(found, request)
+            return lambda request: dataplane.http_route_shares(route, request)
         if self.router == "istio":
-            found = self._get(f"networking.istio.io/v1/namespaces/{{ns}}/virtualservices/{self.route}")
-            if found is None:
+            service = self._get(f"networking.istio.io/v1/namespaces/{{ns}}/virtualservices/{self.route}")
+            if service is None:
                 raise TrafficSourceError(f"VirtualService {self.route} not found")
-            return dataplane.virtual_service_shares(found, request)
+            return lambda request: dataplane.virtual_service_shares(service, request)
         main = self._get(f"networking.k8s.io/v1/namespaces/{{ns}}/ingresses/{self.route}")
         if main is None:
             raise TrafficSourceError(f"Ingress {self.route} not found")
         canary = self._get(f"networking.k8s.io/v1/namespaces/{{ns}}/ingresses/{self.route}-canary")
-        return dataplane.ingress_shares(main, canary, request)
+        return lambda request: dataplane.ingress_shares(main, canary, request)
 
     def _subset_labels(self, service: str, subset: str) -> dict[str, str]:
         rules = self._get("networking.istio.io/v1/namespaces/{ns}/destinationrules") or {}
@@ -776,15 +777,21 @@ class RouteTrafficSource:
         raise TrafficSourceError(f"no DestinationRule subset {subset} for host {service}")
 
     def __call__(self) -> list[Arm]:
+        route = self._router()
         deployments = (self._get("apps/v1/namespaces/{ns}/deployments") or {}).get("items") or []
+        services: dict[str, dict[str, Any] | None] = {}
         arms: dict[str, Arm] = {}  # by pod: the generator keys its state by pod
         for request in self.classes:
             try:
-                shares = self._shares(request)
+                shares = route(request)
             except dataplane.NoRoute:
                 continue
             for (service_name, subset), share in shares.items():
-                service = self.api.get(f"/api/v1/namespaces/{self.namespace}/services/{service_name}")
+                if service_name not in services:
+                    services[service_name] = self.api.get(
+                        f"/api/v1/namespaces/{self.namespace}/services/{service_name}"
+                    )
+                service = services[service_name]
                 if service is None or share <= 0:
                     continue
                 selector = dict((service.get("spec") or {}).get("selector") or {})
