@@ -10,7 +10,7 @@ import kopf
 import pytest
 from router_beds import ARM_NAMES, KINDS, NS, PRIMARY_REPLICAS, Bed, comparable
 
-from canary_operator import kube, workloads
+from canary_operator import kube, names
 
 pytestmark = pytest.mark.parametrize("kind", sorted(KINDS))
 
@@ -121,6 +121,6 @@ async def test_deleting_the_rollout_gives_the_users_route_back_exactly(
     await bed.router.finalize(bed.rollout)  # a retried delete handler: still exactly the original
 
     assert comparable(bed.cluster.get(bed.kind.user_path)) == before
-    assert bed.cluster.get(kube.deployment_path(NS, workloads.canary_name("web"))) is not None  # not the router's
+    assert bed.cluster.get(kube.deployment_path(NS, names.canary("web"))) is not None  # not the router's
     if kind == "nginx":
         assert bed.route() is None, "the canary Ingress is gone"
