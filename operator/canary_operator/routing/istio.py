@@ -158,25 +158,24 @@ class IstioRouter(weighted.UserRouteRouter):
             routes.insert(index, copy)
         return {"http": routes}
 
+    def _is_canary(self, destination: Mapping[str, Any]) -> bool:
+        rule = self.config.destination_rule
+        if rule is not None:
+            return bool(destination.get("subset") == rule.canary_subset)
+        return short_host(str(destination.get("host", ""))) == names.canary(self.target)
+
     def weight_of(self, obj: Mapping[str, Any]) -> int:
         routes = [r for r in (obj.get("spec") or {}).get("http") or [] if not self._ours(r)]
         targets = routes[self._managed_index(routes)].get("route") or []
-        canary = self._arm({"host": "", "port": None}, "canary")
-        total = primary = 0.0
-        found = 0.0
+        canary = primary = 0.0
         for item in targets:
-            destination = item.get("destination") or {}
-            # Istio's default: a lone destination gets 100.
+            # Istio's default: a lone destination gets 100, several without weights get nothing declared.
             share = float(item.get("weight", 100 if len(targets) == 1 else 0))
-            total += share
-            is_canary = (
-                destination.get("subset") == canary.get("subset")
-                if "subset" in canary
-                else short_host(str(destination.get("host", ""))) == names.canary(self.target)
-            )
-            found += share if is_canary else 0.0
-        primary = total - found
-        return weighted.percent(found, primary)
+            if self._is_canary(item.get("destination") or {}):
+                canary += share
+            else:
+                primary += share
+        return weighted.percent(canary, primary)
 
     def restored(self, obj: Mapping[str, Any], original: Mapping[str, Any]) -> dict[str, Any]:
         routes = [weighted.deep(r) for r in (obj.get("spec") or {}).get("http") or [] if not self._ours(r)]
