@@ -14,7 +14,7 @@ import helpers
 import pytest
 
 from canary_bench import prometheus, traffic
-from canary_operator import judging, measuring, models
+from canary_operator import judging, measuring, models, providers
 from canary_operator.providers import prometheus as prometheus_provider
 
 Start = Callable[..., prometheus.PrometheusServer]
@@ -112,9 +112,11 @@ async def test_the_data_planes_series_give_exact_error_rates_and_a_histogram_p99
         + plane_series(plane, "web-primary", PRIMARY_SERVICE[plane], 180, 0.005, traffic.FixedLatency(0.02))
     )
     spec = spec_for(plane)
-    provider = prometheus_provider.PrometheusProvider(server.url)
-
-    measurements = await measuring.measure(spec, "shop", 10, AT, provider)
+    pool = prometheus_provider.Pool()
+    try:
+        measurements = await measuring.measure(spec, "shop", 10, AT, pool.provider(providers.Endpoint(server.url)))
+    finally:
+        await pool.close()
     check = judging.judge(spec.analysis, measurements)
 
     assert measurements.canary_requests.value == pytest.approx(1200)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import kopf
@@ -15,9 +15,17 @@ from helpers import deployment
 from router_beds import KINDS, NS, ROLLOUTS, rollout_manifest
 
 from canary_bench import cluster as clusters
-from canary_operator import kube, reconciling
+from canary_operator import config, endpoints, kube, reconciling
 
 NOW = datetime.datetime(2026, 11, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture
+async def metrics() -> AsyncIterator[endpoints.Source]:
+    """The operator's metric source; the clock stands still, so no check falls due and nothing is queried."""
+    source = endpoints.Source(config.PrometheusSettings(allowed_addresses=("http://127.0.0.1:9090",)))
+    yield source
+    await source.close()
 
 
 class Crash(Exception):
@@ -51,9 +59,14 @@ def setup(cluster: clusters.EmulatedCluster, kind: str) -> None:
     cluster.create(ROLLOUTS, rollout_manifest(KINDS[kind].routing))
 
 
-async def ticks(api: kube.Client, until: Callable[[dict[str, Any]], bool], cluster: clusters.EmulatedCluster) -> None:
+async def ticks(
+    api: kube.Client,
+    until: Callable[[dict[str, Any]], bool],
+    cluster: clusters.EmulatedCluster,
+    metrics: endpoints.Source,
+) -> None:
     for _ in range(60):
-        await reconciling.tick(api, NS, "web", NOW)
+        await reconciling.tick(api, NS, "web", NOW, metrics)
         if until(cluster.rollout(NS, "web") or {}):
             return
         await asyncio.sleep(0.03)  # the Deployment controller makes pods ready meanwhile
@@ -65,13 +78,13 @@ def phase(wanted: str) -> Callable[[dict[str, Any]], bool]:
 
 
 async def test_a_missing_route_stalls_the_rollout_with_a_condition_and_one_event(
-    cluster: clusters.EmulatedCluster, api: kube.Client
+    cluster: clusters.EmulatedCluster, api: kube.Client, metrics: endpoints.Source
 ) -> None:
     setup(cluster, "gatewayAPI")
     cluster.delete(KINDS["gatewayAPI"].user_path)
 
     for _ in range(3):
-        await reconciling.tick(api, NS, "web", NOW)
+        await reconciling.tick(api, NS, "web", NOW, metrics)
 
     status = (cluster.rollout(NS, "web") or {})["status"]
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
@@ -82,15 +95,17 @@ async def test_a_missing_route_stalls_the_rollout_with_a_condition_and_one_event
 
 
 @pytest.mark.parametrize("kind", ["gatewayAPI", "istio", "nginx"])
-async def test_a_tick_killed_after_the_weight_write_converges(cluster: clusters.EmulatedCluster, kind: str) -> None:
+async def test_a_tick_killed_after_the_weight_write_converges(
+    cluster: clusters.EmulatedCluster, metrics: endpoints.Source, kind: str
+) -> None:
     setup(cluster, kind)
     async with CrashingClient(kopf.ConnectionInfo(server=cluster.url)) as api:
-        await ticks(api, phase("Stable"), cluster)
+        await ticks(api, phase("Stable"), cluster, metrics)
         cluster.patch(
             kube.deployment_path(NS, "web"),
             {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
         )
-        await ticks(api, phase("Progressing"), cluster)
+        await ticks(api, phase("Progressing"), cluster, metrics)
 
         # Tick until the router writes the route, the process dying right after that write: 10% is in the
         # route, and no status says so.
@@ -100,7 +115,7 @@ async def test_a_tick_killed_after_the_weight_write_converges(cluster: clusters.
                 route_path.rsplit("/", 1)[0] if kind == "nginx" else route_path
             )  # nginx: the first write creates
             try:
-                await reconciling.tick(api, NS, "web", NOW)
+                await reconciling.tick(api, NS, "web", NOW, metrics)
             except Crash:
                 if sorted(KINDS[kind].split(cluster.get(route_path)).values()) == [10, 90]:
                     break
@@ -110,7 +125,7 @@ async def test_a_tick_killed_after_the_weight_write_converges(cluster: clusters.
         assert (cluster.rollout(NS, "web") or {})["status"].get("weight", 0) == 0, "no status says 10% yet"
 
         written = cluster.get(route_path)["metadata"]["resourceVersion"]  # type: ignore[index]
-        await reconciling.tick(api, NS, "web", NOW)  # the restarted operator's first tick
+        await reconciling.tick(api, NS, "web", NOW, metrics)  # the restarted operator's first tick
 
     status = (cluster.rollout(NS, "web") or {})["status"]
     assert status["weight"] == 10 and status["phase"] == "Progressing"
