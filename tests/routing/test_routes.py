@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
+import kopf
 import pytest
 from router_beds import NS, PRIMARY_REPLICAS, Bed, comparable
 
-from canary_operator import models, routing
+from canary_operator import kube, models, routing
 from canary_operator.routing import nginx
 
 BETA_HEADER = models.HeaderRoute(
@@ -205,3 +207,33 @@ async def test_an_ingress_to_another_service_is_refused(make_bed: Callable[[str]
     bed.cluster.replace(bed.kind.user_path, ingress)
 
     assert "must send to Service web only (found web-primary)" in await reason_of(bed)
+
+
+@pytest.mark.parametrize("kind", ["gatewayAPI", "istio"])
+async def test_a_route_edited_while_the_weight_is_written_gets_a_409_and_the_next_try_keeps_the_edit(
+    make_bed: Callable[[str], Bed], kind: str
+) -> None:
+    """The user (or GitOps) edits the route between the router's read and its write: the write is refused (the
+    resourceVersion it read is stale), nothing is lost, and the next tick writes the weight over the edit."""
+    bed = make_bed(kind)
+    await bed.settle(0)
+    path = bed.kind.user_path
+
+    class EditingClient(kube.Client):
+        async def patch(self, where: str, patch: Any, content_type: str = kube.MERGE) -> dict[str, Any]:
+            if where == path:
+                bed.cluster.patch(path, {"metadata": {"labels": {"edited": "by-user"}}})
+            return await super().patch(where, patch, content_type)
+
+    async with EditingClient(kopf.ConnectionInfo(server=bed.cluster.url)) as racing:
+        router = bed.fresh_router(racing)
+        await router.set_weight(bed.arms(), 20, PRIMARY_REPLICAS)  # scales the canary up first
+        bed.wait_ready("web-canary")
+        with pytest.raises(kube.ConflictError):
+            await router.set_weight(bed.arms(), 20, PRIMARY_REPLICAS)
+    assert bed.canary_share() == 0
+
+    state = await bed.settle(20)
+
+    assert state.weight == 20 and bed.canary_share() == 20
+    assert bed.route()["metadata"]["labels"]["edited"] == "by-user"  # type: ignore[index]
