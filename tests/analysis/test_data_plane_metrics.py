@@ -29,6 +29,7 @@ def plane_series(
 ) -> list[prometheus.Series]:
     """What the data plane would have reported for one arm serving ``rps`` steadily."""
     times = [START + 15 * i for i in range(int((END - START) / 15) + 1)]
+    bounds: tuple[float, ...]
     if plane == "istio":
         labels: Mapping[str, str] = {
             "reporter": "destination",

@@ -23,7 +23,7 @@ ROUTERS = {
 
 
 def spec(router: str, *steps: dict[str, Any]) -> dict[str, Any]:
-    raw = copy.deepcopy(example_rollout()["spec"])
+    raw: dict[str, Any] = copy.deepcopy(example_rollout()["spec"])
     raw["trafficRouting"] = ROUTERS[router]
     raw["steps"] = [*steps, {"setWeight": 20}]
     return raw

@@ -106,7 +106,7 @@ async def test_a_crash_after_the_weight_write_converges_on_restart(make_bed: Cal
         await router.set_weight(bed.arms(), 50, PRIMARY_REPLICAS)
 
     assert state.weight == 50 and state.settled, "the status the restarted operator writes shows 50%"
-    assert bed.route()["metadata"]["resourceVersion"] == written
+    assert bed.route()["metadata"]["resourceVersion"] == written  # type: ignore[index]
 
 
 async def test_deleting_the_rollout_gives_the_users_route_back_exactly(

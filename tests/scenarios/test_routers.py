@@ -71,10 +71,11 @@ def test_a_healthy_canary_gets_exact_weights_and_is_promoted_a_bad_one_is_rolled
     stage.set_image("example/web:2.0")
     if stage.plan.router == "istio":
         stage.wait_status(
-            "the header step settled", lambda s: s.get("weightSettledAt") and s.get("currentStepIndex") == 0
+            "the header step settled",
+            lambda s: bool(s.get("weightSettledAt")) and s.get("currentStepIndex") == 0,
         )
         stage.wait_for("the header route in the data plane", lambda: abs(canary_share(stage) - 0.2) < 1e-9)
-    stage.wait_status("10% settled", lambda s: s.get("weight") == 10 and s.get("weightSettledAt"))
+    stage.wait_status("10% settled", lambda s: s.get("weight") == 10 and bool(s.get("weightSettledAt")))
     # Exactly the weight (plus the header's users for Istio), with 4 primary pods and 1 canary pod.
     expected = 0.2 + 0.8 * 0.1 if stage.plan.router == "istio" else 0.1
     stage.wait_for("10% in the data plane", lambda: abs(canary_share(stage) - expected) < 1e-9)
@@ -83,7 +84,7 @@ def test_a_healthy_canary_gets_exact_weights_and_is_promoted_a_bad_one_is_rolled
     status = stage.wait_phase("Succeeded", timeout=90)
     assert status["lastCheck"]["verdict"] == "Pass"
     stage.wait_for("the canary out of the route", lambda: canary_share(stage) == 0)
-    stage.wait_for("the canary scaled to 0", lambda: stage.deployment("web-canary")["spec"]["replicas"] == 0)
+    stage.wait_for("the canary scaled to 0", lambda: (stage.deployment("web-canary") or {})["spec"]["replicas"] == 0)
 
     status = stage.release("example/web:2.0-errors", timeout=90)
     assert status["phase"] == "RolledBack" and "error-rate" in status["message"]
