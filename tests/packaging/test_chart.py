@@ -40,6 +40,11 @@ USED = {
     *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")),
     *(("", "namespaces", v) for v in ("list", "watch")),
     ("", "secrets", "get"),  # analysis.prometheus.secretRef; webhook and notification headersFrom, urlFrom
+    # Traffic routers (routing/): user routes changed in place, subsets read, the nginx canary Ingress.
+    *(("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")),
+    *(("networking.istio.io", "virtualservices", v) for v in ("get", "patch")),
+    ("networking.istio.io", "destinationrules", "get"),
+    *(("networking.k8s.io", "ingresses", v) for v in ("get", "create", "patch", "delete")),
 }
 
 # The Prometheus Operator's CRDs (monitoring.coreos.com/v1, operator v0.82), cut down to the fields the
