@@ -78,7 +78,9 @@ async def test_a_401_with_no_new_credentials_is_reported_not_retried_for_ever(
     cluster: clusters.EmulatedCluster,
 ) -> None:
     cluster.call(lambda: cluster.emulator["get"] << 401)
-    async with client(cluster, token="old", relogin=lambda: kopf.ConnectionInfo(server=cluster.url, token="old")) as api:
+    async with client(
+        cluster, token="old", relogin=lambda: kopf.ConnectionInfo(server=cluster.url, token="old")
+    ) as api:
         with pytest.raises(kube.ApiError) as refused:
             await api.get(kube.deployment_path("shop", "web"))
     assert refused.value.code == 401
