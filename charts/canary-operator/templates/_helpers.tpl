@@ -43,3 +43,42 @@ would hand them to every pod that does not ask for another.
 {{- define "canary-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/*
+What the operator does with the API in a namespace it watches, and nothing more (the bench records every
+call the operator makes over a whole rollout life; a test fails when these rules grant more or less).
+*/}}
+{{- define "canary-operator.namespacedRules" -}}
+# The rollouts: Kopf watches them and patches its finalizer in; each tick reads one.
+- apiGroups: ["canary.dev"]
+  resources: ["canaryrollouts"]
+  verbs: ["get", "list", "watch", "patch"]
+# One status patch per tick.
+- apiGroups: ["canary.dev"]
+  resources: ["canaryrollouts/status"]
+  verbs: ["patch"]
+# The primary and canary Deployments it creates, scales and deletes; the target it claims and scales.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "create", "patch", "delete"]
+# The Services in front of primary and canary.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "create", "patch", "delete"]
+# The Secret a CanaryRollout names in analysis.prometheus.secretRef, read in the rollout's namespace at
+# each check (never listed or watched: the operator reads only the Secrets rollouts name).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# Events on the rollouts: the story of every step, verdict and rollback.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+
+{{/* Cluster-scoped and read-only: Kopf notices when the CanaryRollout CRD appears or changes. */}}
+{{- define "canary-operator.discoveryRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- end }}
