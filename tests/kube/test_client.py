@@ -84,15 +84,3 @@ async def test_a_401_with_no_new_credentials_is_reported_not_retried_for_ever(
         with pytest.raises(kube.ApiError) as refused:
             await api.get(kube.deployment_path("shop", "web"))
     assert refused.value.code == 401
-
-
-def test_transient_errors_are_those_worth_a_quick_retry() -> None:
-    assert [kube.is_transient(kube.ApiError(code, "", "")) for code in (500, 503, 429, 409, 404, 403, 422)] == [
-        True,
-        True,
-        True,
-        True,
-        False,
-        False,
-        False,
-    ]
