@@ -527,6 +527,7 @@ def test_the_dashboard_reaches_grafanas_sidecar_as_a_labelled_config_map(chart: 
 
 
 DISCOVERY = {grant for grant in USED if grant[0] == "apiextensions.k8s.io"}
+NAMESPACE_WATCH = {("", "namespaces", "list"), ("", "namespaces", "watch")}
 
 
 def test_a_namespaced_install_grants_the_operators_rules_only_in_the_watched_namespaces(chart: helm.Chart) -> None:
@@ -550,7 +551,8 @@ def test_a_namespaced_install_grants_the_operators_rules_only_in_the_watched_nam
     for role in roles:
         assert helpers.granted(role["rules"]) == USED - DISCOVERY
     [cluster_role] = by_kind["ClusterRole"]
-    assert helpers.granted(cluster_role["rules"]) == DISCOVERY, "cluster-wide: a read-only look at the CRD only"
+    # Cluster-wide, read-only: the CRD and the namespaces' comings and goings (Kopf, tests/security/test_namespaced.py).
+    assert helpers.granted(cluster_role["rules"]) == DISCOVERY | NAMESPACE_WATCH
     for binding in bindings:
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",

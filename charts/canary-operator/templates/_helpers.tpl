@@ -76,9 +76,17 @@ call the operator makes over a whole rollout life; a test fails when these rules
   verbs: ["create"]
 {{- end }}
 
-{{/* Cluster-scoped and read-only: Kopf notices when the CanaryRollout CRD appears or changes. */}}
+{{/*
+Cluster-scoped and read-only: Kopf notices when the CanaryRollout CRD appears or changes and, when it
+watches a list of namespaces, when those namespaces come and go.
+*/}}
 {{- define "canary-operator.discoveryRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+{{- if .Values.watchNamespaces }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- end }}
