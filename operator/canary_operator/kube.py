@@ -99,11 +99,11 @@ def service_path(namespace: str, name: str | None = None) -> str:
 
 
 def events_path(namespace: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/events"
+    return _object_path("/api/v1", "events", namespace, None)
 
 
 def secret_path(namespace: str, name: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/secrets/{name}"
+    return _object_path("/api/v1", "secrets", namespace, name)
 
 
 def rollout_path(namespace: str, name: str) -> str:

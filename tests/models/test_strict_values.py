@@ -88,8 +88,8 @@ def test_the_rollouts_own_name_is_a_label_value() -> None:
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("analysis.prometheus.timeout", "0s", "0s must be longer than zero"),
-        ("analysis.prometheus.timeout", "10m", "longer than the maximum of 5m"),
+        ("analysis.prometheus.timeout", "0s", "must be above 0s"),
+        ("progressDeadline", "400d", "longer than the maximum of 366d"),
         ("analysis.interval", "0s", "shorter than the minimum of 1s"),
         ("analysis.interval", "2d", "longer than the maximum of 1d"),
         ("steps.1.pause.duration", "99999w", "longer than the maximum of 366d"),

@@ -192,10 +192,15 @@ CASES = [
     # ---- what only the model can say: InvalidSpec at the first tick, before any write
     Case(
         "timeout-zero",
-        Blocked("InvalidSpec", "0s must be longer than zero"),
+        Blocked("InvalidSpec", "must be above 0s"),
         setting("spec.analysis.prometheus.timeout", "0s"),
     ),
-    Case("timeout-10m", Blocked("InvalidSpec", "maximum of 5m"), setting("spec.analysis.prometheus.timeout", "10m")),
+    Case(
+        "progress-deadline-400d",
+        Blocked("InvalidSpec", "maximum of 366d"),
+        setting("spec.progressDeadline", "400d"),
+    ),
+    Case("progress-deadline-overflow", Rejected("progressDeadline"), setting("spec.progressDeadline", "9999999999w")),
     Case("interval-zero", Blocked("InvalidSpec", "minimum of 1s"), setting("spec.analysis.interval", "0s")),
     Case("interval-2d", Blocked("InvalidSpec", "maximum of 1d"), setting("spec.analysis.interval", "2d")),
     Case("pause-99999w", Blocked("InvalidSpec", "maximum of 366d"), setting("spec.steps.1.pause.duration", "99999w")),
@@ -209,13 +214,23 @@ CASES = [
     ),
     Case(
         "address-file",
-        Blocked("InvalidSpec", "URL scheme"),
+        Rejected("spec.analysis.prometheus.address"),
         setting("spec.analysis.prometheus.address", "file:///etc/passwd"),
     ),
     Case(
         "address-garbage",
-        Blocked("InvalidSpec", "prometheus.address"),
+        Rejected("spec.analysis.prometheus.address"),
         setting("spec.analysis.prometheus.address", "not a url"),
+    ),
+    Case(
+        "address-credentials",
+        Rejected("spec.analysis.prometheus.address"),
+        setting("spec.analysis.prometheus.address", "http://user:secret@127.0.0.1:9"),
+    ),
+    Case(
+        "secret-ref-traversal",
+        Rejected("secretRef.name"),
+        setting("spec.analysis.prometheus.secretRef", {"name": "../../kube-system/secrets/x"}),
     ),
     Case(
         "query-variable",

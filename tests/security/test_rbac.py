@@ -1,5 +1,6 @@
 """Least privilege, proven: the grants the operator really uses, recorded by the emulated API server over a
-whole life (a takeover whose Service port is edited midway, a promoted canary, a rolled-back one, deletion),
+whole life (a takeover whose Service port is edited midway, a promoted canary and a rolled-back one with
+a ``secretRef`` for Prometheus, deletion),
 are exactly what the chart grants."""
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ def test_the_chart_grants_exactly_what_a_whole_rollout_life_uses() -> None:
         # Held mid-takeover, the rollout's Service port is edited: the Services are patched (only a
         # takeover ensures them).
         stage.cluster.hold_rollout(stages.NAMESPACE, "web-primary")
-        stage.apply(stage.plan.manifest(stage.prometheus.url))
+        # A bearer token for Prometheus (which takes any): the Secret is read by name at every check.
+        stage.cluster.create(
+            kube.secret_path(stages.NAMESPACE, "prom-reader").rsplit("/", 1)[0],
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "prom-reader"}, "stringData": {"token": "t"}},
+        )
+        manifest = stage.plan.manifest(stage.prometheus.url)
+        manifest["spec"]["analysis"]["prometheus"]["secretRef"] = {"name": "prom-reader"}
+        stage.apply(manifest)
         stage.wait_for("the Services", lambda: service_port(stage) == 80)
         patched = stage.kubectl(
             "-n", stages.NAMESPACE, "patch", "canaryrollout", stages.NAME, "--type=merge",
