@@ -32,7 +32,7 @@ def test_the_chart_grants_exactly_what_a_whole_rollout_life_uses() -> None:
         # A bearer token for Prometheus (which takes any): the Secret is read by name at every check.
         stage.cluster.create(
             kube.secret_path(stages.NAMESPACE, "prom-reader").rsplit("/", 1)[0],
-            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "prom-reader"}, "stringData": {"token": "t"}},
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "prom-reader"}, "data": {"token": "dA=="}},
         )
         manifest = stage.plan.manifest(stage.prometheus.url)
         manifest["spec"]["analysis"]["prometheus"]["secretRef"] = {"name": "prom-reader"}
