@@ -172,5 +172,11 @@ def release_patch(rollout: Doc, target: Doc) -> dict[str, Any] | None:
 
 
 def may_restore(rollout: Doc, target: Doc | None) -> bool:
-    """Deleting this rollout may scale the target back only if the target is its own to give back."""
-    return target is not None and claimed_by(target, rollout) and not _rollout_owners(target)
+    """Deleting this rollout may scale the target back only if no other rollout holds it.
+
+    Unclaimed counts as this rollout's: one that took the target over before claims existed (an upgrade)
+    must still give it back; a second rollout refused on a claimed target never recorded replicas anyway.
+    """
+    if target is None or _rollout_owners(target):
+        return False
+    return claimant(target) in (None, uid_of(rollout))

@@ -81,11 +81,12 @@ def test_foreign_deployments_and_services_under_the_derived_names_are_each_repor
     assert "CanaryRollout other" in text
 
 
-def test_deletion_restores_only_a_target_this_rollout_claimed() -> None:
+def test_deletion_restores_a_target_no_other_rollout_holds() -> None:
     mine = rollout()
     assert ownership.may_restore(mine, claimed("web", "uid-a"))
+    assert ownership.may_restore(mine, obj("web")), "taken over before claims existed: still given back"
     assert not ownership.may_restore(mine, claimed("web", "uid-b"))
-    assert not ownership.may_restore(mine, obj("web"))
+    assert not ownership.may_restore(mine, obj("web-primary", "uid-b", owner="other"))
     assert not ownership.may_restore(mine, None)
     assert ownership.release_patch(mine, claimed("web", "uid-a")) == {
         "metadata": {"resourceVersion": "7", "annotations": {"canary.dev/claimed-by": None}}
