@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import kmock
 import kopf
 import pytest
 from helpers import deployment
@@ -49,7 +48,7 @@ async def test_an_answer_naming_another_object_than_asked_is_an_error(cluster: c
     victim = cluster.deployment("other-ns", "victim")
 
     def answer_the_victim() -> None:
-        cluster.emulator["get", kmock.path("/apis/apps/v1/namespaces/shop/deployments/web")] << victim
+        cluster.emulator["get /apis/apps/v1/namespaces/shop/deployments/web"] << victim
 
     cluster.call(answer_the_victim)
     async with client(cluster) as api:

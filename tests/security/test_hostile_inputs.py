@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -53,10 +54,10 @@ def rollout(name: str = "web", target: str = "web") -> Body:
     }
 
 
-def target(name: str = "web", replicas: int = 2, **labels: str) -> Body:
+def target(name: str = "web", replicas: int = 2, labels: dict[str, str] | None = None) -> Body:
     manifest = deployment(name, replicas=replicas)
     manifest["metadata"].pop("namespace")
-    manifest["metadata"]["labels"] = labels
+    manifest["metadata"]["labels"] = labels or {}
     return manifest
 
 
@@ -71,7 +72,7 @@ def service(name: str) -> Body:
 
 def setting(path: str, value: Any) -> Callable[[Body], None]:
     def change(manifest: Body) -> None:
-        node = manifest
+        node: Any = manifest
         *parents, leaf = path.split(".")
         for part in parents:
             node = node[int(part)] if part.isdigit() else node[part]
@@ -287,7 +288,7 @@ CASES = [
     Case(
         "target-labelled-as-an-arm",
         Blocked("ObjectConflict", "primary or canary"),
-        objects=(target(**{"canary.dev/rollout": "gone"}),),
+        objects=(target(labels={"canary.dev/rollout": "gone"}),),
     ),
     # ---- what works
     Case("plain", Works()),
@@ -388,7 +389,7 @@ def wait_settled(cluster: clusters.EmulatedCluster, namespace: str) -> None:
 @pytest.fixture(scope="module")
 def table() -> Iterator[Table]:
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="hostile-"))
-    with clusters.EmulatedCluster(ready_delay=0.1) as cluster:
+    with clusters.EmulatedCluster(ready_delay=0.1, request_log_limit=100) as cluster:
         cluster.create_namespace(VICTIMS)
         cluster.create(kube.deployment_path(VICTIMS), {**target("victim"), "metadata": {"name": "victim"}})
         operator = Operator(cluster, workdir / "operator.log")
@@ -406,11 +407,10 @@ def table() -> Iterator[Table]:
             table = Table(cluster, operator, {}, {})
             for case in CASES:
                 for first in case.first:
+                    namespace, name = namespace_of(case), first["metadata"]["name"]
                     table.wait_for(
-                        f"{namespace_of(case)}/{first['metadata']['name']} Stable",
-                        lambda case=case, first=first: (
-                            phase(cluster, namespace_of(case), first["metadata"]["name"]) == "Stable"
-                        ),
+                        f"{namespace}/{name} Stable",
+                        functools.partial(lambda ns, n: phase(cluster, ns, n) == "Stable", namespace, name),
                         timeout=60,
                     )
                 wait_settled(cluster, namespace_of(case))

@@ -57,7 +57,7 @@ def chart_grants(namespaces: list[str]) -> tuple[set[tuple[str, str, str]], set[
 
 def test_an_operator_watching_one_namespace_works_there_only_within_its_roles() -> None:
     log = pathlib.Path(tempfile.mkdtemp(prefix="namespaced-")) / "operator.log"
-    with clusters.EmulatedCluster(ready_delay=0.1) as cluster:
+    with clusters.EmulatedCluster(ready_delay=0.1, request_log_limit=100) as cluster:
         for namespace in ("team-a", "team-b"):
             cluster.create_namespace(namespace)
             cluster.create(kube.deployment_path(namespace), target())

@@ -39,7 +39,7 @@ def test_after_a_token_rotation_the_operator_logs_in_again_and_releases_the_next
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="rotation-"))
     config, log = workdir / "kubeconfig", workdir / "operator.log"
     valid = {"token": "first"}
-    with clusters.EmulatedCluster(ready_delay=0.1) as cluster:
+    with clusters.EmulatedCluster(ready_delay=0.1, request_log_limit=100) as cluster:
         # The API server takes only the current token from the operator (kubectl and the test are not asked).
         cluster.call(
             lambda: (
