@@ -65,8 +65,8 @@ call the operator makes over a whole rollout life; a test fails when these rules
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "create", "patch", "delete"]
-# The Secret a CanaryRollout names in analysis.prometheus.secretRef, read in the rollout's namespace at
-# each check (never listed or watched: the operator reads only the Secrets rollouts name).
+# The Secrets a CanaryRollout names (analysis.prometheus.secretRef; the webhooks' and notifications'
+# headersFrom and urlFrom), read in the rollout's namespace when used (never listed or watched).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
