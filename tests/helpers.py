@@ -14,6 +14,48 @@ from canary_operator import models, observations, rollouts
 from canary_operator.routing import replicas as replicas_router
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "canary-operator"
+
+# Every (API group, resource, verb) the operator and Kopf use ("" is the core group), as recorded by the
+# emulated API server over a whole rollout life (tests/security/test_rbac.py proves it).
+OPERATOR_GRANTS = frozenset(
+    {
+        # Kopf watches the rollouts and patches its finalizer in; each tick reads one and patches its status.
+        *(("canary.dev", "canaryrollouts", verb) for verb in ("get", "list", "watch", "patch")),
+        ("canary.dev", "canaryrollouts/status", "patch"),
+        # The arms, and the target it claims and scales.
+        *(("apps", "deployments", verb) for verb in ("get", "create", "patch", "delete")),
+        *(("", "services", verb) for verb in ("get", "create", "patch", "delete")),
+        ("", "secrets", "get"),  # analysis.prometheus.secretRef, by name only
+        ("", "events", "create"),
+        # Kopf notices when the CanaryRollout CRD appears or changes.
+        *(("apiextensions.k8s.io", "customresourcedefinitions", verb) for verb in ("list", "watch")),
+    }
+)
+
+
+# What each traffic router adds (chart value trafficRouters; all three by default).
+ROUTER_GRANTS = frozenset(
+    {
+        *(("gateway.networking.k8s.io", "httproutes", verb) for verb in ("get", "patch")),
+        *(("networking.istio.io", "virtualservices", verb) for verb in ("get", "patch")),
+        ("networking.istio.io", "destinationrules", "get"),
+        *(("networking.k8s.io", "ingresses", verb) for verb in ("get", "create", "patch", "delete")),
+    }
+)
+
+
+def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """The (group, resource, verb) triples a Role's or ClusterRole's rules grant."""
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
 EXAMPLE = ROOT / "examples" / "web.yaml"
 
 

@@ -44,6 +44,7 @@ import yaml
 
 from canary_bench import emulation
 from canary_bench.emulation import networking
+from canary_bench.emulation import routes as emulation_routes
 
 Body = dict[str, Any]
 T = TypeVar("T")
@@ -477,6 +478,37 @@ class EmulatedCluster:
 
         self._loop.call_soon_threadsafe(run)
         return future.result(timeout=30)
+
+    def grants_used(self, user_agent_prefixes: Iterable[str]) -> set[tuple[str, str, str]]:
+        """Every (API group, resource, verb) the clients with these user agents asked for, as RBAC names them.
+
+        Discovery (``/api``, ``/apis``, ``/version``) is left out: every authenticated user has it
+        (the ``system:discovery`` ClusterRole). A subresource counts as ``resource/subresource``.
+        """
+        prefixes = tuple(user_agent_prefixes)
+
+        def collect() -> list[tuple[str, str, bool]]:
+            return [
+                (method.upper(), path, watching)
+                for agent, method, path, watching in self.emulator.calls
+                if agent.startswith(prefixes)
+            ]
+
+        grants = set()
+        for method, path, watching in self.call(collect):
+            route = emulation_routes.parse_route(path)
+            if route is None:
+                continue
+            verb = {
+                "GET": ("watch" if watching else "get") if route.name else ("watch" if watching else "list"),
+                "POST": "create",
+                "PUT": "update",
+                "PATCH": "patch",
+                "DELETE": "delete" if route.name else "deletecollection",
+            }[method]
+            resource = route.plural + (f"/{route.subresource}" if route.subresource else "")
+            grants.add((route.group, resource, verb))
+        return grants
 
     def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run the real kubectl against this cluster; check ``returncode`` yourself."""

@@ -1,4 +1,5 @@
-"""``python -m canary_operator``: run the operator, cluster-wide, as the only instance.
+"""``python -m canary_operator``: run the operator as the only instance, cluster-wide or in the
+namespaces given (``--namespace``).
 
 The settings are read from the environment here, once (``config``); a bad value stops the
 operator before it starts, with every problem named.
@@ -23,6 +24,13 @@ def main() -> None:
         default=None,
         help="JSON lines (default) or human-readable lines; overrides CANARY_LOG_FORMAT",
     )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="watch only this namespace (repeatable); without it, every namespace (needs the ClusterRole)",
+    )
     args = parser.parse_args()
     try:
         settings = config.from_environ()
@@ -31,7 +39,11 @@ def main() -> None:
     if args.log_format is not None:
         settings = settings.with_log_format(args.log_format)
     kopf.configure(log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.PLAIN)
-    asyncio.run(kopf.operator(clusterwide=True, standalone=True, memo=kopf.Memo(settings=settings)))
+    memo = kopf.Memo(settings=settings)
+    if args.namespace:  # a namespaced install: Roles in these namespaces only, no cluster-wide write
+        asyncio.run(kopf.operator(namespaces=args.namespace, standalone=True, memo=memo))
+    else:
+        asyncio.run(kopf.operator(clusterwide=True, standalone=True, memo=memo))
 
 
 if __name__ == "__main__":

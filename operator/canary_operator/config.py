@@ -129,7 +129,10 @@ def _integer(low: int, high: int) -> Callable[[str], int]:
 
 def _duration(low: float, high: float) -> Callable[[str], float]:
     def parse(raw: str) -> float:
-        seconds = models.parse_duration(raw)
+        try:
+            seconds = models.parse_duration(raw)
+        except ValueError:  # malformed or beyond what a duration may spell (at most 4 parts of 5 digits)
+            seconds = -1.0
         if not low < seconds <= high:
             raise ValueError(f"must be a duration above {low:g}s and at most {high:g}s")
         return seconds

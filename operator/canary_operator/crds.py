@@ -137,7 +137,17 @@ def definition() -> dict[str, Any]:
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                # The only metadata a CRD may restrict: the name, a label value of the arms.
+                                "metadata": {
+                                    "type": "object",
+                                    "properties": {
+                                        "name": {
+                                            "type": "string",
+                                            "maxLength": models.DNS_LABEL_MAX_LENGTH,
+                                            "pattern": models.ROLLOUT_NAME_PATTERN,
+                                        }
+                                    },
+                                },
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },

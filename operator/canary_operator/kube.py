@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import ssl
 import tempfile
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 import kopf
+import yarl
 
+USER_AGENT = "canary-operator"
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
@@ -39,35 +42,80 @@ class UnreachableError(Exception):
     """The API server could not be reached."""
 
 
+class UnexpectedObjectError(ApiError):
+    """The API answered a different object than the one asked for (a path that was not what it seemed)."""
+
+    def __init__(self, asked: tuple[str, str], got: tuple[str, str]) -> None:
+        super().__init__(
+            500, "UnexpectedObject", f"asked for {asked[0]}/{asked[1]}, the API answered {got[0]}/{got[1]}"
+        )
+
+
+class InvalidNameError(ValueError):
+    """A name that cannot be a path segment of the API (empty, ``.`` or ``..``)."""
+
+
 _credentials: kopf.ConnectionInfo | None = None
+_login: Callable[[], kopf.ConnectionInfo | None] | None = None
 
 
-def use_credentials(info: kopf.ConnectionInfo) -> None:
-    """Remember how Kopf logged in; the client uses the same server and identity."""
-    global _credentials
+def use_credentials(info: kopf.ConnectionInfo, login: Callable[[], kopf.ConnectionInfo | None] | None = None) -> None:
+    """Remember how Kopf logged in (the client uses the same server and identity) and how to do it again."""
+    global _credentials, _login
     _credentials = info
+    if login is not None:
+        _login = login
+
+
+def reload_credentials() -> kopf.ConnectionInfo | None:
+    """Log in again, as Kopf does after a 401: a projected service-account token is rotated on disk
+    (about hourly) and a kubeconfig may have been rewritten. None when there is no way to log in."""
+    if _login is None:
+        return None
+    info = _login()
+    if info is not None:
+        use_credentials(info)
+    return info
+
+
+def segment(name: str) -> str:
+    """One path segment, percent-encoded: ``../../other-ns/deployments/victim`` stays one (missing) name."""
+    if name in ("", ".", ".."):
+        raise InvalidNameError(f"{name!r} cannot be the name of an object")
+    return urllib.parse.quote(name, safe="")
+
+
+def _object_path(prefix: str, plural: str, namespace: str, name: str | None) -> str:
+    base = f"{prefix}/namespaces/{segment(namespace)}/{plural}"
+    return base if name is None else f"{base}/{segment(name)}"
 
 
 def deployment_path(namespace: str, name: str | None = None) -> str:
-    base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
-    return base if name is None else f"{base}/{name}"
+    return _object_path("/apis/apps/v1", "deployments", namespace, name)
 
 
 def service_path(namespace: str, name: str | None = None) -> str:
-    base = f"/api/v1/namespaces/{namespace}/services"
-    return base if name is None else f"{base}/{name}"
+    return _object_path("/api/v1", "services", namespace, name)
 
 
 def events_path(namespace: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/events"
+    return _object_path("/api/v1", "events", namespace, None)
 
 
 def secret_path(namespace: str, name: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/secrets/{name}"
+    return _object_path("/api/v1", "secrets", namespace, name)
 
 
 def rollout_path(namespace: str, name: str) -> str:
-    return f"/apis/canary.dev/v1alpha1/namespaces/{namespace}/canaryrollouts/{name}"
+    return _object_path("/apis/canary.dev/v1alpha1", "canaryrollouts", namespace, name)
+
+
+def identity_of_path(path: str) -> tuple[str, str] | None:
+    """(namespace, name) of a namespaced object's path; None for collections and other paths."""
+    parts = path.split("/")
+    if len(parts) >= 4 and parts[-4] == "namespaces":
+        return urllib.parse.unquote(parts[-3]), urllib.parse.unquote(parts[-1])
+    return None
 
 
 def _to_file(data: str | bytes | None) -> str | None:
@@ -93,19 +141,34 @@ def merge_patch(old: Any, new: Any) -> Any:
     return patch or None
 
 
-class Client:
-    """One aiohttp session against the API server; use as ``async with Client() as api``."""
+def _authorization(info: kopf.ConnectionInfo) -> dict[str, str]:
+    if info.scheme and info.token:
+        return {"Authorization": f"{info.scheme} {info.token}"}
+    if info.token:
+        return {"Authorization": f"Bearer {info.token}"}
+    return {}
 
-    def __init__(self, info: kopf.ConnectionInfo | None = None) -> None:
+
+class Client:
+    """One aiohttp session against the API server; use as ``async with Client() as api``.
+
+    On a 401 the client logs in again (``relogin``, by default ``reload_credentials``) and retries
+    once with the new token: service-account tokens are rotated while the operator runs.
+    """
+
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo | None = None,
+        relogin: Callable[[], kopf.ConnectionInfo | None] | None = None,
+    ) -> None:
         info = info or _credentials
         if info is None:
             raise RuntimeError("no Kubernetes credentials: the operator has not logged in yet")
         self.server = info.server.rstrip("/")
-        headers = {"Accept": "application/json"}
-        if info.scheme and info.token:
-            headers["Authorization"] = f"{info.scheme} {info.token}"
-        elif info.token:
-            headers["Authorization"] = f"Bearer {info.token}"
+        self._relogin = relogin or reload_credentials
+        self._auth = _authorization(info)
+        # A user agent of its own: audit logs (and the bench's RBAC test) tell the operator's calls apart.
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         ssl_context: ssl.SSLContext | bool = True
         if info.insecure:
             ssl_context = False
@@ -134,12 +197,29 @@ class Client:
     async def _request(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> dict[str, Any]:
-        data = None if body is None else json.dumps(body)
-        headers = {"Content-Type": content_type} if body is not None else {}
         try:
-            async with self._session.request(method, self.server + path, data=data, headers=headers) as response:
+            return await self._send(method, path, body, content_type)
+        except ApiError as exc:
+            if exc.code != 401:
+                raise
+            info = self._relogin()
+            if info is None or _authorization(info) == self._auth:
+                raise
+            self._auth = _authorization(info)
+            return await self._send(method, path, body, content_type)
+
+    async def _send(self, method: str, path: str, body: Any, content_type: str) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body)
+        headers = {**self._auth, **({"Content-Type": content_type} if body is not None else {})}
+        # encoded=True: the path is quoted already, and must not be normalised (no "..").
+        url = yarl.URL(self.server + path, encoded=True)
+        try:
+            async with self._session.request(method, url, data=data, headers=headers) as response:
                 text = await response.text()
-                payload = json.loads(text) if text else {}
+                try:
+                    payload = json.loads(text) if text else {}
+                except ValueError:
+                    payload = text
                 if response.status >= 400:
                     code = int(payload.get("code", response.status)) if isinstance(payload, dict) else response.status
                     reason = str(payload.get("reason", "")) if isinstance(payload, dict) else ""
@@ -151,13 +231,20 @@ class Client:
             raise UnreachableError(f"Kubernetes API {self.server} unreachable: {exc}") from exc
 
     async def get(self, path: str) -> dict[str, Any] | None:
-        """The object, or None when it does not exist."""
+        """The object, or None when it does not exist; never another object than the path names."""
         try:
-            return await self._request("GET", path)
+            found = await self._request("GET", path)
         except ApiError as exc:
             if exc.code == 404:
                 return None
             raise
+        asked = identity_of_path(path)
+        if asked is not None:
+            meta = found.get("metadata") or {}
+            got = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+            if got != asked:
+                raise UnexpectedObjectError(asked, got)
+        return found
 
     async def create(self, collection: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         return await self._request("POST", collection, obj)

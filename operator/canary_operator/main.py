@@ -79,9 +79,12 @@ async def _api_answers() -> bool:
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    def again() -> kopf.ConnectionInfo | None:  # re-reads the token file or kubeconfig (token rotation)
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    info = again()
     if info is not None:
-        kube.use_credentials(info)
+        kube.use_credentials(info, again)
     return info
 
 

@@ -24,13 +24,29 @@ KIND = "CanaryRollout"
 PLURAL = "canaryrollouts"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
+# At most four parts of at most five digits each: the schema alone keeps every duration far below
+# what datetime and timedelta can hold (``9999999999w`` is refused before the operator sees it);
+# each field's own bounds (``_within``) are checked by the model.
+DURATION_PATTERN = r"^([0-9]{1,5}(\.[0-9]{1,3})?(ms|s|m|h|d|w)){1,4}$"
+DURATION_MAX_LENGTH = 32
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+MAX_DURATION_SECONDS = 366 * 86400.0  # no window, pause or interval of a release needs more than a year
+
+# Names that become object names, label values or URL path segments. A Service name is a DNS-1035
+# label (a letter first, at most 63 characters), and the target's name is also the stem of
+# ``<target>-primary`` and ``<target>-canary``: 63 - len("-primary") leaves 55.
+DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+DNS_LABEL_MAX_LENGTH = 63
+TARGET_NAME_MAX_LENGTH = DNS_LABEL_MAX_LENGTH - len("-primary")
+# A rollout's name is the value of the canary.dev/rollout label (at most 63 characters).
+ROLLOUT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Metric names are label values of the operator's own metrics and keys of status.failedChecks.
+METRIC_NAME_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 Duration = Annotated[
     str,
-    pydantic.StringConstraints(pattern=DURATION_PATTERN),
+    pydantic.StringConstraints(pattern=DURATION_PATTERN, max_length=DURATION_MAX_LENGTH),
     pydantic.Field(description="A duration such as 30s, 1m30s, 500ms or 30d."),
 ]
 QUERY_VARIABLES = frozenset({"namespace", "workload", "pod", "interval", "target", "primary", "canary"})
@@ -46,12 +62,38 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
+def _within(low: float, high: float = MAX_DURATION_SECONDS, *, positive: bool = False) -> pydantic.AfterValidator:
+    """A duration's bounds, checked by the model (a string pattern cannot say "at most 366d")."""
+
+    def check(text: str | None) -> str | None:
+        if text is None:
+            return None
+        seconds = parse_duration(text)
+        if positive and seconds <= 0:
+            raise ValueError(f"{text} must be longer than zero")
+        if seconds < low:
+            raise ValueError(f"{text} is shorter than the minimum of {_display(low)}")
+        if seconds > high:
+            raise ValueError(f"{text} is longer than the maximum of {_display(high)}")
+        return text
+
+    return pydantic.AfterValidator(check)
+
+
+def _display(seconds: float) -> str:
+    for unit in ("d", "h", "m", "s"):
+        if seconds >= _UNIT_SECONDS[unit] and seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds / _UNIT_SECONDS[unit]:g}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
 class _Model(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(
         alias_generator=alias_generators.to_camel,
         populate_by_name=True,
         frozen=True,
         extra="forbid",
+        allow_inf_nan=False,  # YAML spells them .inf and .nan; no limit or factor means anything with them
     )
 
 
@@ -69,7 +111,15 @@ class ScaleDown(enum.StrEnum):
 class TargetRef(_Model):
     api_version: Literal["apps/v1"] = "apps/v1"
     kind: Literal["Deployment"] = "Deployment"
-    name: str = pydantic.Field(min_length=1, max_length=240, description="The Deployment to release.")
+    name: str = pydantic.Field(
+        min_length=1,
+        max_length=TARGET_NAME_MAX_LENGTH,
+        pattern=DNS_LABEL_PATTERN,
+        description=(
+            "The Deployment to release, in the rollout's namespace. A DNS label of at most 55 characters:"
+            " <name>-primary and <name>-canary must fit 63."
+        ),
+    )
     scale_down: ScaleDown = pydantic.Field(
         default=ScaleDown.ON_SUCCESS,
         description=(
@@ -200,7 +250,7 @@ class TrafficRouting(_Model):
 
 
 class Pause(_Model):
-    duration: Duration | None = pydantic.Field(
+    duration: Annotated[Duration, _within(0)] | None = pydantic.Field(
         default=None, description="How long to hold; without it, wait for the canary.dev/promote annotation."
     )
 
@@ -328,12 +378,14 @@ class MetricTemplate(enum.StrEnum):
 
 
 class Metric(_Model):
-    name: str = pydantic.Field(min_length=1, max_length=63)
+    name: str = pydantic.Field(min_length=1, max_length=63, pattern=METRIC_NAME_PATTERN)
     template: MetricTemplate | None = pydantic.Field(
         default=None, description="Built-in query: error-rate (% 5xx), latency-p99 (ms), request-rate (req/s)."
     )
     query: str | None = pydantic.Field(
         default=None,
+        min_length=1,
+        max_length=4096,
         description=(
             "PromQL run once per arm. Variables: {{ namespace }}, {{ workload }} (the arm's Deployment),"
             " {{ pod }} (regex of its pods), {{ interval }}, {{ target }}, {{ primary }}, {{ canary }}."
@@ -341,7 +393,7 @@ class Metric(_Model):
     )
     max: float | None = pydantic.Field(default=None, description="The canary fails above this value.")
     min: float | None = pydantic.Field(default=None, description="The canary fails below this value.")
-    interval: Duration | None = pydantic.Field(
+    interval: Annotated[Duration, _within(1)] | None = pydantic.Field(
         default=None, description="Range of the query window; defaults to analysis.interval."
     )
     compare: Literal["primary"] | None = pydantic.Field(
@@ -352,10 +404,10 @@ class Metric(_Model):
         ),
     )
     max_increase: float | None = pydantic.Field(
-        default=None, ge=0, description="compare: percentage points the canary may exceed the primary by."
+        default=None, ge=0, le=100, description="compare: percentage points the canary may exceed the primary by."
     )
     max_ratio: float | None = pydantic.Field(
-        default=None, ge=1, description="compare: factor the canary may exceed the primary by (e.g. 1.5)."
+        default=None, ge=1, le=1000, description="compare: factor the canary may exceed the primary by (e.g. 1.5)."
     )
     confidence: float = pydantic.Field(
         default=0.99,
@@ -517,9 +569,11 @@ class PrometheusSpec(_Model):
 
 
 class Analysis(_Model):
-    interval: Duration = pydantic.Field(default="1m", description="Time between checks and query window.")
+    interval: Annotated[Duration, _within(1, 86400)] = pydantic.Field(
+        default="1m", description="Time between checks and query window, from 1s to 24h."
+    )
     failure_threshold: int = pydantic.Field(
-        default=2, ge=1, description="Consecutive failed checks of a metric that roll back."
+        default=2, ge=1, le=100, description="Consecutive failed checks of a metric that roll back."
     )
     fail_fast: bool = pydantic.Field(
         default=True,
@@ -530,12 +584,12 @@ class Analysis(_Model):
         ),
     )
     inconclusive_threshold: int = pydantic.Field(
-        default=3, ge=1, description="Consecutive inconclusive checks that pause the rollout."
+        default=3, ge=1, le=1000, description="Consecutive inconclusive checks that pause the rollout."
     )
     min_requests: int = pydantic.Field(
-        default=50, ge=0, description="Fewer canary requests than this in the window: inconclusive."
+        default=50, ge=0, le=1_000_000_000, description="Fewer canary requests than this in the window: inconclusive."
     )
-    max_step_extension: Duration | None = pydantic.Field(
+    max_step_extension: Annotated[Duration, _within(0)] | None = pydantic.Field(
         default=None,
         description=(
             "How long a step may run past its plan while checks lack traffic, before the rollout holds"
@@ -545,7 +599,7 @@ class Analysis(_Model):
     prometheus: PrometheusSpec = pydantic.Field(
         default=PrometheusSpec(), description="Where the metrics come from; omit it to use the operator's defaults."
     )
-    metrics: list[Metric] = pydantic.Field(min_length=1)
+    metrics: list[Metric] = pydantic.Field(min_length=1, max_length=20)
 
     @pydantic.model_validator(mode="after")
     def _unique_names(self) -> Analysis:
@@ -563,14 +617,18 @@ class Analysis(_Model):
 class BurnRate(_Model):
     """Multi-window burn-rate alert on the canary's own traffic: both windows must burn faster than factor."""
 
-    short: Duration = "5m"
-    long: Duration = "1h"
-    factor: float = pydantic.Field(default=14.4, gt=0, description="Burn rate (budget spent / budget) that fails.")
+    short: Annotated[Duration, _within(1)] = "5m"
+    long: Annotated[Duration, _within(1)] = "1h"
+    factor: float = pydantic.Field(
+        default=14.4, gt=0, le=10000, description="Burn rate (budget spent / budget) that fails."
+    )
 
 
 class SLO(_Model):
     objective: float = pydantic.Field(gt=0, lt=100, description="Percent of requests answered without 5xx, e.g. 99.9.")
-    window: Duration = pydantic.Field(default="30d", description="The SLO window the error budget is counted over.")
+    window: Annotated[Duration, _within(60)] = pydantic.Field(
+        default="30d", description="The SLO window the error budget is counted over, from 1m to 366d."
+    )
     tighten_factor: float = pydantic.Field(
         default=0.5, gt=0, le=1, description="Limits are multiplied by this when 10-25% of the budget is left."
     )
@@ -687,9 +745,9 @@ class CanaryRolloutSpec(_Model):
     target_ref: TargetRef
     service: ServiceSpec
     traffic_routing: TrafficRouting
-    steps: list[Step] = pydantic.Field(min_length=1)
+    steps: list[Step] = pydantic.Field(min_length=1, max_length=100)
     analysis: Analysis
-    progress_deadline: Duration = pydantic.Field(
+    progress_deadline: Annotated[Duration, _within(1)] = pydantic.Field(
         default="10m",
         description=(
             "How long any wait may last without progress: canary pods becoming ready, the primary rolling out,"
@@ -778,6 +836,7 @@ class Reason(enum.StrEnum):
     TARGET_NOT_FOUND = "TargetNotFound"
     INVALID_SPEC = "InvalidSpec"
     OBJECT_CONFLICT = "ObjectConflict"
+    TARGET_CLAIMED = "TargetClaimed"
     # Why a traffic router cannot split the user's route (routing.RouterError).
     ROUTE_NOT_FOUND = "RouteNotFound"
     ROUTE_RULE_NOT_FOUND = "RouteRuleNotFound"

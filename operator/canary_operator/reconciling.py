@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import re
 from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol
 
@@ -37,6 +38,7 @@ from canary_operator import (
     names,
     notifications,
     observations,
+    ownership,
     providers,
     rollouts,
     routing,
@@ -108,9 +110,12 @@ async def tick(
         api.get(kube.deployment_path(namespace, names.primary(target_name))),
         api.get(kube.deployment_path(namespace, names.canary(target_name))),
     )
-    conflict = await _conflict(api, body, spec, status, primary_doc, canary_doc)
-    if conflict:
-        decision = rollouts.blocked(status, generation, models.Reason.OBJECT_CONFLICT, conflict, now)
+    conflicts = await _conflicts(api, body, spec, status, target_doc, primary_doc, canary_doc)
+    if conflicts is None:
+        return None  # the target changed while being claimed: the next tick reads it again
+    if conflicts:
+        message = "; ".join(c.message for c in conflicts)
+        decision = rollouts.blocked(status, generation, conflicts[0].reason, message, now)
         await _record_and_post(api, body, decision)
         telemetry.observe_status(namespace, name, spec, decision.status)
         return decision
@@ -222,30 +227,39 @@ async def report_failure(api: kube.Client, namespace: str, name: str, error: str
     await _record_and_post(api, body, rollouts.failed(status, generation, error, now))
 
 
-async def _conflict(
+async def _conflicts(
     api: kube.Client,
     rollout: Mapping[str, Any],
     spec: models.CanaryRolloutSpec,
     status: models.CanaryRolloutStatus,
+    target_doc: Mapping[str, Any] | None,
     primary_doc: Mapping[str, Any] | None,
     canary_doc: Mapping[str, Any] | None,
-) -> str:
-    """An object the operator must own exists and belongs to somebody else: why, or "" when none does.
+) -> list[ownership.Conflict] | None:
+    """Ownership before every write (see ``ownership``): what forbids this tick's writes; else the target claimed.
 
-    Checked before anything is decided, so a conflict stops every write of the tick but the status.
+    None when the claim met a 409 (the target was written since it was read, by its controller or another
+    rollout claiming it): nothing is decided this tick.
+
+    Checked before anything is decided, so a conflict stops every write of the tick but the status. The
+    Services are read only while taking over, when they are created; afterwards they are found ours.
     """
-    for kind, doc in (("Deployment", primary_doc), ("Deployment", canary_doc)):
-        if doc is not None and not workloads.owned_by(doc, rollout):
-            return f"{kind} {doc['metadata']['name']} exists and is not managed by this CanaryRollout"
-    if status.phase not in (None, models.Phase.INITIALIZING):
-        return ""  # the Services were created (or found ours) during the takeover
-    namespace = rollout["metadata"]["namespace"]
-    for desired in workloads.services(rollout, spec):
-        service = desired["metadata"]["name"]
-        existing = await api.get(kube.service_path(namespace, service))
-        if existing is not None and not workloads.owned_by(existing, rollout):
-            return f"Service {service} exists and is not managed by this CanaryRollout; remove it or rename the target"
-    return ""
+    namespace, target = rollout["metadata"]["namespace"], spec.target_ref.name
+    services: dict[str, Mapping[str, Any] | None] = {}
+    if status.phase in (None, models.Phase.INITIALIZING):
+        wanted = (names.apex(target), names.primary(target), names.canary(target))
+        found = await asyncio.gather(*(api.get(kube.service_path(namespace, n)) for n in wanted))
+        services = dict(zip(wanted, found, strict=True))
+    conflicts = ownership.conflicts(rollout, target_doc, primary_doc, canary_doc, services)
+    if conflicts or target_doc is None:
+        return conflicts
+    claim = ownership.claim_patch(rollout, target_doc)
+    if claim is not None:  # resourceVersion as precondition: of two rollouts claiming at once, one gets a 409
+        try:
+            await api.patch(kube.deployment_path(namespace, target), claim)
+        except kube.ConflictError:
+            return None
+    return []
 
 
 def _observe(
@@ -539,10 +553,12 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
     status = models.parse_status(body.get("status"))
     logs.bind_rollout(namespace, body["metadata"]["name"], status)
     target = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
-    if not target:
-        return
+    if not isinstance(target, str) or not re.fullmatch(models.DNS_LABEL_PATTERN, target):
+        return  # such a target was never taken over: the schema or the model refused it first
     target_doc = await api.get(kube.deployment_path(namespace, target))
     restore = status.target_replicas
+    if not ownership.may_restore(body, target_doc):
+        restore = None  # another rollout's (or nobody's) to give back: not this one's to scale
     if target_doc is not None and restore is not None:
         if (target_doc["spec"].get("replicas") or 0) != restore:
             await api.patch(kube.deployment_path(namespace, target), {"spec": {"replicas": restore}})
@@ -561,6 +577,8 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
     ):
         if workloads.owned_by(await api.get(path), body) and await api.delete(path):
             removed.append(path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1])
+    if target_doc is not None and (release := ownership.release_patch(body, target_doc)) is not None:
+        await api.patch(kube.deployment_path(namespace, target), release)
     logs.get().info("finalized", restored_replicas=restore, removed=removed)
 
 

@@ -70,7 +70,7 @@ async def post_json(
 
 async def secret_data(api: kube.Client, namespace: str, name: str) -> dict[str, str]:
     """The decoded keys of a Secret; KeyError naming it when it is missing."""
-    secret = await api.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+    secret = await api.get(kube.secret_path(namespace, name))
     if secret is None:
         raise KeyError(f"Secret {namespace}/{name} not found")
     return {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}

@@ -27,9 +27,14 @@ def whats(writes: list[Write]) -> list[str]:
 
 
 def record(writes: list[Write]) -> dict[str, Any]:
-    """The status the tick recorded: its first write."""
-    assert writes and writes[0].what == RECORD, f"a tick records before it acts, got {whats(writes)}"
-    return dict(writes[0].body["status"])
+    """The status the tick recorded: its first write (after the target's claim, on the first tick)."""
+    acts = (
+        writes[1:]
+        if writes and writes[0].what == "patch deployments/web" and "claimed-by" in str(writes[0].body)
+        else writes
+    )
+    assert acts and acts[0].what == RECORD, f"a tick records before it acts, got {whats(writes)}"
+    return dict(acts[0].body["status"])
 
 
 def outbox(writes: list[Write]) -> list[str]:
@@ -77,6 +82,7 @@ async def test_the_takeover_records_the_target_size_then_creates_services_and_ar
     world.create_rollout()
     first = await world.tick()
     assert whats(first) == [
+        "patch deployments/web",  # the claim (canary.dev/claimed-by), before anything else is written
         RECORD,
         "create services/web",
         "create services/web-primary",
@@ -84,6 +90,9 @@ async def test_the_takeover_records_the_target_size_then_creates_services_and_ar
         "create deployments/web-primary",
         "create deployments/web-canary",
     ]
+    assert first[0].body["metadata"]["annotations"] == {
+        "canary.dev/claimed-by": world.get("canaryrollouts", "web")["metadata"]["uid"]
+    }
     assert (record(first)["phase"], record(first)["targetReplicas"]) == ("Initializing", 4)
     assert world.get("deployments", "web")["spec"]["replicas"] == 4, "web serves until the primary is ready"
 
@@ -116,7 +125,7 @@ async def test_the_decision_is_guarded_by_the_resource_version_it_was_made_on(wo
     world.create_rollout()
     before = world.get("canaryrollouts", "web")["metadata"]["resourceVersion"]
     first = await world.tick()
-    assert first[0].body["metadata"] == {"resourceVersion": before}
+    assert first[1].body["metadata"] == {"resourceVersion": before}  # after the claim of the target
 
 
 async def test_a_new_image_is_recorded_then_the_canary_gets_it_and_its_weight(world: World) -> None:
@@ -243,5 +252,6 @@ async def test_deletion_restores_the_target_before_it_removes_the_primary(world:
         "delete services/web-canary",
         "delete services/web-primary",
         "delete services/web",
+        "patch deployments/web",  # the claim given up
     ]
     assert world.get("deployments", "web")["spec"]["replicas"] == 4

@@ -30,22 +30,9 @@ RELEASE = "canary"
 NAMESPACE = "canary-system"
 MONITORING = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}, "dashboards": {"enabled": True}}
 
-# Every (API group, resource, verb) the operator and Kopf use; "" is the core group.
-USED = {
-    *(("canary.dev", "canaryrollouts", v) for v in ("get", "list", "watch", "patch", "update")),
-    *(("canary.dev", "canaryrollouts/status", v) for v in ("get", "patch", "update")),
-    *(("apps", "deployments", v) for v in ("get", "list", "watch", "create", "patch", "update", "delete")),
-    *(("", "services", v) for v in ("get", "list", "watch", "create", "patch", "update", "delete")),
-    *((group, "events", v) for group in ("", "events.k8s.io") for v in ("create", "patch", "get", "list")),
-    *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")),
-    *(("", "namespaces", v) for v in ("list", "watch")),
-    ("", "secrets", "get"),  # analysis.prometheus.secretRef; webhook and notification headersFrom, urlFrom
-    # Traffic routers (routing/): user routes changed in place, subsets read, the nginx canary Ingress.
-    *(("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")),
-    *(("networking.istio.io", "virtualservices", v) for v in ("get", "patch")),
-    ("networking.istio.io", "destinationrules", "get"),
-    *(("networking.k8s.io", "ingresses", v) for v in ("get", "create", "patch", "delete")),
-}
+# Every (API group, resource, verb) the operator and Kopf use: as recorded on the bench with the replicas
+# router (tests/security/test_rbac.py), and what the routers use (pinned by tests/routing), all enabled by default.
+USED = helpers.OPERATOR_GRANTS | helpers.ROUTER_GRANTS
 
 # The Prometheus Operator's CRDs (monitoring.coreos.com/v1, operator v0.82), cut down to the fields the
 # chart sets and made strict: an API server prunes a field its CRD lacks without a word.
@@ -538,3 +525,54 @@ def test_the_dashboard_reaches_grafanas_sidecar_as_a_labelled_config_map(chart: 
     [(key, text)] = config_map["data"].items()
     assert key.endswith(".json")
     assert json.loads(text) == json.loads((CHART / "files" / "dashboard.json").read_text())
+
+
+DISCOVERY = {grant for grant in USED if grant[0] == "apiextensions.k8s.io"}
+NAMESPACE_WATCH = {("", "namespaces", "list"), ("", "namespaces", "watch")}
+
+
+def test_a_namespaced_install_grants_the_operators_rules_only_in_the_watched_namespaces(chart: helm.Chart) -> None:
+    rendered = [
+        obj
+        for path, text in chart.render(
+            {"watchNamespaces": ["team-a", "team-b"]}, name=RELEASE, namespace=NAMESPACE
+        ).items()
+        if not path.endswith("NOTES.txt")
+        for obj in yaml.safe_load_all(text)
+        if obj
+    ]
+    for obj in rendered:
+        assert_accepted_by_kubernetes(obj)
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for obj in rendered:
+        by_kind.setdefault(obj["kind"], []).append(obj)
+    roles, bindings = by_kind["Role"], by_kind["RoleBinding"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for role in roles:
+        assert helpers.granted(role["rules"]) == USED - DISCOVERY
+    [cluster_role] = by_kind["ClusterRole"]
+    # Cluster-wide, read-only: the CRD and the namespaces' comings and goings (Kopf, tests/security/test_namespaced.py).
+    assert helpers.granted(cluster_role["rules"]) == DISCOVERY | NAMESPACE_WATCH
+    for binding in bindings:
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "canary-canary-operator",
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "canary-canary-operator", "namespace": NAMESPACE}
+        ]
+    [operator] = by_kind["Deployment"][0]["spec"]["template"]["spec"]["containers"]
+    assert operator["args"] == ["--namespace=team-a", "--namespace=team-b"]
+
+
+def test_a_cluster_wide_install_passes_no_namespace_and_creates_no_role(chart: helm.Chart) -> None:
+    objects = render(chart)
+    assert "args" not in container(objects)
+    assert "Role" not in objects and "RoleBinding" not in objects
+
+
+def test_watched_namespaces_must_be_namespace_names(chart: helm.Chart) -> None:
+    with pytest.raises(helm.HelmValuesError, match="values don't meet the specifications"):
+        chart.render({"watchNamespaces": ["../kube-system"]}, name=RELEASE, namespace=NAMESPACE)

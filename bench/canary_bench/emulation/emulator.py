@@ -244,6 +244,8 @@ class FidelityEmulator(kmock.KubernetesEmulator):
     verbs: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
     # What tests inject: 409s, 500s, hangs, or a callback at the moment a given request arrives or is applied.
     faults: faulting.Faults = attrs.field(factory=faulting.Faults, init=False)
+    # Every distinct call as (user agent, method, path, watching): what RBAC would have been asked.
+    calls: set[tuple[str, str, str, bool]] = attrs.field(factory=set, init=False)
 
     _revision: int = attrs.field(default=0, init=False)
     _uids: dict[str, ObjectKey] = attrs.field(factory=dict, init=False)
@@ -796,6 +798,8 @@ class FidelityEmulator(kmock.KubernetesEmulator):
     # ---------------------------------------------------------------- HTTP: routing
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        watching = raw_request.query.get("watch") in ("true", "1")
+        self.calls.add((raw_request.headers.get("User-Agent", ""), raw_request.method, raw_request.path, watching))
         self.verbs[_verb(raw_request)] += 1
         try:
             return await self._serve_raw(raw_request)

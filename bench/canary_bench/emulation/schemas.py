@@ -139,7 +139,14 @@ def validate_schema(value: Any, schema: Mapping[str, Any], path: str = "", *, ro
             if required not in value:
                 causes.append(errors.Cause.required(f"{path}.{required}" if path else required))
         for key, item in value.items():
-            if root and key in ("apiVersion", "kind", "metadata"):
+            if root and key == "metadata" and isinstance(item, dict):
+                # A CRD may restrict metadata.name and metadata.generateName, and nothing else of metadata.
+                restricted = ((schema.get("properties") or {}).get("metadata") or {}).get("properties") or {}
+                for meta_key in ("name", "generateName"):
+                    if meta_key in restricted and isinstance(item.get(meta_key), str):
+                        causes += validate_schema(item[meta_key], restricted[meta_key], f"metadata.{meta_key}")
+                continue
+            if root and key in ("apiVersion", "kind"):
                 continue
             subschema = (schema.get("properties") or {}).get(key)
             if subschema is None and isinstance(schema.get("additionalProperties"), dict):

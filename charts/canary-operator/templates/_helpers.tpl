@@ -43,3 +43,71 @@ would hand them to every pod that does not ask for another.
 {{- define "canary-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/*
+What the operator does with the API in a namespace it watches, and nothing more (the bench records every
+call the operator makes over a whole rollout life; a test fails when these rules grant more or less).
+*/}}
+{{- define "canary-operator.namespacedRules" -}}
+# The rollouts: Kopf watches them and patches its finalizer in; each tick reads one.
+- apiGroups: ["canary.dev"]
+  resources: ["canaryrollouts"]
+  verbs: ["get", "list", "watch", "patch"]
+# One status patch per tick.
+- apiGroups: ["canary.dev"]
+  resources: ["canaryrollouts/status"]
+  verbs: ["patch"]
+# The primary and canary Deployments it creates, scales and deletes; the target it claims and scales.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "create", "patch", "delete"]
+# The Services in front of primary and canary.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "create", "patch", "delete"]
+# The Secrets a CanaryRollout names (analysis.prometheus.secretRef; the webhooks' and notifications'
+# headersFrom and urlFrom), read in the rollout's namespace when used (never listed or watched).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# Events on the rollouts: the story of every step, verdict and rollback.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- /* Traffic routers, only those enabled (trafficRouters): the user's HTTPRoute or VirtualService is
+changed in place and given back on deletion (never created or deleted); a DestinationRule's subsets
+are only read; the nginx router creates a canary Ingress beside the user's, which it only reads. */}}
+{{- if has "gatewayAPI" .Values.trafficRouters }}
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "patch"]
+{{- end }}
+{{- if has "istio" .Values.trafficRouters }}
+- apiGroups: ["networking.istio.io"]
+  resources: ["virtualservices"]
+  verbs: ["get", "patch"]
+- apiGroups: ["networking.istio.io"]
+  resources: ["destinationrules"]
+  verbs: ["get"]
+{{- end }}
+{{- if has "nginx" .Values.trafficRouters }}
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- end }}
+{{- end }}
+
+{{/*
+Cluster-scoped and read-only: Kopf notices when the CanaryRollout CRD appears or changes and, when it
+watches a list of namespaces, when those namespaces come and go.
+*/}}
+{{- define "canary-operator.discoveryRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- if .Values.watchNamespaces }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- end }}
