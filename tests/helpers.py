@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import datetime
 import pathlib
+import tomllib
 from typing import Any
 
 import yaml
@@ -15,6 +16,11 @@ from canary_operator.routing import replicas as replicas_router
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "web.yaml"
+
+
+def project_version() -> str:
+    """The operator's version: pyproject.toml's, which the chart's appVersion and the image tag follow."""
+    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
 
 
 def example_rollout() -> dict[str, Any]:
@@ -113,7 +119,9 @@ class World:
 
     def apply(self, action: rollouts.Action) -> None:
         match action:
-            case rollouts.EnsurePrimary(template=template, revision=revision, replicas=n):
+            case rollouts.EnsurePrimary(template=template, revision=revision, replicas=wanted):
+                # None: an autoscaler sizes the primary; it keeps the size it has.
+                n = wanted if wanted is not None else (self.primary.replicas if self.primary else 1)
                 if self.primary is None or self.primary.revision != revision or self.primary.replicas != n:
                     self.primary_updates += 1
                     self.primary_template = dict(template)

@@ -49,6 +49,10 @@ T = TypeVar("T")
 
 DEPLOYMENTS: Final = kmock.resource("apps", "v1", "deployments")
 DEFAULT_CRD_PATH: Final = pathlib.Path(__file__).resolve().parents[2] / "crds" / "canaryrollouts.yaml"
+# Kopf's ClusterKopfPeering, as the chart installs it (for operators running as peered replicas).
+PEERING_CRD_PATH: Final = (
+    pathlib.Path(__file__).resolve().parents[2] / "charts" / "canary-operator" / "crds" / "kopfpeerings.yaml"
+)
 DEFAULT_NAMESPACES: Final = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 # Used only when crds/canaryrollouts.yaml is absent (e.g. the bench installed without the repo).
@@ -402,8 +406,13 @@ class EmulatedCluster:
         emulator.load_builtins()
         for namespace in self._namespaces:
             emulator.create_object(emulation.NAMESPACES, None, {"metadata": {"name": namespace}})
-        crds = [yaml.safe_load(path.read_text()) for path in self._crd_paths if path.exists()]
-        for crd in crds or [FALLBACK_CRD]:
+        # No paths: a fresh cluster without CRDs (as a new user's, before the install applies them).
+        crds = [
+            yaml.safe_load(path.read_text()) if path.exists() else FALLBACK_CRD
+            for path in self._crd_paths
+            if path.exists() or path == DEFAULT_CRD_PATH
+        ]
+        for crd in crds:
             emulator.create_object(emulation.CRDS, None, dict(crd))
         controller = DeploymentController(emulator, ready_delay=self._ready_delay)
         async with emulator, _Server(emulator, host="127.0.0.1", server_cls=_QuietTestServer) as server:
@@ -475,8 +484,10 @@ class EmulatedCluster:
         self._loop.call_soon_threadsafe(run)
         return future.result(timeout=30)
 
-    def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        """Run the real kubectl against this cluster; check ``returncode`` yourself."""
+    def kubectl(
+        self, *args: str, stdin: str | None = None, timeout: float = 60.0, cwd: pathlib.Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this cluster (in ``cwd`` for relative paths); check ``returncode`` yourself."""
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -492,7 +503,7 @@ class EmulatedCluster:
             *args,
         ]
         return subprocess.run(
-            command, input=stdin, capture_output=True, text=True, timeout=timeout, env=env, check=False
+            command, input=stdin, capture_output=True, text=True, timeout=timeout, env=env, check=False, cwd=cwd
         )
 
     # ------------------------------------------------------------ a small synchronous client

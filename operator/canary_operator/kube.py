@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -96,7 +96,11 @@ def merge_patch(old: Any, new: Any) -> Any:
 class Client:
     """One aiohttp session against the API server; use as ``async with Client() as api``."""
 
-    def __init__(self, info: kopf.ConnectionInfo | None = None) -> None:
+    def __init__(
+        self, info: kopf.ConnectionInfo | None = None, on_write: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        # Told every object a create or patch returns: the watch cache keeps our own writes (caching.py).
+        self._on_write = on_write
         info = info or _credentials
         if info is None:
             raise RuntimeError("no Kubernetes credentials: the operator has not logged in yet")
@@ -160,10 +164,15 @@ class Client:
             raise
 
     async def create(self, collection: str, obj: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._request("POST", collection, obj)
+        return self._written(await self._request("POST", collection, obj))
 
     async def patch(self, path: str, patch: Any, content_type: str = MERGE) -> dict[str, Any]:
-        return await self._request("PATCH", path, patch, content_type)
+        return self._written(await self._request("PATCH", path, patch, content_type))
+
+    def _written(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if self._on_write is not None and obj:
+            self._on_write(obj)
+        return obj
 
     async def delete(self, path: str) -> bool:
         """Delete; False when it was already gone."""

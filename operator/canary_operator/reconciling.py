@@ -19,6 +19,7 @@ Kopf's error types are not used here: the handlers in ``main.py`` translate ours
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime
 from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol
@@ -27,6 +28,8 @@ import aiohttp
 import pydantic
 
 from canary_operator import (
+    autoscaling,
+    caching,
     endpoints,
     gating,
     judging,
@@ -78,9 +81,16 @@ async def tick(
     name: str,
     now: datetime.datetime,
     metrics: MetricSource,
+    *,
+    rollout: Mapping[str, Any] | None = None,
+    deployments: caching.Deployments | None = None,
 ) -> rollouts.Decision | None:
-    """Reconcile one CanaryRollout once; None when it is gone, being deleted, or changed under us (409)."""
-    body = await api.get(kube.rollout_path(namespace, name))
+    """Reconcile one CanaryRollout once; None when it is gone, being deleted, or changed under us (409).
+
+    ``rollout`` (the body the watch holds) and ``deployments`` (the watch cache) spare the GETs; a
+    stale body costs a 409 on the status write, which drops the decision: nothing is done twice.
+    """
+    body = copy.deepcopy(dict(rollout)) if rollout is not None else await api.get(kube.rollout_path(namespace, name))
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     status = models.parse_status(body.get("status"))
@@ -103,11 +113,17 @@ async def tick(
         return await _blocked_by_access(api, body, spec, status, generation, exc, now)
 
     target_name = spec.target_ref.name
-    target_doc, primary_doc, canary_doc = await asyncio.gather(
-        api.get(kube.deployment_path(namespace, target_name)),
-        api.get(kube.deployment_path(namespace, names.primary(target_name))),
-        api.get(kube.deployment_path(namespace, names.canary(target_name))),
-    )
+    if deployments is not None:
+        target_doc, primary_doc, canary_doc = (
+            deployments.get(namespace, doc)
+            for doc in (target_name, names.primary(target_name), names.canary(target_name))
+        )
+    else:
+        target_doc, primary_doc, canary_doc = await asyncio.gather(
+            api.get(kube.deployment_path(namespace, target_name)),
+            api.get(kube.deployment_path(namespace, names.primary(target_name))),
+            api.get(kube.deployment_path(namespace, names.canary(target_name))),
+        )
     conflict = await _conflict(api, body, spec, status, primary_doc, canary_doc)
     if conflict:
         decision = rollouts.blocked(status, generation, models.Reason.OBJECT_CONFLICT, conflict, now)
@@ -119,7 +135,8 @@ async def tick(
     needs = rollouts.needs(spec, status, target.revision if target else None, now)
     arms = routing.Arms(namespace, target_name, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
     router = routing.for_rollout(spec, api)
-    traffic = await router.observe(arms, needs.weight, needs.primary_replicas)
+    primary_replicas = autoscaling.primary_replicas(spec, arms.primary, needs.primary_replicas)
+    traffic = await router.observe(arms, needs.weight, primary_replicas)
 
     provider: providers.MetricProvider | None = None
     if needs.check or needs.budget:
@@ -167,10 +184,14 @@ async def tick(
         return None
     _observe(namespace, name, spec, decision, check)
     actions = rollouts.derive(spec, decision.status, seen)
+    if spec.autoscaler_ref is not None:
+        actions = tuple(autoscaling.adapt(action, arms.primary) for action in actions)
     cleanups = [a for a in actions if isinstance(a, rollouts.ClearRequest)]
     for action in actions:
         if not isinstance(action, rollouts.ClearRequest):
             await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router)
+    if arms.primary is not None and (problem := await autoscaling.ensure_primary_hpa(api, recorded, spec)):
+        logs.get().warning("autoscaler not carried over", problem=problem)
     await _post_events(api, recorded, decision.status)
     for action in cleanups:  # last: it changes the resourceVersion the outbox is cleared under
         await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router)
