@@ -448,6 +448,8 @@ def test_the_settings_reach_the_operator_as_its_environment(chart: helm.Chart) -
         {"name": "CANARY_IDLE_TICK_SECONDS", "value": "10"},
         {"name": "CANARY_LOG_FORMAT", "value": "console"},
         {"name": "CANARY_HTTP_PORT", "value": "8080"},
+    ]
+    assert container["env"][-3:] == [
         {"name": "CANARY_PEERING", "value": "canary-canary-operator"},
         {"name": "CANARY_PEERING_LIFETIME", "value": "15"},
         {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -457,7 +459,7 @@ def test_the_settings_reach_the_operator_as_its_environment(chart: helm.Chart) -
 
 def operator_settings(objects: dict[str, dict[str, Any]]) -> config.Settings:
     """What the operator would read at startup from the rendered environment (files mounted as rendered)."""
-    env = {item["name"]: item["value"] for item in container(objects)["env"]}
+    env = {item["name"]: item["value"] for item in container(objects)["env"] if "value" in item}
     env.pop("CANARY_PROMETHEUS_CREDENTIALS_DIR", None)  # a mount path of the pod, not of this machine
     return config.from_environ(env)
 
@@ -492,7 +494,7 @@ def test_the_prometheus_values_become_the_operators_settings(chart: helm.Chart) 
         max_response_bytes=2097152,
         concurrency=8,
     )
-    env = {item["name"]: item["value"] for item in container(objects)["env"]}
+    env = {item["name"]: item["value"] for item in container(objects)["env"] if "value" in item}
     mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == "prometheus-credentials")
     assert env["CANARY_PROMETHEUS_CREDENTIALS_DIR"] == mount["mountPath"] and mount["readOnly"] is True
     volume = next(v for v in pod_spec(objects)["volumes"] if v["name"] == "prometheus-credentials")
