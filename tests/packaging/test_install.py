@@ -143,14 +143,13 @@ def test_the_operator_as_installed_takes_over_the_example(
             [sys.executable, "-m", "canary_operator"], env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT
         )
     try:
-        status = fresh_cluster.wait_for(
-            lambda: ((fresh_cluster.rollout("shop", "web") or {}).get("status") or {}).get("stableRevision"),
+        # The status records the takeover before the operator acts on it: wait for the primary itself.
+        primary = fresh_cluster.wait_for(
+            lambda: (d := fresh_cluster.deployment("shop", "web-primary")) and d["spec"]["replicas"] == 9 and d,
             timeout=60,
-            message="the operator to take over web",
+            message="the operator to take over web with a 9-replica primary",
         )
-        assert status
-        primary = fresh_cluster.deployment("shop", "web-primary")
-        assert primary is not None and primary["spec"]["replicas"] == 9
+        assert primary["spec"]["template"]["spec"]["containers"][0]["image"] == "example/web:1.1"
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
