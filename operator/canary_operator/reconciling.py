@@ -113,30 +113,28 @@ async def tick(
         return await _blocked_by_access(api, body, spec, status, generation, exc, now)
 
     target_name = spec.target_ref.name
-    if deployments is not None:
-        target_doc, primary_doc, canary_doc = (
-            deployments.get(namespace, doc)
-            for doc in (target_name, names.primary(target_name), names.canary(target_name))
+    router = routing.for_rollout(spec, api)
+    fresh = deployments is None
+    while True:
+        target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target_name, deployments, fresh)
+        target = workloads.target_of(target_doc)
+        needs = rollouts.needs(spec, status, target.revision if target else None, now)
+        arms = routing.Arms(
+            namespace, target_name, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc)
         )
-    else:
-        target_doc, primary_doc, canary_doc = await asyncio.gather(
-            api.get(kube.deployment_path(namespace, target_name)),
-            api.get(kube.deployment_path(namespace, names.primary(target_name))),
-            api.get(kube.deployment_path(namespace, names.canary(target_name))),
-        )
+        primary_replicas = autoscaling.primary_replicas(spec, arms.primary, needs.primary_replicas)
+        traffic = await router.observe(arms, needs.weight, primary_replicas)
+        # Waiting on the cluster (pods becoming ready, a takeover, a promotion): the watch may lag behind
+        # the Deployment controller by minutes at scale, so read those Deployments fresh, once.
+        if fresh or (traffic.settled and status.phase not in _WAITING_ON_PODS):
+            break
+        fresh = True
     conflict = await _conflict(api, body, spec, status, primary_doc, canary_doc)
     if conflict:
         decision = rollouts.blocked(status, generation, models.Reason.OBJECT_CONFLICT, conflict, now)
         await _record_and_post(api, body, decision)
         telemetry.observe_status(namespace, name, spec, decision.status)
         return decision
-
-    target = workloads.target_of(target_doc)
-    needs = rollouts.needs(spec, status, target.revision if target else None, now)
-    arms = routing.Arms(namespace, target_name, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
-    router = routing.for_rollout(spec, api)
-    primary_replicas = autoscaling.primary_replicas(spec, arms.primary, needs.primary_replicas)
-    traffic = await router.observe(arms, needs.weight, primary_replicas)
 
     provider: providers.MetricProvider | None = None
     if needs.check or needs.budget:
@@ -212,6 +210,27 @@ async def _blocked_by_access(
     await _record_and_post(api, body, decision)
     telemetry.observe_status(body["metadata"]["namespace"], body["metadata"]["name"], spec, decision.status)
     return decision
+
+
+_WAITING_ON_PODS = frozenset({None, models.Phase.INITIALIZING, models.Phase.PROMOTING})
+
+
+async def _deployments(
+    api: kube.Client, namespace: str, target: str, cache: caching.Deployments | None, fresh: bool
+) -> tuple[Body | None, Body | None, Body | None]:
+    """The target, primary and canary Deployments: from the watch cache, or with GETs when ``fresh``."""
+    names_ = (target, names.primary(target), names.canary(target))
+    if cache is not None and not fresh:
+        found = [cache.get(namespace, name) for name in names_]
+        return found[0], found[1], found[2]
+    target_doc, primary_doc, canary_doc = await asyncio.gather(
+        *(api.get(kube.deployment_path(namespace, name)) for name in names_)
+    )
+    if cache is not None:
+        for doc in (target_doc, primary_doc, canary_doc):
+            if doc is not None:
+                cache.remember(doc)  # newer than the watch's copy until the watch catches up
+    return target_doc, primary_doc, canary_doc
 
 
 def requests_of(body: Mapping[str, Any]) -> tuple[observations.Request, ...]:
