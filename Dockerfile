@@ -3,7 +3,11 @@
 # Two stages: the first builds wheels for the operator and every dependency, the second
 # installs them offline, so the final image holds no build tools, caches, wheels or sources.
 
-FROM python:3.11.14-slim-bookworm AS build
+# The base of both stages. Where no image can be pulled, a stand-in with Debian's own Python works
+# (docs/release.md says how to make one with debootstrap): --build-arg PYTHON_IMAGE=<that image>.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -16,7 +20,7 @@ COPY operator/ operator/
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 
-FROM python:3.11.14-slim-bookworm
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

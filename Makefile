@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps prometheus test lint unit demo bench-restore bench-judge bench-hostile crds clean
+.PHONY: deps prometheus test lint unit demo bench-restore bench-judge bench-hostile bench-scale crds image e2e clean
 
 deps: $(VENV)/.installed prometheus
 
@@ -46,6 +46,20 @@ bench-judge: deps
 
 bench-hostile: deps
 	$(PY) -m canary_bench.benchmarks.hostile
+
+# SIZES="50 200" to pick the numbers of rollouts (default 50 200 500); figures in docs/scale.md.
+bench-scale: deps
+	$(PY) -m canary_bench.benchmarks.scale $(SIZES)
+
+# The operator's image; PYTHON_IMAGE=<image> replaces the base (docs/release.md).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	docker build -t canary-operator:$(VERSION) $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) .
+
+# End-to-end on kind (opt-in; needs docker, kind's node image, kubectl and helm): see README.
+e2e: deps
+	$(VENV)/bin/pip install --quiet -e '.[e2e]'
+	$(PY) -m pytest --only-e2e tests/e2e $(PYTEST_ARGS)
 
 crds: deps
 	$(PY) -m canary_operator.crds > crds/canaryrollouts.yaml

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import datetime
 import pathlib
+import tomllib
 from typing import Any
 
 import yaml
@@ -24,7 +25,7 @@ OPERATOR_GRANTS = frozenset(
         *(("canary.dev", "canaryrollouts", verb) for verb in ("get", "list", "watch", "patch")),
         ("canary.dev", "canaryrollouts/status", "patch"),
         # The arms, and the target it claims and scales.
-        *(("apps", "deployments", verb) for verb in ("get", "create", "patch", "delete")),
+        *(("apps", "deployments", verb) for verb in ("get", "list", "watch", "create", "patch", "delete")),
         *(("", "services", verb) for verb in ("get", "create", "patch", "delete")),
         ("", "secrets", "get"),  # analysis.prometheus.secretRef, by name only
         ("", "events", "create"),
@@ -45,6 +46,10 @@ ROUTER_GRANTS = frozenset(
 )
 
 
+AUTOSCALER_GRANTS = frozenset(("autoscaling", "horizontalpodautoscalers", verb) for verb in ("get", "create", "patch"))
+PEERING_GRANTS = frozenset(("kopf.dev", "clusterkopfpeerings", verb) for verb in ("get", "list", "watch", "patch"))
+
+
 def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     """The (group, resource, verb) triples a Role's or ClusterRole's rules grant."""
     return {
@@ -57,6 +62,11 @@ def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 
 
 EXAMPLE = ROOT / "examples" / "web.yaml"
+
+
+def project_version() -> str:
+    """The operator's version: pyproject.toml's, which the chart's appVersion and the image tag follow."""
+    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
 
 
 def example_rollout() -> dict[str, Any]:
@@ -155,7 +165,9 @@ class World:
 
     def apply(self, action: rollouts.Action) -> None:
         match action:
-            case rollouts.EnsurePrimary(template=template, revision=revision, replicas=n):
+            case rollouts.EnsurePrimary(template=template, revision=revision, replicas=wanted):
+                # None: an autoscaler sizes the primary; it keeps the size it has.
+                n = wanted if wanted is not None else (self.primary.replicas if self.primary else 1)
                 if self.primary is None or self.primary.revision != revision or self.primary.replicas != n:
                     self.primary_updates += 1
                     self.primary_template = dict(template)

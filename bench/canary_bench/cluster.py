@@ -51,6 +51,10 @@ T = TypeVar("T")
 
 DEPLOYMENTS: Final = kmock.resource("apps", "v1", "deployments")
 DEFAULT_CRD_PATH: Final = pathlib.Path(__file__).resolve().parents[2] / "crds" / "canaryrollouts.yaml"
+# Kopf's ClusterKopfPeering, as the chart installs it (for operators running as peered replicas).
+PEERING_CRD_PATH: Final = (
+    pathlib.Path(__file__).resolve().parents[2] / "charts" / "canary-operator" / "crds" / "kopfpeerings.yaml"
+)
 DEFAULT_NAMESPACES: Final = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 # Used only when crds/canaryrollouts.yaml is absent (e.g. the bench installed without the repo).
@@ -404,8 +408,13 @@ class EmulatedCluster:
         emulator.load_builtins()
         for namespace in self._namespaces:
             emulator.create_object(emulation.NAMESPACES, None, {"metadata": {"name": namespace}})
-        crds = [yaml.safe_load(path.read_text()) for path in self._crd_paths if path.exists()]
-        for crd in crds or [FALLBACK_CRD]:
+        # No paths: a fresh cluster without CRDs (as a new user's, before the install applies them).
+        crds = [
+            yaml.safe_load(path.read_text()) if path.exists() else FALLBACK_CRD
+            for path in self._crd_paths
+            if path.exists() or path == DEFAULT_CRD_PATH
+        ]
+        for crd in crds:
             emulator.create_object(emulation.CRDS, None, dict(crd))
         for crd in networking.ROUTER_CRDS:  # the traffic routers' kinds, with their schemas
             emulator.create_object(emulation.CRDS, None, copy.deepcopy(crd))
@@ -510,8 +519,10 @@ class EmulatedCluster:
             grants.add((route.group, resource, verb))
         return grants
 
-    def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        """Run the real kubectl against this cluster; check ``returncode`` yourself."""
+    def kubectl(
+        self, *args: str, stdin: str | None = None, timeout: float = 60.0, cwd: pathlib.Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this cluster (in ``cwd`` for relative paths); check ``returncode`` yourself."""
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -527,7 +538,7 @@ class EmulatedCluster:
             *args,
         ]
         return subprocess.run(
-            command, input=stdin, capture_output=True, text=True, timeout=timeout, env=env, check=False
+            command, input=stdin, capture_output=True, text=True, timeout=timeout, env=env, check=False, cwd=cwd
         )
 
     # ------------------------------------------------------------ a small synchronous client

@@ -45,6 +45,7 @@ NAMESPACE = "shop"
 NAME = "web"
 STABLE_IMAGE = "example/web:1.0"
 T = TypeVar("T")
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def process_state(pid: int) -> str | None:
@@ -174,6 +175,78 @@ def route_manifests(router: str) -> list[dict[str, Any]]:
 _DATA_PLANES = {"istio": "istio", "nginx": "nginx", "gatewayAPI": "envoy"}
 
 
+def _http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return 0, str(exc)
+
+
+def parse_metrics(text: str) -> Metrics:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in prometheus_parser.text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def read_log_lines(log: pathlib.Path) -> list[dict[str, Any]]:
+    lines = []
+    for raw in log.read_text(errors="replace").splitlines() if log.exists() else []:
+        try:
+            lines.append(json.loads(raw))
+        except ValueError:
+            continue
+    return lines
+
+
+@dataclasses.dataclass
+class OperatorProcess:
+    """One ``python -m canary_operator`` child process, its log file and its HTTP port."""
+
+    process: subprocess.Popen[bytes]
+    log: pathlib.Path
+    http_port: int
+
+    @classmethod
+    def start(cls, env: dict[str, str], log: pathlib.Path, http_port: int | None = None) -> OperatorProcess:
+        port = http_port or prometheus.free_port()
+        with log.open("ab") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "canary_operator"],
+                env={**env, "CANARY_HTTP_PORT": str(port)},
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        return cls(process, log, port)
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.running:
+            self.process.send_signal(sig)
+        self.process.wait(timeout=15)
+
+    def metrics(self) -> Metrics:
+        status, text = _http_get(self.http_port, "/metrics")
+        if status != 200:
+            raise StageError(f"operator /metrics answered {status}: {text[:200]}")
+        return parse_metrics(text)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        return read_log_lines(self.log)
+
+
 class Stage:
     def __init__(
         self,
@@ -190,6 +263,8 @@ class Stage:
         keep_logs: bool = False,
         operator_env: dict[str, str] | None = None,
         request_classes: Sequence[dataplane.RequestClass] = dataplane.EVERYONE,
+        peering: str | None = None,
+        peering_lifetime: int = 4,
     ) -> None:
         self.rate = rate
         self.replicas = replicas
@@ -203,13 +278,16 @@ class Stage:
         self.request_classes = tuple(request_classes)  # who sends requests (headers, cookies), behind a router
         self.keep_logs = keep_logs  # leave the operator's log behind after close (the demo points at it)
         self.operator_env = dict(operator_env or {})  # more settings for the operator (config.py), at its next start
+        # With a peering name, the operators run as peered replicas (only the oldest live one acts).
+        self.peering = peering
+        self.peering_lifetime = peering_lifetime
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="canary-stage-"))
         self.operator_log = self.workdir / "operator.log"
         self.cluster: clusters.EmulatedCluster | None = None
         self.exporter: traffic.Exporter | None = None
         self.prometheus: prometheus.PrometheusServer | None = None
         self.load: traffic.LoadGenerator | None = None
-        self._operator: subprocess.Popen[bytes] | None = None
+        self.operators: list[OperatorProcess] = []
         self._closers: list[Callable[[], None]] = []
         self.http_port = prometheus.free_port()
 
@@ -218,8 +296,14 @@ class Stage:
     def start(self) -> Self:
         try:
             # A stage runs for minutes: a bounded request log keeps each request as fast as the first.
-            self.cluster = clusters.EmulatedCluster(request_log_limit=100).start()
+            crds = [clusters.DEFAULT_CRD_PATH] + ([clusters.PEERING_CRD_PATH] if self.peering else [])
+            self.cluster = clusters.EmulatedCluster(crd_paths=crds, request_log_limit=100).start()
             self._closers.append(self.cluster.stop)
+            if self.peering:
+                self.cluster.create(
+                    "/apis/kopf.dev/v1/clusterkopfpeerings",
+                    {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": self.peering}},
+                )
             self.cluster.create_namespace(NAMESPACE)
             self.apply(deployment_manifest(replicas=self.replicas))
             router = self.plan.router
@@ -268,9 +352,10 @@ class Stage:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------ the operator process
+    # ------------------------------------------------------------ the operator processes
 
-    def start_operator(self) -> None:
+    def start_operator(self, log_name: str = "operator.log") -> OperatorProcess:
+        """Start one more operator process (a peer when the stage has peering) logging to ``log_name``."""
         assert self.cluster is not None
         env = {
             **os.environ,
@@ -279,51 +364,36 @@ class Stage:
             "CANARY_IDLE_TICK_SECONDS": str(self.tick_seconds),
             "CANARY_LOG_FORMAT": self.log_format,
             "PYTHONUNBUFFERED": "1",
-            "CANARY_HTTP_PORT": str(self.http_port),
             "CANARY_HTTP_HOST": "127.0.0.1",
             **self.operator_env,
+            "CANARY_PEERING": self.peering or "",
+            "CANARY_PEERING_LIFETIME": str(self.peering_lifetime),
         }
-        log = self.operator_log.open("ab")
-        self._operator = subprocess.Popen(
-            [sys.executable, "-m", "canary_operator"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
+        process = OperatorProcess.start(env, self.workdir / log_name, self.http_port if not self.operators else None)
+        self.operators.append(process)
+        return process
 
-    def kill_operator(self, sig: int = signal.SIGKILL) -> None:
-        """Kill the operator process (SIGKILL by default: no chance to clean up, as in a node failure)."""
-        if self._operator is not None and self._operator.poll() is None:
-            self._operator.send_signal(sig)
-            self._operator.wait(timeout=15)
-        self._operator = None
+    def kill_operator(self, sig: int = signal.SIGKILL, process: OperatorProcess | None = None) -> None:
+        """Kill one operator process, or all (SIGKILL by default: no chance to clean up, as in a node failure)."""
+        for victim in [process] if process is not None else list(self.operators):
+            victim.kill(sig)
+            self.operators.remove(victim)
 
-    def operator_http(self, path: str) -> tuple[int, str]:
-        """GET one of the operator's own endpoints (/metrics, /healthz, /readyz): (status, body)."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-        except OSError as exc:
-            return 0, str(exc)
+    def operator_http(self, path: str, process: OperatorProcess | None = None) -> tuple[int, str]:
+        """GET one of an operator's own endpoints (/metrics, /healthz, /readyz): (status, body)."""
+        target = process or (self.operators[0] if self.operators else None)
+        return _http_get(target.http_port if target is not None else self.http_port, path)
 
-    def operator_metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """The operator's /metrics as {(sample name, sorted labels): value}."""
-        status, text = self.operator_http("/metrics")
+    def operator_metrics(self, process: OperatorProcess | None = None) -> Metrics:
+        """An operator's /metrics as {(sample name, sorted labels): value}."""
+        status, text = self.operator_http("/metrics", process)
         if status != 200:
             raise StageError(f"operator /metrics answered {status}: {text[:200]}")
-        return {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in prometheus_parser.text_string_to_metric_families(text)
-            for sample in family.samples
-        }
+        return parse_metrics(text)
 
     @property
     def operator_running(self) -> bool:
-        return self._operator is not None and self._operator.poll() is None
+        return any(process.running for process in self.operators)
 
     def signaller(self, sig: int = signal.SIGKILL) -> Callable[[emulation.Request], None]:
         """A fault callback that sends ``sig`` to the operator and returns once it has taken effect.
@@ -332,9 +402,10 @@ class Stage:
         after that write is stored and before the operator can read the answer; SIGSTOP freezes it
         there (until ``os.kill(pid, SIGCONT)``).
         """
-        if self._operator is None or self._operator.poll() is not None:
+        running = [process for process in self.operators if process.running]
+        if not running:
             raise StageError("the operator is not running")
-        return signaller(self._operator.pid, sig)
+        return signaller(running[0].process.pid, sig)
 
     def reconciles(self) -> int:
         """Ticks the running operator process has finished (ok or error) since it started."""
@@ -346,15 +417,9 @@ class Stage:
         start = self.reconciles()
         self.wait_for(f"{count} more ticks", lambda: self.reconciles() >= start + count, timeout)
 
-    def log_lines(self) -> list[dict[str, Any]]:
-        """The operator's JSON log lines (other lines skipped)."""
-        lines = []
-        for raw in self.operator_log.read_text(errors="replace").splitlines():
-            try:
-                lines.append(json.loads(raw))
-            except ValueError:
-                continue
-        return lines
+    def log_lines(self, log: pathlib.Path | None = None) -> list[dict[str, Any]]:
+        """An operator log's JSON lines (other lines skipped); the first operator's by default."""
+        return read_log_lines(log or self.operator_log)
 
     # ------------------------------------------------------------ the user's side
 
@@ -420,9 +485,10 @@ class Stage:
         assert self.cluster is not None
 
         def alive_probe() -> T | None:
-            if self._operator is not None and self._operator.poll() is not None:
-                tail = "\n".join(self.operator_log.read_text(errors="replace").splitlines()[-30:])
-                raise StageError(f"operator exited with {self._operator.returncode} waiting for {what}:\n{tail}")
+            for process in self.operators:
+                if not process.running:
+                    tail = "\n".join(process.log.read_text(errors="replace").splitlines()[-30:])
+                    raise StageError(f"operator exited with {process.returncode} waiting for {what}:\n{tail}")
             return probe()
 
         try:

@@ -10,7 +10,7 @@ middle of a rollout. The chart's values map onto these variables one to one
 Variable                               Default     Meaning
 =====================================  ==========  ===================================================
 CANARY_TICK_SECONDS                    1           Seconds between ticks while a canary is under way.
-CANARY_IDLE_TICK_SECONDS               5           Seconds between ticks of an idle rollout.
+CANARY_IDLE_TICK_SECONDS               30          Seconds between resyncs of an idle rollout (watches wake it).
 CANARY_LOG_FORMAT                      json        ``json`` (one object per line) or ``console``.
 CANARY_HTTP_PORT                       8080        /metrics, /healthz, /readyz; 0 turns them off.
 CANARY_HTTP_HOST                       0.0.0.0     Address the HTTP endpoints listen on.
@@ -75,7 +75,7 @@ class PrometheusSettings:
 @dataclasses.dataclass(frozen=True)
 class Settings:
     tick_seconds: float = 1.0
-    idle_tick_seconds: float = 5.0
+    idle_tick_seconds: float = 30.0
     log_format: LogFormat = "json"
     http_port: int = 8080
     http_host: str = "0.0.0.0"
@@ -183,7 +183,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     read = _Reader(os.environ if environ is None else environ)
     day = 86400.0
     tick = read.get("CANARY_TICK_SECONDS", 1.0, _number(0, 3600))
-    idle = read.get("CANARY_IDLE_TICK_SECONDS", 5.0, _number(0, 3600))
+    idle = read.get("CANARY_IDLE_TICK_SECONDS", 30.0, _number(0, 3600))
     json_lines: LogFormat = "json"
     log_format = read.get("CANARY_LOG_FORMAT", json_lines, _log_format)
     http_port = read.get("CANARY_HTTP_PORT", 8080, _integer(0, 65535))

@@ -160,7 +160,10 @@ class Client:
         self,
         info: kopf.ConnectionInfo | None = None,
         relogin: Callable[[], kopf.ConnectionInfo | None] | None = None,
+        on_write: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        # Told every object a create or patch returns: the watch cache keeps our own writes (caching.py).
+        self._on_write = on_write
         info = info or _credentials
         if info is None:
             raise RuntimeError("no Kubernetes credentials: the operator has not logged in yet")
@@ -247,10 +250,15 @@ class Client:
         return found
 
     async def create(self, collection: str, obj: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._request("POST", collection, obj)
+        return self._written(await self._request("POST", collection, obj))
 
     async def patch(self, path: str, patch: Any, content_type: str = MERGE) -> dict[str, Any]:
-        return await self._request("PATCH", path, patch, content_type)
+        return self._written(await self._request("PATCH", path, patch, content_type))
+
+    def _written(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if self._on_write is not None and obj:
+            self._on_write(obj)
+        return obj
 
     async def delete(self, path: str) -> bool:
         """Delete; False when it was already gone."""

@@ -1,22 +1,28 @@
 """Kopf registrations, and nothing else: every handler calls into a domain module.
 
-One daemon per CanaryRollout runs the reconcile loop (``reconciling.tick``)
-every ``tick_seconds`` while a canary is under way, every ``idle_tick_seconds``
-otherwise (``config.Settings``, kept in Kopf's memo with the metric source that
-all rollouts share); the delete handler (behind the operator's own finalizer)
-gives the user's Deployment back. Kopf's bookkeeping lives under
-the ``canary.dev`` API group.
+One daemon per CanaryRollout runs the reconcile loop (``reconciling.tick``) on the body Kopf's
+watch holds and on the Deployments of one shared watch (an index, ``caching``). It runs again
+when a Deployment it depends on or the CanaryRollout itself changes, and otherwise every
+``tick_seconds`` while a canary is under way, every ``idle_tick_seconds`` while idle (a resync:
+the watch brings new revisions) (``config.Settings``, kept in Kopf's memo with the metric source
+that all rollouts share). The delete handler (behind the operator's own finalizer) gives the
+user's Deployment back. Kopf's bookkeeping lives under the ``canary.dev`` API group.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import kopf
 
-from canary_operator import config, endpoints, kube, logs, models, reconciling, rollouts, telemetry
+from canary_operator import caching, config, endpoints, kube, logs, models, reconciling, rollouts, telemetry
+
+# The Deployments as the watch sees them, shared by every rollout's loop (one per operator process).
+_deployments = caching.Deployments()
 
 
 def _tick_seconds(decision: rollouts.Decision | None, settings: config.Settings) -> float:
@@ -38,6 +44,11 @@ def _settings(memo: kopf.Memo) -> config.Settings:
     return settings
 
 
+class _QuietWakeUps(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Handler 'rollout_changed' succeeded")
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     ours = _settings(memo)
@@ -51,6 +62,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.reporting_component = "canary-operator"  # the "From" column of kubectl describe
     settings.posting.level = logging.WARNING  # our own Events carry the story; Kopf's handler chatter does not
     settings.watching.server_timeout = 300
+    # Kopf logs every event handler's success; rollout_changed runs on every write of every rollout.
+    logging.getLogger("kopf.objects").addFilter(_QuietWakeUps())
     settings.background.cancellation_polling = 0.2
 
 
@@ -88,27 +101,82 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return info
 
 
+@kopf.index("apps", "v1", "deployments")
+async def deployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[caching.Key, caching.Body]:
+    """Every Deployment, trimmed; Kopf lists them all before any daemon starts, and drops deleted ones."""
+    # Woken after Kopf has stored what this returns: the woken tick reads the new version.
+    asyncio.get_running_loop().call_soon(_deployments.changed, dict(body))
+    return {(namespace or "", name): caching.trim(body)}
+
+
+@kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)
+async def rollout_changed(name: str, namespace: str | None, **_: Any) -> None:
+    """A spec edit, a request annotation, a status written: the rollout's loop looks at once."""
+    asyncio.get_running_loop().call_soon(_deployments.wake, namespace or "", name)
+
+
 @kopf.daemon(models.GROUP, models.VERSION, models.PLURAL, cancellation_timeout=5.0)
-async def run_rollout(name: str, namespace: str | None, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
+async def run_rollout(
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
     assert namespace is not None  # the resource is namespaced
     log = logs.get()
     settings = _settings(memo)
-    async with kube.Client() as api:
-        while not stopped:
-            decision = None
-            with telemetry.reconcile_duration.time():
-                try:
-                    decision = await reconciling.tick(
-                        api, namespace, name, datetime.datetime.now(datetime.UTC), memo.metrics
-                    )
-                    telemetry.reconciles.labels("ok").inc()
-                except (kube.ApiError, kube.UnreachableError) as exc:
-                    await _failed(api, namespace, name, str(exc))
-                    log.warning("tick failed; retrying next tick", error=str(exc))
-                except Exception as exc:  # never let one rollout's bug stop its loop or the operator
-                    await _failed(api, namespace, name, f"{type(exc).__name__}: {exc}")
-                    log.exception("tick crashed; retrying next tick")
-            await stopped.wait(_tick_seconds(decision, settings))
+    index: Mapping[caching.Key, Collection[caching.Body]] = kwargs["deployments"]  # Kopf passes indices by name
+    _deployments.use(index)
+    written: list[Mapping[str, Any]] = []  # the last version of this CanaryRollout we wrote
+    # After a tick that decided nothing (409: the watched body was behind, e.g. Kopf's own finalizer
+    # patch not yet delivered), the next one reads the CanaryRollout with a GET rather than wait.
+    watched = True
+
+    def remember(obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") == models.KIND and (meta.get("namespace"), meta.get("name")) == (namespace, name):
+            written[:] = [obj]
+        else:
+            _deployments.remember(obj)
+
+    try:
+        async with kube.Client(on_write=remember) as api:
+            while not stopped:
+                target = str(((body.get("spec") or {}).get("targetRef") or {}).get("name", ""))
+                waker = _deployments.waker(namespace, name, target)
+                rollout = caching.newer(dict(body), written[0] if written else None) if watched else None
+                decision = None
+                with telemetry.reconcile_duration.time():
+                    try:
+                        now = datetime.datetime.now(datetime.UTC)
+                        decision = await reconciling.tick(
+                            api, namespace, name, now, memo.metrics, rollout=rollout, deployments=_deployments
+                        )
+                        telemetry.reconciles.labels("ok").inc()
+                        watched = decision is not None
+                    except (kube.ApiError, kube.UnreachableError) as exc:
+                        watched = False
+                        await _failed(api, namespace, name, str(exc))
+                        log.warning("tick failed; retrying next tick", error=str(exc))
+                    except Exception as exc:  # never let one rollout's bug stop its loop or the operator
+                        await _failed(api, namespace, name, f"{type(exc).__name__}: {exc}")
+                        log.exception("tick crashed; retrying next tick")
+                await _sleep(waker, stopped, _tick_seconds(decision, settings))
+    finally:
+        _deployments.release(namespace, name)
+
+
+async def _sleep(waker: caching.Waker, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Until woken by a change, stopped, or ``seconds`` passed."""
+    woken = asyncio.ensure_future(waker.sleep(seconds))
+    stopping = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({woken, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (woken, stopping):
+            task.cancel()
 
 
 async def _failed(api: kube.Client, namespace: str, name: str, error: str) -> None:

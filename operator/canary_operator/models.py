@@ -129,6 +129,19 @@ class TargetRef(_Model):
     )
 
 
+class AutoscalerRef(_Model):
+    api_version: Literal["autoscaling/v2"] = "autoscaling/v2"
+    kind: Literal["HorizontalPodAutoscaler"] = "HorizontalPodAutoscaler"
+    name: str = pydantic.Field(
+        min_length=1,
+        max_length=240,
+        description=(
+            "The HPA of the target Deployment. The primary gets an equivalent HPA (<target>-primary);"
+            " the canary is sized from the primary's actual replicas."
+        ),
+    )
+
+
 class ServiceSpec(_Model):
     port: int = pydantic.Field(ge=1, le=65535, description="Port of the Services the operator creates.")
     target_port: int | None = pydantic.Field(
@@ -743,6 +756,7 @@ class Notification(_Model):
 
 class CanaryRolloutSpec(_Model):
     target_ref: TargetRef
+    autoscaler_ref: AutoscalerRef | None = None
     service: ServiceSpec
     traffic_routing: TrafficRouting
     steps: list[Step] = pydantic.Field(min_length=1, max_length=100)

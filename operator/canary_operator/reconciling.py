@@ -19,6 +19,7 @@ Kopf's error types are not used here: the handlers in ``main.py`` translate ours
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime
 import re
 from collections.abc import Coroutine, Mapping
@@ -28,6 +29,8 @@ import aiohttp
 import pydantic
 
 from canary_operator import (
+    autoscaling,
+    caching,
     endpoints,
     gating,
     judging,
@@ -80,9 +83,16 @@ async def tick(
     name: str,
     now: datetime.datetime,
     metrics: MetricSource,
+    *,
+    rollout: Mapping[str, Any] | None = None,
+    deployments: caching.Deployments | None = None,
 ) -> rollouts.Decision | None:
-    """Reconcile one CanaryRollout once; None when it is gone, being deleted, or changed under us (409)."""
-    body = await api.get(kube.rollout_path(namespace, name))
+    """Reconcile one CanaryRollout once; None when it is gone, being deleted, or changed under us (409).
+
+    ``rollout`` (the body the watch holds) and ``deployments`` (the watch cache) spare the GETs; a
+    stale body costs a 409 on the status write, which drops the decision: nothing is done twice.
+    """
+    body = copy.deepcopy(dict(rollout)) if rollout is not None else await api.get(kube.rollout_path(namespace, name))
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     status = models.parse_status(body.get("status"))
@@ -105,31 +115,36 @@ async def tick(
         return await _blocked_by_access(api, body, spec, status, generation, exc, now)
 
     target_name = spec.target_ref.name
-    target_doc, primary_doc, canary_doc = await asyncio.gather(
-        api.get(kube.deployment_path(namespace, target_name)),
-        api.get(kube.deployment_path(namespace, names.primary(target_name))),
-        api.get(kube.deployment_path(namespace, names.canary(target_name))),
-    )
+    router = routing.for_rollout(spec, api, body)
+    fresh = deployments is None
+    while True:
+        target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target_name, deployments, fresh)
+        target = workloads.target_of(target_doc)
+        needs = rollouts.needs(spec, status, target.revision if target else None, now)
+        arms = routing.Arms(
+            namespace, target_name, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc)
+        )
+        primary_replicas = autoscaling.primary_replicas(spec, arms.primary, needs.primary_replicas)
+        try:
+            await router.reconcile(body)
+            route = routing.route_in_force(spec, status)
+            traffic = await router.observe(arms, needs.weight, primary_replicas, route)
+        except routing.RouterError as exc:
+            decision = rollouts.blocked(status, generation, exc.reason, str(exc), now)
+            await _record_and_post(api, body, decision)
+            telemetry.observe_status(namespace, name, spec, decision.status)
+            return decision
+        # Waiting on the cluster (pods becoming ready, a takeover, a promotion): the watch may lag behind
+        # the Deployment controller by minutes at scale, so read those Deployments fresh, once.
+        if fresh or (traffic.settled and status.phase not in _WAITING_ON_PODS):
+            break
+        fresh = True
     conflicts = await _conflicts(api, body, spec, status, target_doc, primary_doc, canary_doc)
     if conflicts is None:
         return None  # the target changed while being claimed: the next tick reads it again
     if conflicts:
         message = "; ".join(c.message for c in conflicts)
         decision = rollouts.blocked(status, generation, conflicts[0].reason, message, now)
-        await _record_and_post(api, body, decision)
-        telemetry.observe_status(namespace, name, spec, decision.status)
-        return decision
-
-    target = workloads.target_of(target_doc)
-    needs = rollouts.needs(spec, status, target.revision if target else None, now)
-    arms = routing.Arms(namespace, target_name, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
-    router = routing.for_rollout(spec, api, body)
-    try:
-        await router.reconcile(body)
-        route = routing.route_in_force(spec, status)
-        traffic = await router.observe(arms, needs.weight, needs.primary_replicas, route)
-    except routing.RouterError as exc:
-        decision = rollouts.blocked(status, generation, exc.reason, str(exc), now)
         await _record_and_post(api, body, decision)
         telemetry.observe_status(namespace, name, spec, decision.status)
         return decision
@@ -180,12 +195,16 @@ async def tick(
         return None
     _observe(namespace, name, spec, decision, check)
     actions = rollouts.derive(spec, decision.status, seen)
+    if spec.autoscaler_ref is not None:
+        actions = tuple(autoscaling.adapt(action, arms.primary) for action in actions)
     cleanups = [a for a in actions if isinstance(a, rollouts.ClearRequest)]
     # The header or cookie route of the recorded status, derived like its weight.
     route = routing.route_in_force(spec, decision.status)
     for action in actions:
         if not isinstance(action, rollouts.ClearRequest):
             await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
+    if arms.primary is not None and (problem := await autoscaling.ensure_primary_hpa(api, recorded, spec)):
+        logs.get().warning("autoscaler not carried over", problem=problem)
     await _post_events(api, recorded, decision.status)
     for action in cleanups:  # last: it changes the resourceVersion the outbox is cleared under
         await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
@@ -206,6 +225,27 @@ async def _blocked_by_access(
     await _record_and_post(api, body, decision)
     telemetry.observe_status(body["metadata"]["namespace"], body["metadata"]["name"], spec, decision.status)
     return decision
+
+
+_WAITING_ON_PODS = frozenset({None, models.Phase.INITIALIZING, models.Phase.PROMOTING})
+
+
+async def _deployments(
+    api: kube.Client, namespace: str, target: str, cache: caching.Deployments | None, fresh: bool
+) -> tuple[Body | None, Body | None, Body | None]:
+    """The target, primary and canary Deployments: from the watch cache, or with GETs when ``fresh``."""
+    names_ = (target, names.primary(target), names.canary(target))
+    if cache is not None and not fresh:
+        found = [cache.get(namespace, name) for name in names_]
+        return found[0], found[1], found[2]
+    target_doc, primary_doc, canary_doc = await asyncio.gather(
+        *(api.get(kube.deployment_path(namespace, name)) for name in names_)
+    )
+    if cache is not None:
+        for doc in (target_doc, primary_doc, canary_doc):
+            if doc is not None:
+                cache.remember(doc)  # newer than the watch's copy until the watch catches up
+    return target_doc, primary_doc, canary_doc
 
 
 def requests_of(body: Mapping[str, Any]) -> tuple[observations.Request, ...]:

@@ -14,7 +14,7 @@ from canary_operator import config
 def test_an_empty_environment_gives_the_documented_defaults() -> None:
     settings = config.from_environ({})
     assert settings == config.Settings()
-    assert (settings.tick_seconds, settings.idle_tick_seconds, settings.http_port) == (1, 5, 8080)
+    assert (settings.tick_seconds, settings.idle_tick_seconds, settings.http_port) == (1, 30, 8080)
     assert settings.prometheus.address is None and settings.prometheus.allowed_addresses == ()
     assert (settings.prometheus.timeout, settings.prometheus.max_timeout) == (10, 30)
 

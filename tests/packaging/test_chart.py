@@ -11,7 +11,7 @@ chart uses.
 from __future__ import annotations
 
 import json
-import tomllib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,8 +31,9 @@ NAMESPACE = "canary-system"
 MONITORING = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}, "dashboards": {"enabled": True}}
 
 # Every (API group, resource, verb) the operator and Kopf use: as recorded on the bench with the replicas
-# router (tests/security/test_rbac.py), and what the routers use (pinned by tests/routing), all enabled by default.
-USED = helpers.OPERATOR_GRANTS | helpers.ROUTER_GRANTS
+# router (tests/security/test_rbac.py), plus what the routers, the primary's HPA and peering use, all on by default.
+USED = helpers.OPERATOR_GRANTS | helpers.ROUTER_GRANTS | helpers.AUTOSCALER_GRANTS | helpers.PEERING_GRANTS
+PEERING_CRD = yaml.safe_load((CHART / "crds" / "kopfpeerings.yaml").read_text())
 
 # The Prometheus Operator's CRDs (monitoring.coreos.com/v1, operator v0.82), cut down to the fields the
 # chart sets and made strict: an API server prunes a field its CRD lacks without a word.
@@ -183,6 +184,9 @@ def assert_accepted_by_kubernetes(obj: dict[str, Any]) -> None:
 def assert_accepted(obj: dict[str, Any]) -> None:
     """Kubernetes' own schemas for its kinds, the Prometheus Operator's CRDs (cut down) for its kinds."""
     schema = CUSTOM_RESOURCES.get(obj["kind"])
+    if obj["kind"] == "ClusterKopfPeering":
+        assert obj["apiVersion"] == "kopf.dev/v1" and set(obj["metadata"]) <= {"name", "labels"}
+        schema = PEERING_CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     if schema is None:
         assert_accepted_by_kubernetes(obj)
         return
@@ -214,18 +218,31 @@ def test_the_chart_lints_clean_in_strict_mode() -> None:
     assert [m for m in report["messages"] if m["severity"] > 1] == []
 
 
-def test_the_chart_metadata_matches_the_operators_version() -> None:
-    project = tomllib.loads((helpers.ROOT / "pyproject.toml").read_text())["project"]
+def test_the_chart_the_image_and_the_operator_carry_one_version() -> None:
+    version = helpers.project_version()
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert (chart["apiVersion"], chart["name"], chart["version"]) == ("v2", "canary-operator", "0.1.0")
-    assert chart["appVersion"] == project["version"]
+    assert (chart["apiVersion"], chart["name"]) == ("v2", "canary-operator")
+    assert chart["version"] == chart["appVersion"] == version, "docs/release.md: all three move together"
+
+
+def test_the_changelog_has_a_section_for_the_version() -> None:
+    changelog = (helpers.ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## \[{re.escape(helpers.project_version())}\] - \d{{4}}-\d\d-\d\d$", changelog, re.M)
 
 
 def test_a_default_install_renders_objects_kubernetes_accepts_strictly(chart: helm.Chart) -> None:
     objects = render(chart)
-    assert set(objects) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"}
+    assert set(objects) == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "ClusterKopfPeering",
+    }
     for obj in objects.values():
-        assert_accepted_by_kubernetes(obj)
+        assert_accepted(obj)
 
 
 def test_every_option_set_still_renders_objects_kubernetes_accepts_strictly(chart: helm.Chart) -> None:
@@ -266,9 +283,11 @@ def test_every_option_set_still_renders_objects_kubernetes_accepts_strictly(char
     assert pod_spec(objects)["tolerations"][0]["key"] == "dedicated"
 
 
-def test_the_shipped_crd_is_valid_for_kubernetes(chart: helm.Chart) -> None:
-    [crd] = chart.crds
-    assert_accepted_by_kubernetes(yaml.safe_load(crd["data"]))
+def test_the_shipped_crds_are_valid_for_kubernetes(chart: helm.Chart) -> None:
+    crds = [yaml.safe_load(crd["data"]) for crd in chart.crds]
+    assert {crd["metadata"]["name"] for crd in crds} == {"canaryrollouts.canary.dev", "clusterkopfpeerings.kopf.dev"}
+    for crd in crds:
+        assert_accepted_by_kubernetes(crd)
 
 
 def test_the_chart_ships_the_generated_crd_byte_for_byte() -> None:
@@ -280,7 +299,8 @@ def test_the_chart_ships_the_generated_crd_byte_for_byte() -> None:
 @pytest.mark.parametrize(
     ("values", "complaint"),
     [
-        ({"replicas": 2}, "at '/replicas': maximum: got 2, want 1"),
+        ({"replicas": 2, "peering": {"enabled": False, "lifetime": 15}}, "at '/replicas': maximum: got 2, want 1"),
+        ({"peering": {"enabled": True, "lifetime": 1}}, "at '/peering/lifetime': minimum: got 1, want 2"),
         ({"tickSeconds": "fast"}, "at '/tickSeconds': got string, want number"),
         ({"tickSeconds": 0}, "at '/tickSeconds': exclusiveMinimum"),
         ({"logFormat": "xml"}, "at '/logFormat': value must be one of 'json', 'console'"),
@@ -302,7 +322,8 @@ def test_the_chart_ships_the_generated_crd_byte_for_byte() -> None:
         ({"prometheus": {"concurrency": 0}}, "at '/prometheus/concurrency'"),
     ],
     ids=[
-        "two-replicas",
+        "two-standalone-replicas",
+        "peering-lifetime-too-short",
         "tick-not-a-number",
         "tick-zero",
         "unknown-log-format",
@@ -374,10 +395,39 @@ def test_the_operator_runs_as_non_root_on_a_read_only_root_filesystem(chart: hel
     assert spec["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
 
 
-def test_one_operator_runs_at_a_time_even_during_an_upgrade(chart: helm.Chart) -> None:
-    deployment = render(chart)["Deployment"]
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+def env_of(objects: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(objects)["env"]}
+
+
+def test_two_peered_replicas_by_default_upgraded_one_pod_at_a_time(chart: helm.Chart) -> None:
+    objects = render(chart)
+    deployment = objects["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    env = env_of(objects)
+    assert env["CANARY_PEERING"] == objects["ClusterKopfPeering"]["metadata"]["name"] == "canary-canary-operator"
+    assert env["CANARY_PEERING_LIFETIME"] == "15"
+    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}, "each replica peers under its pod's name"
+
+
+def test_a_drain_keeps_one_replica_and_replicas_spread_over_nodes(chart: helm.Chart) -> None:
+    objects = render(chart)
+    selector = objects["Deployment"]["spec"]["selector"]
+    assert objects["PodDisruptionBudget"]["spec"] == {"minAvailable": 1, "selector": selector}
+    [term] = pod_spec(objects)["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"] == {"topologyKey": "kubernetes.io/hostname", "labelSelector": selector}
+
+
+def test_standalone_runs_one_operator_at_a_time_even_during_an_upgrade(chart: helm.Chart) -> None:
+    objects = render(chart, {"replicas": 1, "peering": {"enabled": False, "lifetime": 15}})
+    assert objects["Deployment"]["spec"]["replicas"] == 1
+    assert objects["Deployment"]["spec"]["strategy"] == {"type": "Recreate"}
+    assert "ClusterKopfPeering" not in objects and "PodDisruptionBudget" not in objects
+    assert "CANARY_PEERING" not in env_of(objects)
+    assert not {rule for rule in granted(objects["ClusterRole"]) if rule[0] == "kopf.dev"}
 
 
 def test_the_settings_reach_the_operator_as_its_environment(chart: helm.Chart) -> None:
@@ -389,12 +439,17 @@ def test_the_settings_reach_the_operator_as_its_environment(chart: helm.Chart) -
         {"name": "CANARY_LOG_FORMAT", "value": "console"},
         {"name": "CANARY_HTTP_PORT", "value": "8080"},
     ]
+    assert container["env"][-3:] == [
+        {"name": "CANARY_PEERING", "value": "canary-canary-operator"},
+        {"name": "CANARY_PEERING_LIFETIME", "value": "15"},
+        {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
     assert "command" not in container and "args" not in container, "the image's entry point runs the operator"
 
 
 def operator_settings(objects: dict[str, dict[str, Any]]) -> config.Settings:
     """What the operator would read at startup from the rendered environment (files mounted as rendered)."""
-    env = {item["name"]: item["value"] for item in container(objects)["env"]}
+    env = {item["name"]: item["value"] for item in container(objects)["env"] if "value" in item}
     env.pop("CANARY_PROMETHEUS_CREDENTIALS_DIR", None)  # a mount path of the pod, not of this machine
     return config.from_environ(env)
 
@@ -429,7 +484,7 @@ def test_the_prometheus_values_become_the_operators_settings(chart: helm.Chart) 
         max_response_bytes=2097152,
         concurrency=8,
     )
-    env = {item["name"]: item["value"] for item in container(objects)["env"]}
+    env = {item["name"]: item["value"] for item in container(objects)["env"] if "value" in item}
     mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == "prometheus-credentials")
     assert env["CANARY_PROMETHEUS_CREDENTIALS_DIR"] == mount["mountPath"] and mount["readOnly"] is True
     volume = next(v for v in pod_spec(objects)["volumes"] if v["name"] == "prometheus-credentials")

@@ -1,8 +1,8 @@
 """The operator's Dockerfile: linted by the real hadolint, and checked against the project it packages.
 
-No image can be built on the test machines (no base image can be pulled), so these tests pin
-down what a build depends on: a clean lint, the project's own pyproject driving the install,
-the entry point, and a non-root uid that matches the one the chart asks Kubernetes to enforce.
+These tests pin down what a build depends on: a clean lint, the project's own pyproject driving
+the install, the entry point, and a non-root uid that matches the one the chart asks Kubernetes
+to enforce. The build itself is tests/e2e/test_image.py (opt-in: it needs a Docker engine).
 """
 
 from __future__ import annotations
@@ -35,8 +35,11 @@ class Instruction:
 
 
 def stages() -> list[list[Instruction]]:
-    """The Dockerfile's instructions, one list per ``FROM``; comments dropped, continuations joined."""
-    found: list[list[Instruction]] = []
+    """The Dockerfile's instructions, one list per ``FROM``; comments dropped, continuations joined.
+
+    The instructions before the first ``FROM`` (global ``ARG``s) are the first list.
+    """
+    found: list[list[Instruction]] = [[]]
     pending = ""
     for line in DOCKERFILE.read_text().splitlines():
         if line.lstrip().startswith("#") or not line.strip():
@@ -49,6 +52,16 @@ def stages() -> list[list[Instruction]]:
         if keyword.upper() == "FROM":
             found.append([])
         found[-1].append(Instruction(keyword.upper(), " ".join(arguments.split())))
+    return found[1:]
+
+
+def global_args() -> dict[str, str]:
+    """The ``ARG name=default`` lines before the first ``FROM``."""
+    found = {}
+    for line in DOCKERFILE.read_text().split("\nFROM ", 1)[0].splitlines():
+        if line.startswith("ARG "):
+            name, _, default = line.removeprefix("ARG ").partition("=")
+            found[name.strip()] = default.strip()
     return found
 
 
@@ -85,7 +98,9 @@ def test_hadolint_finds_nothing_to_complain_about(tmp_path: pathlib.Path) -> Non
 
 def test_the_base_image_is_a_pinned_python_the_project_supports() -> None:
     images = {only(stage, "FROM").arguments.split()[0] for stage in stages()}
-    [image] = images  # both stages: the wheels are built for the interpreter that runs them
+    [reference] = images  # both stages: the wheels are built for the interpreter that runs them
+    assert reference == "${PYTHON_IMAGE}", "one build argument picks the base of both stages"
+    image = global_args()["PYTHON_IMAGE"]
     pinned = re.fullmatch(r"python:(3\.\d+\.\d+)-slim-[a-z]+", image)
     assert pinned, f"{image} is not a python:X.Y.Z-slim-<debian release> tag"
     requires = tomllib.loads(PYPROJECT.read_text())["project"]["requires-python"]

@@ -57,10 +57,11 @@ call the operator makes over a whole rollout life; a test fails when these rules
 - apiGroups: ["canary.dev"]
   resources: ["canaryrollouts/status"]
   verbs: ["patch"]
-# The primary and canary Deployments it creates, scales and deletes; the target it claims and scales.
+# The primary and canary Deployments it creates, scales and deletes; the target it claims and scales;
+# all of them watched, for the cache every rollout reads its Deployments from.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # The Services in front of primary and canary.
 - apiGroups: [""]
   resources: ["services"]
@@ -77,6 +78,12 @@ call the operator makes over a whole rollout life; a test fails when these rules
 {{- /* Traffic routers, only those enabled (trafficRouters): the user's HTTPRoute or VirtualService is
 changed in place and given back on deletion (never created or deleted); a DestinationRule's subsets
 are only read; the nginx router creates a canary Ingress beside the user's, which it only reads. */}}
+{{- if .Values.autoscalers }}
+# The primary's HorizontalPodAutoscaler, copied from the one autoscalerRef names.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "create", "patch"]
+{{- end }}
 {{- if has "gatewayAPI" .Values.trafficRouters }}
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
@@ -109,5 +116,11 @@ watches a list of namespaces, when those namespaces come and go.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+{{- end }}
+{{- if and .Values.peering.enabled (not .Values.watchNamespaces) }}
+# Peering: each replica renews its own record in the ClusterKopfPeering and watches the others'.
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
 {{- end }}
 {{- end }}

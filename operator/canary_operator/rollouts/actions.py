@@ -29,7 +29,7 @@ class EnsureServices:
 class EnsurePrimary:
     template: Mapping[str, Any]
     revision: str
-    replicas: int
+    replicas: int | None  # None: keep the primary's size (an autoscaler sets it)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,78 @@
+"""The user's HorizontalPodAutoscaler, carried over to the primary (``spec.autoscalerRef``, as Flagger does).
+
+The user's HPA targets the user's Deployment, which the operator keeps at 0 replicas; an HPA
+whose target has 0 replicas stops scaling, so it does not fight the operator. The primary gets
+an equivalent HPA (``<target>-primary``: the same bounds, metrics and behaviour, its
+``scaleTargetRef`` on the primary), owned by the CanaryRollout like the other objects. From then
+on the HPA sizes the primary: the operator sets the primary's replicas only when it creates it,
+and sizes the canary from the primary's *actual* replicas, so the weight follows the autoscaler.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from canary_operator import kube, models, names, observations, rollouts, workloads
+
+
+def hpa_path(namespace: str, name: str | None = None) -> str:
+    base = f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
+    return base if name is None else f"{base}/{name}"
+
+
+def primary_hpa(rollout: Mapping[str, Any], user_hpa: Mapping[str, Any], target: str) -> dict[str, Any]:
+    """The primary's HPA: the user's spec, aimed at the primary Deployment."""
+    spec = copy.deepcopy(dict(user_hpa.get("spec") or {}))
+    spec["scaleTargetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": names.primary(target)}
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": names.primary(target),
+            "namespace": rollout["metadata"]["namespace"],
+            "labels": {workloads.ROLLOUT_LABEL: rollout["metadata"]["name"], **workloads.MANAGED_BY},
+            "ownerReferences": [workloads.owner_reference(rollout)],
+        },
+        "spec": spec,
+    }
+
+
+def adapt(action: rollouts.Action, primary: observations.Workload | None) -> rollouts.Action:
+    """An action as it must be with an HPA on the primary: its actual replicas rule, the operator's count does not."""
+    if primary is None:
+        return action  # the primary is created at the recorded size; the HPA takes over from there
+    match action:
+        case rollouts.EnsurePrimary():
+            return dataclasses.replace(action, replicas=None)
+        case rollouts.SetWeight():
+            return dataclasses.replace(action, primary_replicas=primary.replicas)
+    return action
+
+
+def primary_replicas(spec: models.CanaryRolloutSpec, primary: observations.Workload | None, planned: int) -> int:
+    """The primary's size the weight math uses: the actual one under an HPA, the planned one otherwise."""
+    return primary.replicas if spec.autoscaler_ref is not None and primary is not None else planned
+
+
+async def ensure_primary_hpa(api: kube.Client, rollout: Mapping[str, Any], spec: models.CanaryRolloutSpec) -> str:
+    """Create or update the primary's HPA from the user's; why not, or "" when done."""
+    ref = spec.autoscaler_ref
+    if ref is None:
+        return ""
+    namespace = rollout["metadata"]["namespace"]
+    user_hpa = await api.get(hpa_path(namespace, ref.name))
+    if user_hpa is None:
+        return f"HorizontalPodAutoscaler {ref.name} (autoscalerRef) not found: the primary is not autoscaled"
+    desired = primary_hpa(rollout, user_hpa, spec.target_ref.name)
+    name = desired["metadata"]["name"]
+    existing = await api.get(hpa_path(namespace, name))
+    if existing is None:
+        await api.create(hpa_path(namespace), desired)
+    elif not workloads.owned_by(existing, rollout):
+        return f"HorizontalPodAutoscaler {name} exists and is not managed by this CanaryRollout"
+    elif existing.get("spec") != desired["spec"]:
+        await api.patch(hpa_path(namespace, name), {"spec": desired["spec"]})
+    return ""

@@ -1,0 +1,188 @@
+"""Deployments from a watch, shared by all rollouts, and the wake-ups of the rollouts' loops.
+
+Each tick used to GET three Deployments, so the API load grew with the number of rollouts even
+when nothing happened. Here one watch (Kopf's ``@kopf.index`` on Deployments, see ``main.py``)
+keeps every Deployment trimmed to the fields the operator reads, and each rollout's loop sleeps
+until a Deployment it depends on changes, its CanaryRollout changes, or its next check is due.
+
+Kopf fills the index from a full LIST before any daemon starts, and removes deleted objects
+itself; this module adds two things to it:
+
+- *write-through*: the operator's own writes are remembered until the watch delivers them (or a
+  newer version), so the tick after a write never acts on the version before it;
+- *wake-ups*: a change of a Deployment wakes the rollouts that depend on it (its arms carry the
+  ``canary.dev/rollout`` label; a target is registered by its rollout's loop).
+
+No Kopf import: the index is read as the mapping of stores it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+Key = tuple[str, str]  # (namespace, name)
+Body = dict[str, Any]
+
+ROLLOUT_LABEL = "canary.dev/rollout"
+REVISION_ANNOTATION = "canary.dev/revision"
+
+# What the operator reads of a Deployment (workloads.py, reconciling.py); the rest (managedFields,
+# the last-applied annotation that repeats the whole object, conditions) is dropped to save memory.
+_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "labels", "ownerReferences")
+_SPEC = frozenset(
+    {
+        "replicas",
+        "selector",
+        "template",
+        "strategy",
+        "minReadySeconds",
+        "revisionHistoryLimit",
+        "progressDeadlineSeconds",
+    }
+)
+_STATUS = ("replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "observedGeneration")
+
+
+def trim(body: Mapping[str, Any]) -> Body:
+    """A Deployment reduced to what the operator reads (a deep copy: the watch's body is Kopf's)."""
+    meta = body.get("metadata") or {}
+    trimmed: Body = {
+        "apiVersion": body.get("apiVersion", "apps/v1"),
+        "kind": body.get("kind", "Deployment"),
+        "metadata": {key: copy.deepcopy(meta[key]) for key in _METADATA if key in meta},
+        "spec": {key: copy.deepcopy(value) for key, value in (body.get("spec") or {}).items() if key in _SPEC},
+        "status": {key: value for key, value in (body.get("status") or {}).items() if key in _STATUS},
+    }
+    revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+    if revision is not None:
+        trimmed["metadata"]["annotations"] = {REVISION_ANNOTATION: revision}
+    return trimmed
+
+
+def newer(first: Mapping[str, Any], second: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """Of two versions of one object, the later (the first on a tie or when unknown)."""
+    return second if second is not None and _version(second) > _version(first) else first
+
+
+def _version(body: Mapping[str, Any] | None) -> int:
+    """The resourceVersion as a number, -1 when absent or not numeric.
+
+    Kubernetes calls resourceVersions opaque; kube-apiserver's are etcd revisions, and ordering two
+    versions of one object is all this needs. A non-numeric one makes the watch's copy win.
+    """
+    try:
+        return int(((body or {}).get("metadata") or {}).get("resourceVersion") or -1)
+    except (TypeError, ValueError):
+        return -1
+
+
+class Waker:
+    """One rollout's alarm: set by changes of what it depends on, awaited with a deadline."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep until woken or ``seconds`` passed; True when woken. A wake-up during the tick counts."""
+        try:
+            async with asyncio.timeout(max(0.0, seconds)):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+        return True
+
+
+class Deployments:
+    """The Deployments as the watch last saw them, plus the operator's own writes not yet seen there.
+
+    ``index`` maps ``(namespace, name)`` to a collection of trimmed bodies (Kopf's ``Index`` of
+    ``Store``s: one body per key here). Only the loop that serves the operator touches this.
+    """
+
+    def __init__(self, index: Mapping[Key, Collection[Body]] | None = None) -> None:
+        self._index: Mapping[Key, Collection[Body]] = index if index is not None else {}
+        self._written: dict[Key, Body] = {}
+        self._wakers: dict[Key, Waker] = {}  # by (namespace, rollout)
+        self._targets: dict[Key, set[Key]] = {}  # (namespace, target) -> rollouts releasing it
+        self._target_of: dict[Key, str] = {}  # (namespace, rollout) -> its target
+
+    def use(self, index: Mapping[Key, Collection[Body]]) -> None:
+        """Read from ``index`` from now on (Kopf hands the same live index to every daemon)."""
+        self._index = index
+
+    def get(self, namespace: str, name: str) -> Body | None:
+        """The newest known version of a Deployment; None when it does not exist (as far as known)."""
+        key = (namespace, name)
+        watched = next(iter(self._index.get(key, ())), None)
+        written = self._written.get(key)
+        if written is None:
+            return watched
+        if watched is not None and _version(watched) >= _version(written):
+            del self._written[key]  # the watch caught up with our write
+            return watched
+        return written
+
+    def remember(self, body: Mapping[str, Any]) -> None:
+        """The API's answer to one of our own writes: newer than the watch until the watch delivers it.
+
+        Anything but a Deployment is ignored, so that every write of the API client can be passed here.
+        """
+        if body.get("kind") != "Deployment":
+            return
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        if _version(body) > max(_version(self.get(*key)), -1):
+            self._written[key] = trim(body)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Our own delete: the watch's copy (until its DELETED event) must not bring it back."""
+        self._written.pop((namespace, name), None)
+
+    # ------------------------------------------------------------ wake-ups
+
+    def waker(self, namespace: str, rollout: str, target: str) -> Waker:
+        """The alarm of a rollout's loop; changes of ``target`` and of the rollout's arms set it."""
+        key = (namespace, rollout)
+        previous = self._target_of.get(key)
+        if previous != target:  # first call, or the spec's targetRef changed
+            if previous is not None:
+                self._targets.get((namespace, previous), set()).discard(key)
+            self._targets.setdefault((namespace, target), set()).add(key)
+            self._target_of[key] = target
+        return self._wakers.setdefault(key, Waker())
+
+    def release(self, namespace: str, rollout: str) -> None:
+        """The rollout's loop ended: no more wake-ups for it."""
+        key = (namespace, rollout)
+        self._wakers.pop(key, None)
+        target = self._target_of.pop(key, None)
+        if target is not None:
+            self._targets.get((namespace, target), set()).discard(key)
+
+    def wake(self, namespace: str, rollout: str) -> None:
+        waker = self._wakers.get((namespace, rollout))
+        if waker is not None:
+            waker.wake()
+
+    def changed(self, body: Mapping[str, Any]) -> None:
+        """A watch event for a Deployment: wake the rollouts it belongs to."""
+        meta = body.get("metadata") or {}
+        namespace = str(meta.get("namespace"))
+        for rollout in self._dependents(namespace, str(meta.get("name")), meta.get("labels") or {}):
+            self.wake(namespace, rollout)
+
+    def _dependents(self, namespace: str, name: str, labels: Mapping[str, str]) -> Iterable[str]:
+        owner = labels.get(ROLLOUT_LABEL)
+        if owner is not None:
+            yield owner
+        for _, rollout in self._targets.get((namespace, name), ()):
+            if rollout != owner:
+                yield rollout

@@ -1,0 +1,155 @@
+"""The Deployment cache: what it keeps, which version it answers, and whom a change wakes."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from canary_operator import caching, workloads
+
+ROLLOUT = {"metadata": {"name": "web", "namespace": "shop", "uid": "u-1"}}
+
+
+def deployment(name: str, version: int, *, replicas: int = 3, arm: str | None = None) -> dict[str, Any]:
+    labels = {"canary.dev/rollout": "web", "canary.dev/arm": arm} if arm else {"app": "web"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "uid": f"uid-{name}",
+            "generation": 2,
+            "resourceVersion": str(version),
+            "labels": labels,
+            "annotations": {
+                "canary.dev/revision": "abc",
+                "kubectl.kubernetes.io/last-applied-configuration": "x" * 5000,
+            },
+            "ownerReferences": [{"kind": "CanaryRollout", "uid": "u-1", "name": "web"}] if arm else [],
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "strategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "web", "image": "w:1"}]}},
+        },
+        "status": {
+            "replicas": replicas,
+            "readyReplicas": replicas,
+            "updatedReplicas": replicas,
+            "observedGeneration": 2,
+            "conditions": [{"type": "Available", "status": "True", "message": "y" * 500}],
+        },
+    }
+
+
+def indexed(*bodies: dict[str, Any]) -> dict[caching.Key, list[dict[str, Any]]]:
+    return {(b["metadata"]["namespace"], b["metadata"]["name"]): [caching.trim(b)] for b in bodies}
+
+
+def test_a_trimmed_deployment_reads_the_same_to_the_operator_and_drops_the_rest() -> None:
+    full = deployment("web-primary", 5, arm="primary")
+    trimmed = caching.trim(full)
+    assert workloads.workload_of(trimmed) == workloads.workload_of(full)
+    assert workloads.target_of(trimmed) == workloads.target_of(full)
+    assert workloads.owned_by(trimmed, ROLLOUT) and workloads.owned_by(full, ROLLOUT)
+    assert "managedFields" not in trimmed["metadata"]
+    assert trimmed["metadata"]["annotations"] == {"canary.dev/revision": "abc"}
+    assert "conditions" not in trimmed["status"]
+    assert len(repr(trimmed)) < len(repr(full)) / 5
+
+
+def test_a_trimmed_deployment_is_a_copy() -> None:
+    full = deployment("web", 5)
+    trimmed = caching.trim(full)
+    full["spec"]["template"]["spec"]["containers"][0]["image"] = "w:2"
+    assert trimmed["spec"]["template"]["spec"]["containers"][0]["image"] == "w:1"
+
+
+def test_the_watch_answers_and_a_missing_deployment_is_none() -> None:
+    cache = caching.Deployments(indexed(deployment("web", 5)))
+    found = cache.get("shop", "web")
+    assert found is not None and found["metadata"]["resourceVersion"] == "5"
+    assert cache.get("shop", "web-primary") is None
+    assert cache.get("other", "web") is None
+
+
+def test_our_own_write_is_answered_until_the_watch_delivers_it() -> None:
+    index = indexed(deployment("web-primary", 5, replicas=3, arm="primary"))
+    cache = caching.Deployments(index)
+    cache.remember(deployment("web-primary", 7, replicas=9, arm="primary"))
+    assert cache.get("shop", "web-primary")["spec"]["replicas"] == 9  # type: ignore[index]
+    index.update(indexed(deployment("web-primary", 6, replicas=3, arm="primary")))  # an older event comes in
+    assert cache.get("shop", "web-primary")["spec"]["replicas"] == 9  # type: ignore[index]
+    index.update(indexed(deployment("web-primary", 8, replicas=9, arm="primary")))  # ours, or newer
+    assert cache.get("shop", "web-primary")["metadata"]["resourceVersion"] == "8"  # type: ignore[index]
+
+
+def test_a_write_older_than_the_watch_is_ignored() -> None:
+    cache = caching.Deployments(indexed(deployment("web", 9, replicas=3)))
+    cache.remember(deployment("web", 8, replicas=0))
+    assert cache.get("shop", "web")["spec"]["replicas"] == 3  # type: ignore[index]
+
+
+def test_a_created_deployment_is_known_before_the_watch_sees_it() -> None:
+    cache = caching.Deployments({})
+    created = deployment("web-canary", 3, replicas=0, arm="canary")
+    cache.remember(created)
+    assert workloads.workload_of(cache.get("shop", "web-canary")) == workloads.workload_of(created)
+    cache.forget("shop", "web-canary")
+    assert cache.get("shop", "web-canary") is None
+
+
+def test_the_live_index_is_read_at_every_call() -> None:
+    index: dict[caching.Key, list[dict[str, Any]]] = {}
+    cache = caching.Deployments()
+    cache.use(index)
+    assert cache.get("shop", "web") is None
+    index.update(indexed(deployment("web", 1)))
+    assert cache.get("shop", "web") is not None
+
+
+async def test_a_change_of_an_arm_or_the_target_wakes_its_rollout_and_no_other() -> None:
+    cache = caching.Deployments()
+    web = cache.waker("shop", "web", target="web")
+    api = cache.waker("shop", "api", target="api")
+    cache.changed(deployment("web-canary", 2, arm="canary"))
+    assert await web.sleep(5) is True
+    cache.changed(deployment("web", 3))
+    assert await web.sleep(5) is True
+    assert await api.sleep(0.01) is False
+    other = copy.deepcopy(deployment("web", 3))
+    other["metadata"]["namespace"] = "elsewhere"
+    cache.changed(other)
+    assert await web.sleep(0.01) is False
+
+
+async def test_a_rollout_retargeted_is_woken_by_its_new_target_only() -> None:
+    cache = caching.Deployments()
+    cache.waker("shop", "web", target="web")
+    waker = cache.waker("shop", "web", target="web-v2")
+    cache.changed(deployment("web", 3))
+    assert await waker.sleep(0.01) is False
+    cache.changed(deployment("web-v2", 3))
+    assert await waker.sleep(5) is True
+
+
+async def test_a_released_rollout_is_not_woken() -> None:
+    cache = caching.Deployments()
+    waker = cache.waker("shop", "web", target="web")
+    cache.release("shop", "web")
+    cache.changed(deployment("web", 3))
+    assert await waker.sleep(0.01) is False
+
+
+async def test_a_wake_up_during_the_tick_ends_the_next_sleep_at_once() -> None:
+    waker = caching.Waker()
+    waker.wake()  # arrives while the loop is busy, before it sleeps
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await waker.sleep(30) is True
+    assert loop.time() - started < 1
+    assert await waker.sleep(0.01) is False, "one wake-up wakes once"
