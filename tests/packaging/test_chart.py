@@ -590,7 +590,9 @@ def test_a_namespaced_install_grants_the_operators_rules_only_in_the_watched_nam
     rendered = [
         obj
         for path, text in chart.render(
-            {"watchNamespaces": ["team-a", "team-b"]}, name=RELEASE, namespace=NAMESPACE
+            {"watchNamespaces": ["team-a", "team-b"], "peering": {"enabled": False}, "replicas": 1},
+            name=RELEASE,
+            namespace=NAMESPACE,
         ).items()
         if not path.endswith("NOTES.txt")
         for obj in yaml.safe_load_all(text)
@@ -605,7 +607,7 @@ def test_a_namespaced_install_grants_the_operators_rules_only_in_the_watched_nam
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for role in roles:
-        assert helpers.granted(role["rules"]) == USED - DISCOVERY
+        assert helpers.granted(role["rules"]) == USED - DISCOVERY - helpers.PEERING_GRANTS
     [cluster_role] = by_kind["ClusterRole"]
     # Cluster-wide, read-only: the CRD and the namespaces' comings and goings (Kopf, tests/security/test_namespaced.py).
     assert helpers.granted(cluster_role["rules"]) == DISCOVERY | NAMESPACE_WATCH
