@@ -824,6 +824,7 @@ class Reason(enum.StrEnum):
     # Why a check was inconclusive (the judge's causes), as condition reasons.
     INCONCLUSIVE = "Inconclusive"
     INSUFFICIENT_TRAFFIC = "InsufficientTraffic"
+    PRIMARY_BREACHES = "PrimaryBreaches"  # a limit breached by both arms: a shared incident, not the canary
     NO_DATA = "NoData"
     PROMETHEUS_UNREACHABLE = "PrometheusUnreachable"
     QUERY_REJECTED = "QueryRejected"
@@ -976,6 +977,7 @@ class ReleaseRecord(_Status):
     first_failure_at: str | None = None
     restored_at: str | None = None  # rolled back: traffic seen back at 100% primary
     time_to_restore_seconds: float | None = None  # rolled back: first failing check to restored
+    detectable: str | None = None  # promoted (pass rule no-harm): the regression its evidence would have caught
     reason: str = ""
 
 
