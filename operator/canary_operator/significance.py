@@ -34,6 +34,7 @@ Pure functions, standard library only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import statistics
 
@@ -377,18 +378,21 @@ def binomial_tail(n: int, p: float, k: int, *, upper: bool = True) -> float:
 _MIXTURE_STEPS = tuple(0.1 * 1.35**i for i in range(20))
 
 
-def _alternatives(limit: float, above: bool) -> list[float]:
+@functools.lru_cache(maxsize=256)
+def _mixture_terms(limit: float, above: bool) -> tuple[tuple[float, float], ...]:
+    """Per alternative, log(alt / limit) and log((1 - alt) / (1 - limit)): what one bad and one good request add."""
     if above:
-        return [a for a in (limit * (1 + step) for step in _MIXTURE_STEPS) if a < 1] or [(1 + limit) / 2]
-    return [limit / (1 + step) for step in _MIXTURE_STEPS]
+        alternatives = [a for a in (limit * (1 + step) for step in _MIXTURE_STEPS) if a < 1] or [(1 + limit) / 2]
+    else:
+        alternatives = [limit / (1 + step) for step in _MIXTURE_STEPS]
+    return tuple((math.log(a / limit), math.log1p(-a) - math.log1p(-limit)) for a in alternatives)
 
 
 def _mixture_log_ratio(bad: int, total: int, limit: float, above: bool) -> float:
     """log of the average likelihood ratio of the alternatives beyond ``limit`` against the limit itself."""
-    logs = []
+    terms = _mixture_terms(limit, above)
     good = total - bad
-    for alt in _alternatives(limit, above):
-        logs.append(bad * math.log(alt / limit) + good * (math.log1p(-alt) - math.log1p(-limit)))
+    logs = [bad * per_bad + good * per_good for per_bad, per_good in terms]
     top = max(logs)
     return top + math.log(sum(math.exp(x - top) for x in logs) / len(logs))
 
