@@ -98,6 +98,8 @@ class Plan:
     router: str = "replicas"
     metrics: str = "app"  # trafficRouting.metrics: app, or dataPlane (the exporter then serves its series)
 
+    continuous_interval: str = "500ms"  # about one scrape interval of the stage's Prometheus
+
     def traffic_routing(self) -> dict[str, Any]:
         routers: dict[str, dict[str, Any]] = {
             "replicas": {"replicas": {}},
@@ -123,6 +125,7 @@ class Plan:
                     "failureThreshold": self.failure_threshold,
                     "inconclusiveThreshold": self.inconclusive_threshold,
                     "minRequests": self.min_requests,
+                    "continuousInterval": self.continuous_interval,
                     "prometheus": {"address": prometheus_url, "timeout": "2s"},
                     "metrics": [
                         {"name": "error-rate", "template": "error-rate", "max": self.max_error_rate},

@@ -231,35 +231,38 @@ def _primary_breaches(counts: Counts, limit: LimitCounts) -> float | None:
     return share if beyond else None
 
 
+# During a shared incident both arms' shares swing with the failing dependency, and each arm's own
+# pods add their own wobble on top: a canary blamed for being merely worse than the primary would be
+# blamed for that wobble. It is blamed when its share is shown above INCIDENT_RATIO times the primary's.
+INCIDENT_RATIO = 2.0
+
+
 def _worse_than_primary(counts: Counts, bound: str, alpha: float, sequential: bool) -> bool:
-    """Is the canary significantly worse than the primary over this window (no tolerance)?"""
+    """Is the canary's share shown above ``INCIDENT_RATIO`` times the primary's over this window?"""
     canary, primary = _share_of(counts, "canary"), _share_of(counts, "primary")
     if canary is None or primary is None or canary[1] < 1 or primary[1] < 1:
         return False
     worse, better = (canary, primary) if bound == "max" else (primary, canary)
     if sequential:
-        return significance.always_valid_ratio_p(worse[0], worse[1], better[0], better[1]) <= alpha
-    compared = significance.compare(*worse, *better, increase=0.0, ratio=1.0, confidence=1 - alpha)
+        return significance.always_valid_ratio_p(*worse, *better, ratio=INCIDENT_RATIO) <= alpha
+    compared = significance.compare(*worse, *better, increase=0.0, ratio=INCIDENT_RATIO, confidence=1 - alpha)
     return compared.verdict is models.Verdict.FAIL
 
 
 def _needed_for_limit(bad: float, total: float, limit: LimitCounts, alpha: float) -> int | None:
     """Canary requests to add for the always-valid test to show a canary like this one within the limit."""
     share = bad / total if total >= 1 else 0.0
-    within = share < limit.share if limit.bound == "max" else share > limit.share
-    if not within:
-        return None
-    above = limit.bound == "max"
-    n = max(total, 1.0)
-    for _ in range(40):
-        if significance.always_valid_limit_p(share * n, n, limit.share, above=not above) <= alpha:
-            return max(1, math.ceil(n - total))
-        n *= 1.5
-    return None
+    needed = significance.requests_to_show(share, limit.share, alpha, above=limit.bound != "max")
+    return None if needed is None else max(1, math.ceil(needed - total))
 
 
 def _limited(
-    readings: MetricReadings, analysis: models.Analysis, unit: str, tighten: float, limit: LimitCounts
+    readings: MetricReadings,
+    analysis: models.Analysis,
+    unit: str,
+    tighten: float,
+    limit: LimitCounts,
+    mde: bool = False,
 ) -> _Limited:
     """One max or min judged on counts: an exact test on the last window, an always-valid one since the start.
 
@@ -323,7 +326,7 @@ def _limited(
                     f" ({_pct(breach)}): not specific to the canary"
                 )
             else:
-                versus = f", primary {_pct(breach)} and the canary worse" if breach is not None else ""
+                versus = f", primary {_pct(breach)}: the canary over {INCIDENT_RATIO:g}x worse" if breach else ""
                 reason = f"{head} {'>' if above else '<'} {limit_text} ({sample}, {p_text}{versus})"
         elif verdict is models.Verdict.PASS and (sequential and not enough):
             verdict = models.Verdict.INCONCLUSIVE
@@ -347,7 +350,9 @@ def _limited(
                 p_value=round(test.p_value, 6),
                 verdict=verdict,
             )
-            reach = significance.detectable_share(total, limit.share, alpha, power=POWER, above=above)
+            reach = (
+                significance.detectable_share(total, limit.share, alpha, power=POWER, above=above) if mde else math.nan
+            )
             if not math.isnan(reach):
                 gap = reach - limit.share
                 detectable = f"{what} {'>=' if above else '<='} {_pct(reach)} ({limit_text} {_pp(gap)})"
@@ -452,7 +457,7 @@ def _combine(parts: list[_Part]) -> _Part:
 
 
 def _judge_metric(
-    readings: MetricReadings, analysis: models.Analysis, measurements: Measurements, tighten: float
+    readings: MetricReadings, analysis: models.Analysis, measurements: Measurements, tighten: float, mde: bool = False
 ) -> tuple[models.MetricResult, str | None]:
     metric = readings.metric
     unit = UNITS.get(metric.template, "") if metric.template else ""
@@ -480,7 +485,7 @@ def _judge_metric(
     limit_p: list[float] = []
     if readings.limits:
         for limit in readings.limits:
-            limited = _limited(readings, analysis, unit, tighten, limit)
+            limited = _limited(readings, analysis, unit, tighten, limit, mde)
             parts.append(limited.part)
             limit_p.extend([limited.p_value] if limited.p_value is not None else [])
             evidence.extend([limited.evidence] if limited.evidence else [])
@@ -555,20 +560,28 @@ def judge(
     *,
     slo: models.SLO | None = None,
     tighten: float = 1.0,
+    mde: bool = True,
 ) -> models.CheckRecord:
-    """The check's record; ``tighten`` (<= 1) scales every limit when the error budget runs low."""
+    """The check's record; ``tighten`` (<= 1) scales every limit when the error budget runs low.
+
+    ``mde``: on a check the pass rule clears, state the regression its evidence would have caught
+    (the benchmark, which needs only the verdicts, skips that arithmetic).
+    """
     results: list[models.MetricResult] = []
     causes: list[str | None] = []
     for readings in measurements.metrics:
         result, cause = _judge_metric(readings, analysis, measurements, tighten)
         results.append(result)
         causes.append(cause)
+    cleared = _cleared(analysis, measurements, results, causes)
+    if cleared and mde:
+        # What a promotion on this evidence could have missed: worked out only when it may promote.
+        results = [_judge_metric(r, analysis, measurements, tighten, mde=True)[0] for r in measurements.metrics]
     burn = _burn(slo, measurements) if slo is not None else None
     if burn is not None:
         results.append(burn[0])
         causes.append(burn[1])
 
-    cleared = _cleared(analysis, measurements, results, causes)
     failed = [r for r in results if r.verdict is models.Verdict.FAIL]
     unsure = [(r, c) for r, c in zip(results, causes, strict=True) if r.verdict is models.Verdict.INCONCLUSIVE]
     if failed:

@@ -554,8 +554,8 @@ class Analysis(_Model):
         default=True,
         description=(
             "A canary beyond a max/min limit while the primary breaches it too, over the same window, is not"
-            " blamed: the check is inconclusive (PrimaryBreaches) unless the canary is also significantly"
-            " worse than the primary."
+            " blamed: the check is inconclusive (PrimaryBreaches) unless the canary's share is also shown"
+            " above twice the primary's."
         ),
     )
     pass_rule: Literal["no-harm", "proven"] = pydantic.Field(

@@ -408,7 +408,8 @@ def always_valid_limit_p(bad: float, total: float, limit: float, *, above: bool 
         return 1.0
     n = round(total)
     x = min(max(round(bad), 0), n)
-    return min(1.0, math.exp(-_mixture_log_ratio(x, n, limit, above)))
+    log_ratio = _mixture_log_ratio(x, n, limit, above)
+    return 1.0 if log_ratio <= 0 else math.exp(-log_ratio)
 
 
 def against_limit(
@@ -456,8 +457,21 @@ def detectable_share(total: float, limit: float, alpha: float, *, power: float =
     extreme = n if above else 0
     if always_valid_limit_p(extreme, n, limit, above=above) > alpha:
         return math.nan
-    # The count of bad requests from which the test fails: the mixture ratio is monotone in it.
-    fails, holds = extreme, (-1 if above else n + 1)
+    # The count of bad requests from which the test fails: the mixture ratio is monotone in it, and
+    # lies between its best alternative's ratio / K and that ratio, which brackets the count closely.
+    terms = _mixture_terms(limit, above)
+    target = math.log(1 / alpha)
+
+    def count_for(level: float) -> int:
+        found = []
+        for per_bad, per_good in terms:
+            slope = per_bad - per_good  # what turning one good request bad adds to the log ratio
+            found.append((level - n * per_good) / slope)  # above: slope > 0; below: slope < 0
+        return math.ceil(min(found)) if above else math.floor(max(found))
+
+    surely, maybe = count_for(target + math.log(len(terms))), count_for(target)
+    fails = min(max(surely, 0), n)
+    holds = max(maybe - 1, -1) if above else min(maybe + 1, n + 1)
     while abs(fails - holds) > 1:
         middle = (fails + holds) // 2
         if always_valid_limit_p(middle, n, limit, above=above) <= alpha:
@@ -465,8 +479,10 @@ def detectable_share(total: float, limit: float, alpha: float, *, power: float =
         else:
             holds = middle
     # The share at which that count is reached with ``power``: the tail is monotone in the share.
+    if n * min(limit, 1 - limit) >= 20:
+        return _normal_share(n, fails, power, above)
     lo, hi = (limit, 1.0) if above else (0.0, limit)
-    for _ in range(50):
+    for _ in range(20):
         share = (lo + hi) / 2
         caught = binomial_tail(n, share, fails, upper=above) >= power
         if above:
@@ -474,6 +490,34 @@ def detectable_share(total: float, limit: float, alpha: float, *, power: float =
         else:
             lo, hi = (share, hi) if caught else (lo, share)
     return hi if above else lo
+
+
+def requests_to_show(share: float, limit: float, alpha: float, *, above: bool = True) -> float | None:
+    """About how many requests the always-valid test needs to show a canary at ``share`` beyond ``limit``.
+
+    Enough for the best single alternative to reach 1/alpha with the mixture's 1/K discount, at the
+    expected count of bad requests: a slight overestimate, for the "need ~N more" of a verdict. None
+    when ``share`` is not beyond the limit.
+    """
+    terms = _mixture_terms(limit, above)
+    drift = max(share * per_bad + (1 - share) * per_good for per_bad, per_good in terms)
+    if drift <= 0:
+        return None
+    return math.log(len(terms) / alpha) / drift
+
+
+def _normal_share(n: int, count: int, power: float, above: bool) -> float:
+    """The share p with P(X >= count) = power (or P(X <= count) when not ``above``), X ~ Binomial(n, p).
+
+    Normal approximation with continuity correction, for samples large enough that it is exact to a
+    fraction of a percent: solves (count -+ 0.5 - n p)^2 = z^2 n p (1 - p) for the root on the right side.
+    """
+    z = _NORMAL.inv_cdf(power)
+    c = count - 0.5 if above else count + 0.5
+    # n^2 p^2 - 2 c n p + c^2 = z^2 n p - z^2 n p^2  ->  (n^2 + z^2 n) p^2 - (2 c n + z^2 n) p + c^2 = 0
+    a, b, k = n * n + z * z * n, -(2 * c * n + z * z * n), c * c
+    root = math.sqrt(max(b * b - 4 * a * k, 0.0))
+    return (-b + root) / (2 * a) if above else (-b - root) / (2 * a)
 
 
 # ---------------------------------------------------------------- always-valid comparison of two arms
@@ -511,7 +555,7 @@ class RatioEvidence:
     def p_value(self) -> float:
         top = max(self.logs)
         log_mean = top + math.log(sum(math.exp(x - top) for x in self.logs) / len(self.logs))
-        return min(1.0, math.exp(-log_mean))
+        return 1.0 if log_mean <= 0 else math.exp(-log_mean)
 
 
 def always_valid_ratio_p(

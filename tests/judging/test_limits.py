@@ -129,7 +129,7 @@ def test_a_shared_incident_holds_instead_of_rolling_back_and_names_the_primary()
 def test_a_canary_much_worse_than_a_breaching_primary_still_fails() -> None:
     record = check(tally(200, 40), tally(1800, 40))  # 20% vs 2.2%
     assert record.verdict is models.Verdict.FAIL
-    assert "primary 2.22% and the canary worse" in record.reason
+    assert "primary 2.22%: the canary over 2x worse" in record.reason
 
 
 def test_without_incident_awareness_the_canary_is_blamed() -> None:

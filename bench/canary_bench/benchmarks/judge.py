@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 
-from canary_bench.benchmarks import corpus, peers
+from canary_bench.benchmarks import corpus, example, peers
 from canary_operator import judging, models, significance
 from canary_operator.rollouts import checks
 
@@ -308,7 +308,7 @@ def render(results: dict[tuple[str, float], list[dict[str, int | None]]], traces
     healthy: dict[str, list[int]] = {name: [0, 0] for name in (*JUDGES, HELD)}
     early: dict[str, list[int]] = {name: [0, 0] for name in JUDGES}
     for family in corpus.FAMILIES:
-        for traffic in corpus.TRAFFIC_LEVELS:
+        for traffic in family.traffic:
             rows = results[(family.name, traffic)]
             cells = []
             for name in JUDGES:
@@ -419,7 +419,7 @@ def verdict(results: dict[tuple[str, float], list[dict[str, int | None]]], healt
 
 
 def run(traces: int, seed: int, jobs: int) -> dict[tuple[str, float], list[dict[str, int | None]]]:
-    rows = [(family.name, traffic) for family in corpus.FAMILIES for traffic in corpus.TRAFFIC_LEVELS]
+    rows = [(family.name, traffic) for family in corpus.FAMILIES for traffic in family.traffic]
     if jobs <= 1:
         return {row: replay_row(*row, traces, seed) for row in rows}
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -432,14 +432,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--traces", type=int, default=200, help="traces per family and traffic level")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    parser.add_argument(
+        "--example-traces", type=int, default=50, help="traces per row for examples/web.yaml's analysis (0: skip)"
+    )
+    parser.add_argument("--skip-compare", action="store_true", help="replay only examples/web.yaml's analysis")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    results = run(args.traces, args.seed, args.jobs)
-    for line in render(results, args.traces, args.seed):
-        print(line)
-    sys.stdout.flush()
-    print(f"({len(results) * args.traces} traces replayed in {time.perf_counter() - began:.0f}s)", file=sys.stderr)
+    replayed = 0
+    if not args.skip_compare:
+        results = run(args.traces, args.seed, args.jobs)
+        for line in render(results, args.traces, args.seed):
+            print(line)
+        replayed += len(results) * args.traces
+        print()
+        sys.stdout.flush()
+    if args.example_traces > 0:
+        examples = run_example(args.example_traces, args.seed, args.jobs)
+        for line in example.render(examples, args.example_traces, args.seed):
+            print(line)
+        replayed += len(examples) * args.example_traces
+    print(f"({replayed} traces replayed in {time.perf_counter() - began:.0f}s)", file=sys.stderr)
     return 0
+
+
+def run_example(traces: int, seed: int, jobs: int) -> dict[tuple[str, float], list[example.Outcome]]:
+    rows = example.rows()
+    if jobs <= 1:
+        return {row: example.replay_row(*row, traces, seed) for row in rows}
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {row: pool.submit(example.replay_row, *row, traces, seed) for row in rows}
+        return {row: future.result() for row, future in futures.items()}
 
 
 if __name__ == "__main__":
