@@ -40,6 +40,7 @@ from prometheus_client import parser as prometheus_parser
 
 from canary_bench import cluster as clusters
 from canary_bench import dataplane, emulation, prometheus, traffic
+from canary_operator import models
 
 NAMESPACE = "shop"
 NAME = "web"
@@ -453,6 +454,10 @@ class Stage:
     def wait_traffic(self, timeout: float = 30.0) -> float:
         """Wait until Prometheus sees requests (scraping starts a few seconds after Prometheus does)."""
         assert self.prometheus is not None
+        scrape = models.parse_duration(self.scrape_interval)
+        window = f"{max(2.0, 4 * scrape):g}s"  # rate() needs two samples in its window
         return self.prometheus.wait_for_value(
-            f'sum(rate(http_requests_total{{namespace="{NAMESPACE}"}}[2s]))', lambda v: v > 0, timeout=timeout
+            f'sum(rate(http_requests_total{{namespace="{NAMESPACE}"}}[{window}]))',
+            lambda v: v > 0,
+            timeout=max(timeout, 6 * scrape),
         )

@@ -327,3 +327,14 @@ def test_a_shared_incident_holds_the_example_instead_of_rolling_it_back() -> Non
     found = example.replay(corpus.generate(corpus.FAMILY["incident both"], 500.0, 0))
     assert all(found.rollback[rule] is None for rule in example.RULES)
     assert found.rollback["Flagger t=1 10s"] is not None, "a fixed limit alone blames the canary"
+
+
+def test_the_information_floor_is_walds_sprt_sample_size() -> None:
+    from canary_bench.benchmarks import restore
+
+    # 5% errors against a 1% limit: log-likelihood ratio per request 0.0413, thresholds log(99).
+    per_request = 0.05 * math.log(5) + 0.95 * math.log(0.95 / 0.99)
+    expected = (0.99 * math.log(99) + 0.01 * math.log(0.01 / 0.99)) / per_request
+    assert restore.sprt_requests(0.05, 0.01) == pytest.approx(expected)
+    assert restore.sprt_requests(0.05, 0.01) < restore.sprt_requests(0.02, 0.01), "closer to the limit: more requests"
+    assert restore.bad_share("slow") == pytest.approx(0.062, abs=0.001)  # p99 800 ms, median 200 ms: 6.2% over 500 ms

@@ -173,6 +173,8 @@ def replay(trace: corpus.Trace) -> Outcome:
                 name = f"{interval} cont"
                 if rollback[name] is None:
                     rollback[name] = (t + 1) * SLOT_SECONDS
+        if all(rollback[name] is not None for name in RULES):
+            break  # every rule has acted: the rest of the trace changes nothing
     for interval, k in INTERVALS.items():
         checks = slots if k == 1 else trace.intervals
         pseudo = corpus.Trace(trace.family, trace.traffic, trace.index, tuple(checks))
