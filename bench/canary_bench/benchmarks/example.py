@@ -176,8 +176,8 @@ def replay(trace: corpus.Trace) -> Outcome:
         if all(rollback[name] is not None for name in RULES):
             break  # every rule has acted: the rest of the trace changes nothing
     for interval, k in INTERVALS.items():
-        checks = slots if k == 1 else trace.intervals
-        pseudo = corpus.Trace(trace.family, trace.traffic, trace.index, tuple(checks))
+        windows = slots if k == 1 else trace.intervals
+        pseudo = corpus.Trace(trace.family, trace.traffic, trace.index, tuple(windows))
         for threshold in (1, 2):
             check = peers.Flagger(threshold=threshold).rollback_at(pseudo)
             rollback[f"Flagger t={threshold} {interval}"] = None if check is None else (check + 1) * k * SLOT_SECONDS
