@@ -208,8 +208,14 @@ LEVELS = tuple(level for level in corpus.TRAFFIC_LEVELS if level >= 5)  # the ta
 COLUMNS = RULES + FLAGGER
 
 
+# What the replay of the example covers: healthy canaries well under the limits, shared incidents, and
+# the regressions beyond the limits, from 5 req/s up (the targets' range). The families at the limit or
+# regressing under it are left out: a fixed limit is not meant to tell them, and each costs a full replay.
+REPLAYED = ("healthy 0.1%", "burst both", "incident both", *sorted(BEYOND_LIMIT))
+
+
 def rows() -> list[tuple[str, float]]:
-    return [(f.name, t) for f in corpus.FAMILIES for t in f.traffic if t >= 5 and f.kind != corpus.TRANSIENT]
+    return [(name, t) for name in REPLAYED for t in corpus.FAMILY[name].traffic if t >= 5]
 
 
 def replay_row(family_name: str, traffic: float, traces: int, seed: int) -> list[Outcome]:
@@ -289,7 +295,7 @@ def render(results: dict[tuple[str, float], list[Outcome]], traces: int, seed: i
             f"  {name:<12} promoted {_pct(len(done), healthy_count)}, median {_median(done)}s, p90 {_p90(done)}s"
         )
     lines.append(
-        "rows marked at the limit (healthy 1%, flaky pods 1%: a true 5xx share of 1% on average) and regressions"
-        " under the limit (err +0.5pp, lat x1.5) are not counted in the totals"
+        "not replayed: families at the limit (healthy 1%, flaky pods 1%: a true 5xx share of 1% on average) and"
+        " regressions under it (err +0.5pp, lat x1.5), which a fixed limit is not meant to tell"
     )
     return lines
