@@ -221,13 +221,20 @@ def _share_of(counts: Counts, arm: str) -> tuple[float, float] | None:
     return bad.value, total.value
 
 
-def _primary_breaches(counts: Counts, limit: LimitCounts) -> float | None:
-    """The primary's share over the same window when it is beyond the limit too (a shared incident)."""
+def _primary_breaches(counts: Counts, limit: LimitCounts, sequential: bool) -> float | None:
+    """The primary's share over the same window when it is beyond the limit too (a shared incident).
+
+    Since the start, "beyond" begins at half the limit (twice it for a min): those counts keep an
+    incident that is over, and a canary whose own pods wobbled a little more during it would carry
+    that for the rest of the canary, while the primary's share, averaged over more quiet minutes, is
+    back under the limit.
+    """
     found = _share_of(counts, "primary")
     if found is None or found[1] < 1:
         return None
     share = found[0] / found[1]
-    beyond = share > limit.share if limit.bound == "max" else share < limit.share
+    slack = INCIDENT_RATIO if sequential else 1.0
+    beyond = share > limit.share / slack if limit.bound == "max" else share < limit.share * slack
     return share if beyond else None
 
 
@@ -318,11 +325,12 @@ def _limited(
         head = f"{what} {_pct(test.share)}"
         verdict, reason, cause = test.verdict, "", None
         if verdict is models.Verdict.FAIL:
-            breach = _primary_breaches(counts, limit) if analysis.incident_aware else None
+            breach = _primary_breaches(counts, limit, sequential) if analysis.incident_aware else None
             if breach is not None and not _worse_than_primary(counts, limit.bound, alpha, sequential):
                 verdict, cause = models.Verdict.INCONCLUSIVE, PRIMARY_BREACHES
                 reason = (
-                    f"{head} beyond {limit_text} ({sample}, {p_text}), but the primary breaches too"
+                    f"{head} beyond {limit_text} ({sample}, {p_text}), but the primary"
+                    f" {'is near the limit' if sequential else 'breaches'} too"
                     f" ({_pct(breach)}): not specific to the canary"
                 )
             else:

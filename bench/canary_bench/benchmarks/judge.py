@@ -386,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument(
-        "--example-traces", type=int, default=50, help="traces per row for examples/web.yaml's analysis (0: skip)"
+        "--example-traces", type=int, default=30, help="traces per row for examples/web.yaml's analysis (0: skip)"
     )
     parser.add_argument("--skip-compare", action="store_true", help="replay only examples/web.yaml's analysis")
     args = parser.parse_args(argv)
