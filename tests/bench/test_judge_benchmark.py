@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from canary_bench.benchmarks import corpus, example, judge, peers
-from canary_operator import judging, measuring
+from canary_operator import judging, measuring, models
 
 HEALTHY = corpus.FAMILY["healthy 0.1%"]
 
@@ -307,7 +307,7 @@ def test_the_continuous_verdict_the_replay_reads_is_what_judging_continuous_comp
             spec_analysis, at=example.AT, weight=10, recent={"10s": prefix.window(t, t + 1, "10s")}, since_start=since
         )
         record = judging.judge(spec_analysis, with_check, mde=False)
-        assert (alone.verdict is judging.models.Verdict.FAIL) == bool(judging.evidence_failed(record))
+        assert (alone.verdict is models.Verdict.FAIL) == bool(judging.evidence_failed(record))
         assert [e.p_value for e in alone.metrics] == [m.evidence.p_value for m in record.metrics if m.evidence]
 
 
