@@ -322,7 +322,7 @@ def _limited(
         p_values.append(test.p_value)
         sample = f"{round(bad)}/{round(total)} over {counts.window}"
         p_text = f"{'always-valid ' if sequential else ''}{_p(test.p_value)}"
-        head = f"{what} {_pct(test.share)}"
+        head = f"{what} {_pct(test.share)}" if what == metric.name else f"{metric.name}: {what} {_pct(test.share)}"
         verdict, reason, cause = test.verdict, "", None
         if verdict is models.Verdict.FAIL:
             breach = _primary_breaches(counts, limit, sequential) if analysis.incident_aware else None
@@ -381,7 +381,8 @@ def _limited(
     )
     verdict, reason, cause = ranked[0]
     if verdict is models.Verdict.INCONCLUSIVE and cause == INSUFFICIENT_TRAFFIC and len(outcomes) > 1:
-        verdict, reason, cause = outcomes[-1]  # what is still missing: say it of the counts since the start
+        # What is missing, exactly: for this window's check, and for the evidence since the start.
+        reason = "; ".join(o[1] for o in outcomes if o[2] == INSUFFICIENT_TRAFFIC)
     return _Limited(_Part(verdict, reason + note, cause), evidence, detectable, min(p_values, default=None))
 
 

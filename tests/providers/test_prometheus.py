@@ -80,7 +80,7 @@ async def test_a_canary_with_p99_of_900ms_fails_on_latency(
     assert record.verdict is models.Verdict.FAIL
     assert [m.name for m in record.metrics if m.verdict is models.Verdict.FAIL] == ["latency-p99"]
     assert record.metrics[1].canary == pytest.approx(900)
-    assert record.metrics[1].reason.startswith("requests slower than 500ms 2.5% > max 500ms (75/3000 over 60s")
+    assert record.metrics[1].reason.startswith("latency-p99: requests slower than 500ms 2.5% > max 500ms (75/3000 over")
 
 
 async def test_a_canary_without_errors_has_an_error_rate_of_zero_not_no_data(
