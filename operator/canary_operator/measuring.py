@@ -62,16 +62,6 @@ async def _buckets(
 _Buckets = dict[float, float] | judging.Reading
 
 
-async def _arm_buckets(
-    provider: providers.MetricProvider, canary: queries.Arm, primary: queries.Arm, window: str, at: datetime.datetime
-) -> tuple[_Buckets, _Buckets]:
-    canary_buckets, primary_buckets = await asyncio.gather(
-        _buckets(provider, queries.latency_buckets(canary, window), at, canary.source.le_seconds),
-        _buckets(provider, queries.latency_buckets(primary, window), at, primary.source.le_seconds),
-    )
-    return canary_buckets, primary_buckets
-
-
 def _tail_note(role: str, buckets: _Buckets) -> str:
     """What a p99 rests on: its bucket, the requests in the window and how many were in the tail."""
     if isinstance(buckets, judging.Reading):
@@ -294,7 +284,7 @@ async def _tally(
     requests, error_count, buckets = await asyncio.gather(
         _read(provider, queries.request_count(arm, w), at),
         _read(provider, queries.error_count(arm, w), at) if errors else _const(no),
-        _buckets(provider, queries.latency_buckets(arm, w), at) if latency else _const(no),
+        _buckets(provider, queries.latency_buckets(arm, w), at, arm.source.le_seconds) if latency else _const(no),
     )
     return Tally(requests, error_count, buckets)
 
