@@ -100,6 +100,8 @@ class Plan:
     metrics: str = "app"  # trafficRouting.metrics: app, or dataPlane (the exporter then serves its series)
 
     continuous_interval: str = "500ms"  # about one scrape interval of the stage's Prometheus
+    continuous: bool = True  # false: only the interval checks judge (the continuous test rolls back sooner)
+    fail_fast: bool = True  # false: every rollback waits for failureThreshold failed checks
 
     def traffic_routing(self) -> dict[str, Any]:
         routers: dict[str, dict[str, Any]] = {
@@ -127,6 +129,8 @@ class Plan:
                     "inconclusiveThreshold": self.inconclusive_threshold,
                     "minRequests": self.min_requests,
                     "continuousInterval": self.continuous_interval,
+                    "continuous": self.continuous,
+                    "failFast": self.fail_fast,
                     "prometheus": {"address": prometheus_url, "timeout": "2s"},
                     "metrics": [
                         {"name": "error-rate", "template": "error-rate", "max": self.max_error_rate},
