@@ -39,7 +39,8 @@ demo: deps
 	$(PY) -m canary_bench.demo $(if $(KEEP),--keep)
 
 bench-restore: deps
-	$(PY) -m canary_bench.benchmarks.restore
+	$(PY) -m canary_bench.benchmarks.restore --runs 3
+	$(PY) -m canary_bench.benchmarks.restore --runs 3 --production
 
 bench-judge: deps
 	$(PY) -m canary_bench.benchmarks.judge

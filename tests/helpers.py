@@ -122,7 +122,9 @@ class World:
     def request(self, kind: models.Request, value: str = "true") -> None:
         self.annotations[kind.annotation] = value
 
-    def observe(self, check: models.CheckRecord | None) -> observations.Observations:
+    def observe(
+        self, check: models.CheckRecord | None, evidence: models.EvidenceRecord | None = None
+    ) -> observations.Observations:
         ready_canary = self.canary.ready_replicas if self.canary else 0
         ready_primary = self.primary.ready_replicas if self.primary else 0
         total = ready_canary + ready_primary
@@ -146,13 +148,19 @@ class World:
                 for kind in models.Request
                 if kind.annotation in self.annotations
             ),
+            evidence=evidence,
             budget_remaining=self.budget_remaining,
             budget_problem=self.budget_problem,
             gates=tuple(self.gate_answers),
         )
 
-    def tick(self, check: models.CheckRecord | None = None, advance: float = 1.0) -> rollouts.Decision:
-        seen = self.observe(check)
+    def tick(
+        self,
+        check: models.CheckRecord | None = None,
+        advance: float = 1.0,
+        evidence: models.EvidenceRecord | None = None,
+    ) -> rollouts.Decision:
+        seen = self.observe(check, evidence)
         self.gate_answers = []
         decision = rollouts.reconcile(self.spec, self.status, seen, self.now)
         self.status = decision.status  # recorded first ...

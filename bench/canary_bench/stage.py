@@ -40,6 +40,7 @@ from prometheus_client import parser as prometheus_parser
 
 from canary_bench import cluster as clusters
 from canary_bench import dataplane, emulation, prometheus, traffic
+from canary_operator import models
 
 NAMESPACE = "shop"
 NAME = "web"
@@ -99,6 +100,10 @@ class Plan:
     router: str = "replicas"
     metrics: str = "app"  # trafficRouting.metrics: app, or dataPlane (the exporter then serves its series)
 
+    continuous_interval: str = "500ms"  # about one scrape interval of the stage's Prometheus
+    continuous: bool = True  # false: only the interval checks judge (the continuous test rolls back sooner)
+    fail_fast: bool = True  # false: every rollback waits for failureThreshold failed checks
+
     def traffic_routing(self) -> dict[str, Any]:
         routers: dict[str, dict[str, Any]] = {
             "replicas": {"replicas": {}},
@@ -124,6 +129,9 @@ class Plan:
                     "failureThreshold": self.failure_threshold,
                     "inconclusiveThreshold": self.inconclusive_threshold,
                     "minRequests": self.min_requests,
+                    "continuousInterval": self.continuous_interval,
+                    "continuous": self.continuous,
+                    "failFast": self.fail_fast,
                     "prometheus": {"address": prometheus_url, "timeout": "2s"},
                     "metrics": [
                         {"name": "error-rate", "template": "error-rate", "max": self.max_error_rate},
@@ -516,6 +524,10 @@ class Stage:
     def wait_traffic(self, timeout: float = 30.0) -> float:
         """Wait until Prometheus sees requests (scraping starts a few seconds after Prometheus does)."""
         assert self.prometheus is not None
+        scrape = models.parse_duration(self.scrape_interval)
+        window = f"{max(2.0, 4 * scrape):g}s"  # rate() needs two samples in its window
         return self.prometheus.wait_for_value(
-            f'sum(rate(http_requests_total{{namespace="{NAMESPACE}"}}[2s]))', lambda v: v > 0, timeout=timeout
+            f'sum(rate(http_requests_total{{namespace="{NAMESPACE}"}}[{window}]))',
+            lambda v: v > 0,
+            timeout=max(timeout, 6 * scrape),
         )

@@ -72,6 +72,20 @@ class Counts:
 
 
 @dataclasses.dataclass(frozen=True)
+class LimitCounts:
+    """A max or min of error-rate or latency-p99 as a share of bad requests, over the windows it is tested on.
+
+    ``max: 1`` on an error rate: the share of 5xx may not exceed 1%. ``max: 500`` on a p99: the share
+    of requests slower than 500 ms may not exceed 1% (the p99 is above 500 ms exactly then).
+    """
+
+    bound: str  # "max" or "min"
+    share: float  # the limit as a share of requests (0.01)
+    recent: Counts | None  # the metric's window, tested once with an exact test (None: the continuous test)
+    since_start: Counts | None = None  # since the canary started: tested with the always-valid test
+
+
+@dataclasses.dataclass(frozen=True)
 class MetricReadings:
     metric: models.Metric
     query: str  # the canary's rendered PromQL, for the record
@@ -80,6 +94,7 @@ class MetricReadings:
     recent: Counts | None = None  # compare: the counts over the metric's window
     since_start: Counts | None = None  # compare: the counts since the canary started (when longer)
     note: str = ""  # what the value rests on (e.g. the buckets behind a p99)
+    limits: tuple[LimitCounts, ...] = ()  # max/min judged on counts (error-rate and latency-p99)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +107,7 @@ class Measurements:
     metrics: list[MetricReadings]
     burn_short: Reading | None = None  # SLO: the canary's error ratio over the burn-rate windows
     burn_long: Reading | None = None
+    step_requests: Reading | None = None  # canary requests since the current step's weight settled (pass rule)
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -178,6 +194,198 @@ def _absolute(
     return _Part(models.Verdict.PASS, f"{name} {_fmt(value, unit)} within limits ({sample}{versus}){note}")
 
 
+PRIMARY_BREACHES = "PrimaryBreaches"
+POWER = 0.9  # the chance of catching a regression that a promotion's minimum detectable effect is stated at
+
+
+@dataclasses.dataclass
+class _Limited:
+    """A max/min on counts: the part it adds to the metric's verdict, and the evidence since the start."""
+
+    part: _Part
+    evidence: models.Evidence | None = None
+    detectable: str | None = None  # the regression the evidence since the start would have caught
+    p_value: float | None = None  # the smallest p of the windows tested
+
+
+def _limit_text(metric: models.Metric, limit: LimitCounts, unit: str, tighten: float) -> str:
+    value = (metric.max or 0.0) * tighten if limit.bound == "max" else (metric.min or 0.0) / tighten
+    return f"{limit.bound} {_fmt(value, unit)}"
+
+
+def _share_of(counts: Counts, arm: str) -> tuple[float, float] | None:
+    bad = counts.canary_bad if arm == "canary" else counts.primary_bad
+    total = counts.canary_total if arm == "canary" else counts.primary_total
+    if bad.value is None or total.value is None:
+        return None
+    return bad.value, total.value
+
+
+def _primary_breaches(counts: Counts, limit: LimitCounts, sequential: bool) -> float | None:
+    """The primary's share over the same window when it is beyond the limit too (a shared incident).
+
+    Since the start, "beyond" begins at half the limit (twice it for a min): those counts keep an
+    incident that is over, and a canary whose own pods wobbled a little more during it would carry
+    that for the rest of the canary, while the primary's share, averaged over more quiet minutes, is
+    back under the limit.
+    """
+    found = _share_of(counts, "primary")
+    if found is None or found[1] < 1:
+        return None
+    share = found[0] / found[1]
+    slack = INCIDENT_RATIO if sequential else 1.0
+    beyond = share > limit.share / slack if limit.bound == "max" else share < limit.share * slack
+    return share if beyond else None
+
+
+# During a shared incident both arms' shares swing with the failing dependency, and each arm's own
+# pods add their own wobble on top: a canary blamed for being merely worse than the primary would be
+# blamed for that wobble. It is blamed when its share is shown above INCIDENT_RATIO times the primary's.
+INCIDENT_RATIO = 2.0
+
+
+def _worse_than_primary(counts: Counts, bound: str, alpha: float, sequential: bool) -> bool:
+    """Is the canary's share shown above ``INCIDENT_RATIO`` times the primary's over this window?"""
+    canary, primary = _share_of(counts, "canary"), _share_of(counts, "primary")
+    if canary is None or primary is None or canary[1] < 1 or primary[1] < 1:
+        return False
+    worse, better = (canary, primary) if bound == "max" else (primary, canary)
+    if sequential:
+        return significance.always_valid_ratio_p(*worse, *better, ratio=INCIDENT_RATIO) <= alpha
+    compared = significance.compare(*worse, *better, increase=0.0, ratio=INCIDENT_RATIO, confidence=1 - alpha)
+    return compared.verdict is models.Verdict.FAIL
+
+
+def _needed_for_limit(bad: float, total: float, limit: LimitCounts, alpha: float) -> int | None:
+    """Canary requests to add for the always-valid test to show a canary like this one within the limit."""
+    share = bad / total if total >= 1 else 0.0
+    needed = significance.requests_to_show(share, limit.share, alpha, above=limit.bound != "max")
+    return None if needed is None else max(1, math.ceil(needed - total))
+
+
+def _limited(
+    readings: MetricReadings,
+    analysis: models.Analysis,
+    unit: str,
+    tighten: float,
+    limit: LimitCounts,
+    mde: bool = False,
+) -> _Limited:
+    """One max or min judged on counts: an exact test on the last window, an always-valid one since the start.
+
+    Each gets half of ``1 - confidence``. Fail when either shows the canary beyond the limit, unless
+    the primary is beyond it too over that window (a shared incident: inconclusive, unless the canary
+    is also significantly worse than the primary); pass when either shows it within (with
+    ``minRequests`` in the last window, or since the start); inconclusive otherwise.
+    """
+    metric = readings.metric
+    alpha = (1 - metric.confidence) / 2
+    above = limit.bound == "max"
+    limit_text = _limit_text(metric, limit, unit, tighten)
+    what = next((c.what for c in (limit.recent, limit.since_start) if c is not None and c.what), metric.name)
+    note = f"; {readings.note}" if readings.note else ""
+    windows = [(limit.recent, False)] if limit.recent is not None else []
+    if limit.since_start is not None:
+        windows.append((limit.since_start, True))
+    evidence = None
+    detectable = None
+    outcomes: list[tuple[models.Verdict, str, str | None]] = []
+    p_values: list[float] = []
+    for counts, sequential in windows:
+        found = _share_of(counts, "canary")
+        if found is None:
+            reading = counts.canary_bad if counts.canary_bad.value is None else counts.canary_total
+            outcomes.append(
+                (
+                    models.Verdict.INCONCLUSIVE,
+                    f"{metric.name}: {reading.detail or 'no data'}",
+                    reading.problem or NO_DATA,
+                )
+            )
+            continue
+        bad, total = found
+        enough = total >= analysis.min_requests
+        if not sequential and not enough:
+            have = int(round(total))
+            outcomes.append(
+                (
+                    models.Verdict.INCONCLUSIVE,
+                    f"{metric.name}: {have} canary requests in {counts.window}, need {analysis.min_requests}"
+                    f" ({analysis.min_requests - have} more)",
+                    INSUFFICIENT_TRAFFIC,
+                )
+            )
+            continue
+        test = significance.against_limit(
+            bad, total, limit.share, above=above, confidence=1 - alpha, sequential=sequential
+        )
+        p_values.append(test.p_value)
+        sample = f"{round(bad)}/{round(total)} over {counts.window}"
+        p_text = f"{'always-valid ' if sequential else ''}{_p(test.p_value)}"
+        head = f"{what} {_pct(test.share)}" if what == metric.name else f"{metric.name}: {what} {_pct(test.share)}"
+        verdict, reason, cause = test.verdict, "", None
+        if verdict is models.Verdict.FAIL:
+            breach = _primary_breaches(counts, limit, sequential) if analysis.incident_aware else None
+            if breach is not None and not _worse_than_primary(counts, limit.bound, alpha, sequential):
+                verdict, cause = models.Verdict.INCONCLUSIVE, PRIMARY_BREACHES
+                reason = (
+                    f"{head} beyond {limit_text} ({sample}, {p_text}), but the primary"
+                    f" {'is near the limit' if sequential else 'breaches'} too"
+                    f" ({_pct(breach)}): not specific to the canary"
+                )
+            else:
+                versus = f", primary {_pct(breach)}: the canary over {INCIDENT_RATIO:g}x worse" if breach else ""
+                reason = f"{head} {'>' if above else '<'} {limit_text} ({sample}, {p_text}{versus})"
+        elif verdict is models.Verdict.PASS and (sequential and not enough):
+            verdict = models.Verdict.INCONCLUSIVE
+        if verdict is models.Verdict.PASS:
+            reason = f"{head} within {limit_text} ({sample}, {p_text})"
+        elif verdict is models.Verdict.INCONCLUSIVE and not reason:
+            needed = _needed_for_limit(bad, total, limit, alpha)
+            more = f", need ~{needed} more canary requests" if needed else ""
+            reason = f"{head} ({sample}): cannot tell from {limit_text} yet{more}"
+            cause = INSUFFICIENT_TRAFFIC
+        outcomes.append((verdict, reason, cause))
+        if sequential:
+            primary = _share_of(counts, "primary")
+            evidence = models.Evidence(
+                metric=metric.name,
+                window=counts.window,
+                canary_bad=bad,
+                canary_requests=total,
+                primary_bad=primary[0] if primary else None,
+                primary_requests=primary[1] if primary else None,
+                p_value=round(test.p_value, 6),
+                verdict=verdict,
+            )
+            reach = (
+                significance.detectable_share(total, limit.share, alpha, power=POWER, above=above) if mde else math.nan
+            )
+            if not math.isnan(reach):
+                gap = reach - limit.share
+                detectable = f"{what} {'>=' if above else '<='} {_pct(reach)} ({limit_text} {_pp(gap)})"
+    if not outcomes:
+        return _Limited(_Part(models.Verdict.INCONCLUSIVE, f"{metric.name}: no request counts", NO_DATA))
+    recent = _share_of(limit.recent, "canary") if limit.recent is not None else None
+    # Old evidence may condemn a canary that went silent, never clear it.
+    if limit.recent is not None and not (recent or (0.0, 0.0))[1]:
+        outcomes = [o for o in outcomes if o[0] is not models.Verdict.PASS] or outcomes
+    ranked = sorted(
+        outcomes,
+        key=lambda o: (
+            o[0] is not models.Verdict.FAIL,
+            o[2] != PRIMARY_BREACHES,
+            o[0] is not models.Verdict.PASS,
+            o[2] == INSUFFICIENT_TRAFFIC,  # a problem reading the counts says more than "too few"
+        ),
+    )
+    verdict, reason, cause = ranked[0]
+    if verdict is models.Verdict.INCONCLUSIVE and cause == INSUFFICIENT_TRAFFIC and len(outcomes) > 1:
+        # What is missing, exactly: for this window's check, and for the evidence since the start.
+        reason = "; ".join(o[1] for o in outcomes if o[2] == INSUFFICIENT_TRAFFIC)
+    return _Limited(_Part(verdict, reason + note, cause), evidence, detectable, min(p_values, default=None))
+
+
 def _compare_counts(
     metric: models.Metric, counts: Counts, tighten: float, confidence: float, sequential: bool
 ) -> tuple[_Part, significance.Comparison | None]:
@@ -213,7 +421,9 @@ def _compare_counts(
     return _Part(models.Verdict.INCONCLUSIVE, reason, INSUFFICIENT_TRAFFIC), result
 
 
-def _compared(readings: MetricReadings, tighten: float) -> tuple[_Part, significance.Comparison | None]:
+def _compared(
+    readings: MetricReadings, tighten: float
+) -> tuple[_Part, significance.Comparison | None, significance.Comparison | None]:
     """Canary against primary over the last window (fast) and since the canary started (patient).
 
     The last window is judged with a fixed-sample interval: it reacts within one check when there is
@@ -228,22 +438,23 @@ def _compared(readings: MetricReadings, tighten: float) -> tuple[_Part, signific
     metric = readings.metric
     windows = [(c, sequential) for c, sequential in ((readings.recent, False), (readings.since_start, True)) if c]
     if not windows:
-        return _Part(models.Verdict.INCONCLUSIVE, f"{metric.name}: no request counts to compare", NO_DATA), None
+        return _Part(models.Verdict.INCONCLUSIVE, f"{metric.name}: no request counts to compare", NO_DATA), None, None
     confidence = 1 - (1 - metric.confidence) / len(windows)
     judged = [_compare_counts(metric, counts, tighten, confidence, sequential) for counts, sequential in windows]
+    since = judged[-1][1] if windows[-1][1] else None
     note = f"; {readings.note}" if readings.note else ""
     for part, result in judged:
         if part.verdict is models.Verdict.FAIL:
-            return _Part(part.verdict, part.reason + note), result
+            return _Part(part.verdict, part.reason + note), result, since
     if readings.recent is not None and not readings.recent.canary_total.value:
         # Old evidence may condemn a canary that went silent, never clear it.
         reason = f"{metric.name}: no canary requests in the last {readings.recent.window}"
-        return _Part(models.Verdict.INCONCLUSIVE, reason, INSUFFICIENT_TRAFFIC), judged[0][1]
+        return _Part(models.Verdict.INCONCLUSIVE, reason, INSUFFICIENT_TRAFFIC), judged[0][1], since
     for part, result in judged:
         if part.verdict is models.Verdict.PASS:
-            return _Part(part.verdict, part.reason + note), result
+            return _Part(part.verdict, part.reason + note), result, since
     part, result = judged[-1]
-    return part, result
+    return part, result, since
 
 
 def _combine(parts: list[_Part]) -> _Part:
@@ -255,7 +466,7 @@ def _combine(parts: list[_Part]) -> _Part:
 
 
 def _judge_metric(
-    readings: MetricReadings, analysis: models.Analysis, measurements: Measurements, tighten: float
+    readings: MetricReadings, analysis: models.Analysis, measurements: Measurements, tighten: float, mde: bool = False
 ) -> tuple[models.MetricResult, str | None]:
     metric = readings.metric
     unit = UNITS.get(metric.template, "") if metric.template else ""
@@ -278,10 +489,21 @@ def _judge_metric(
             return result, reading.problem
 
     parts = []
-    if metric.max is not None or metric.min is not None:
+    evidence: list[models.Evidence] = []
+    detectable: list[str] = []
+    limit_p: list[float] = []
+    if readings.limits:
+        for limit in readings.limits:
+            limited = _limited(readings, analysis, unit, tighten, limit, mde)
+            parts.append(limited.part)
+            limit_p.extend([limited.p_value] if limited.p_value is not None else [])
+            evidence.extend([limited.evidence] if limited.evidence else [])
+            detectable.extend([limited.detectable] if limited.detectable else [])
+        record.update(statistic="share against the limit: exact test, and always-valid since the start")
+    elif metric.max is not None or metric.min is not None:
         parts.append(_absolute(readings, analysis, n, measurements.window, unit, tighten))
     if metric.compare is not None:
-        part, comparison = _compared(readings, tighten)
+        part, comparison, since = _compared(readings, tighten)
         parts.append(part)
         if comparison is not None:
             record.update(
@@ -290,8 +512,34 @@ def _judge_metric(
                 bound=f"{_pp(comparison.lower)}..{_pp(comparison.upper)} over tolerance",
                 needed_requests=comparison.needed or None,
             )
+        if since is not None and readings.since_start is not None:
+            evidence.append(_compared_evidence(readings.since_start, since, metric.name))
+            if since.verdict is not models.Verdict.FAIL:
+                reach = since.allowed + (since.upper - since.lower)  # conservative: the whole width again
+                gap = reach - (0.0 if math.isnan(since.primary_share) else since.primary_share)
+                detectable.append(f"{readings.since_start.what or metric.name} primary {_pp(gap)} or more")
+    if evidence:
+        # The most damning evidence stands for the metric (the smallest always-valid p).
+        record.update(evidence=min(evidence, key=lambda e: e.p_value))
+    if detectable:
+        record.update(detectable="; ".join(detectable))
     outcome = _combine(parts)
+    if record.get("p_value") is None and limit_p:
+        record.update(p_value=round(min(limit_p), 6))
     return models.MetricResult(verdict=outcome.verdict, reason=outcome.reason, **record), outcome.cause
+
+
+def _compared_evidence(counts: Counts, result: significance.Comparison, metric: str) -> models.Evidence:
+    return models.Evidence(
+        metric=metric,
+        window=counts.window,
+        canary_bad=counts.canary_bad.value or 0.0,
+        canary_requests=counts.canary_total.value or 0.0,
+        primary_bad=counts.primary_bad.value,
+        primary_requests=counts.primary_total.value,
+        p_value=round(result.p_value, 6),
+        verdict=result.verdict,
+    )
 
 
 def _burn(slo: models.SLO, measurements: Measurements) -> tuple[models.MetricResult, str | None] | None:
@@ -321,14 +569,23 @@ def judge(
     *,
     slo: models.SLO | None = None,
     tighten: float = 1.0,
+    mde: bool = True,
 ) -> models.CheckRecord:
-    """The check's record; ``tighten`` (<= 1) scales every limit when the error budget runs low."""
+    """The check's record; ``tighten`` (<= 1) scales every limit when the error budget runs low.
+
+    ``mde``: on a check the pass rule clears, state the regression its evidence would have caught
+    (the benchmark, which needs only the verdicts, skips that arithmetic).
+    """
     results: list[models.MetricResult] = []
     causes: list[str | None] = []
     for readings in measurements.metrics:
         result, cause = _judge_metric(readings, analysis, measurements, tighten)
         results.append(result)
         causes.append(cause)
+    cleared = _cleared(analysis, measurements, results, causes)
+    if cleared and mde:
+        # What a promotion on this evidence could have missed: worked out only when it may promote.
+        results = [_judge_metric(r, analysis, measurements, tighten, mde=True)[0] for r in measurements.metrics]
     burn = _burn(slo, measurements) if slo is not None else None
     if burn is not None:
         results.append(burn[0])
@@ -350,4 +607,80 @@ def judge(
         cause=cause,
         weight=measurements.weight,
         metrics=results,
+        cleared=cleared,
+        detectable=_detectable(results) if cleared else None,
     )
+
+
+def _cleared(
+    analysis: models.Analysis,
+    measurements: Measurements,
+    results: list[models.MetricResult],
+    causes: list[str | None],
+) -> bool | None:
+    """Pass rule ``no-harm``: may the step advance on this check? None under the ``proven`` rule.
+
+    Yes when nothing failed, every metric either passed or is short of traffic only (never a
+    Prometheus problem: no data never passes) with its evidence since the start not showing harm,
+    and the canary served at least ``minRequests`` at this step.
+    """
+    if analysis.pass_rule != "no-harm":
+        return None
+    step = measurements.step_requests
+    if step is None or step.value is None or step.value < max(analysis.min_requests, 1):
+        return False
+    for result, cause in zip(results, causes, strict=True):
+        if result.verdict is models.Verdict.PASS:
+            continue
+        harmless = (
+            result.verdict is models.Verdict.INCONCLUSIVE
+            and cause == INSUFFICIENT_TRAFFIC
+            and result.evidence is not None
+            and result.evidence.verdict is not models.Verdict.FAIL
+        )
+        if not harmless:
+            return False
+    return True
+
+
+def _detectable(results: list[models.MetricResult]) -> str:
+    """The minimum detectable effect of the evidence a promotion rests on, in a sentence."""
+    served = max((r.evidence.canary_requests for r in results if r.evidence is not None), default=0.0)
+    parts = [r.detectable or f"{r.name}: nothing measurable yet" for r in results if r.evidence is not None]
+    if not parts:
+        return "no evidence on counts"
+    return (
+        f"after {round(served)} canary requests; a canary with {' or '.join(parts)} would have been caught"
+        f" with {POWER:.0%} probability"
+    )
+
+
+def continuous(analysis: models.Analysis, measurements: Measurements, *, tighten: float = 1.0) -> models.EvidenceRecord:
+    """The continuous analysis between checks: the always-valid tests on the counts since the canary started.
+
+    ``measurements`` carry only the counts since the start (``since_start`` and the limits'
+    ``since_start``). Fail when any metric's evidence shows the canary beyond its limit or tolerance
+    (not a shared incident): the rollout rolls back at once.
+    """
+    found: list[models.Evidence] = []
+    failed: list[str] = []
+    for readings in measurements.metrics:
+        result, _ = _judge_metric(readings, analysis, measurements, tighten)
+        if result.evidence is None:
+            continue
+        found.append(result.evidence)
+        if result.evidence.verdict is models.Verdict.FAIL:
+            failed.append(result.reason)
+    if failed:
+        verdict, reason = models.Verdict.FAIL, "; ".join(failed)
+    elif found:
+        worst = min(found, key=lambda e: e.p_value)
+        verdict, reason = models.Verdict.PASS, f"no evidence of harm (smallest always-valid p={worst.p_value:.3g})"
+    else:
+        verdict, reason = models.Verdict.INCONCLUSIVE, "no counts since the canary started"
+    return models.EvidenceRecord(at=measurements.at.isoformat(), verdict=verdict, reason=reason, metrics=found)
+
+
+def evidence_failed(check: models.CheckRecord) -> list[models.MetricResult]:
+    """The metrics whose always-valid evidence since the start fails: a rollback whatever failureThreshold says."""
+    return [r for r in check.metrics if r.evidence is not None and r.evidence.verdict is models.Verdict.FAIL]

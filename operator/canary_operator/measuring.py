@@ -13,6 +13,7 @@ on), and, with an SLO, the canary's error ratio over the burn-rate windows.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import math
 import time
@@ -61,16 +62,6 @@ async def _buckets(
 _Buckets = dict[float, float] | judging.Reading
 
 
-async def _arm_buckets(
-    provider: providers.MetricProvider, canary: queries.Arm, primary: queries.Arm, window: str, at: datetime.datetime
-) -> tuple[_Buckets, _Buckets]:
-    canary_buckets, primary_buckets = await asyncio.gather(
-        _buckets(provider, queries.latency_buckets(canary, window), at, canary.source.le_seconds),
-        _buckets(provider, queries.latency_buckets(primary, window), at, primary.source.le_seconds),
-    )
-    return canary_buckets, primary_buckets
-
-
 def _tail_note(role: str, buckets: _Buckets) -> str:
     """What a p99 rests on: its bucket, the requests in the window and how many were in the tail."""
     if isinstance(buckets, judging.Reading):
@@ -109,36 +100,214 @@ def _tails(metric: models.Metric, canary: _Buckets, primary: _Buckets) -> tuple[
     return judging.Reading(canary_bad), judging.Reading(primary_bad), what
 
 
-async def _counts(
+# ---------------------------------------------------------------- the builder: counts in, measurements out
+#
+# Every verdict on request counts rests on three numbers per arm and window: requests, 5xx answers
+# and the latency histogram. ``build`` turns those into what the judge reads; ``measure`` fetches
+# them from Prometheus, and the judge benchmark (``canary_bench.benchmarks.judge``) hands it counts
+# from its traces, so both judge exactly the same thing.
+
+
+@dataclasses.dataclass(frozen=True)
+class Tally:
+    """What one arm served over one window."""
+
+    requests: judging.Reading
+    errors: judging.Reading
+    buckets: dict[float, float] | judging.Reading  # cumulative per upper bound (seconds), as ``le`` counts
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    label: str  # as people read it: "10s", "3m20s since the canary started"
+    seconds: float
+    canary: Tally
+    primary: Tally
+
+
+def _error_counts(window: Window, what: str) -> judging.Counts:
+    c, p = window.canary, window.primary
+    return judging.Counts(window.label, c.errors, c.requests, p.errors, p.requests, what)
+
+
+def _slow_counts(window: Window, bound_ms: float) -> judging.Counts:
+    c, p = window.canary, window.primary
+    canary_bad, primary_bad, what = _tails_over(c.buckets, p.buckets, bound_ms)
+    return judging.Counts(window.label, canary_bad, c.requests, primary_bad, p.requests, what)
+
+
+def _tails_over(canary: _Buckets, primary: _Buckets, bound_ms: float) -> tuple[judging.Reading, judging.Reading, str]:
+    named = f"requests slower than {bound_ms:g}ms"
+    results = []
+    for buckets in (canary, primary):
+        if isinstance(buckets, judging.Reading):
+            return buckets, buckets, named
+        bad, edge = significance.count_above(buckets, bound_ms / 1000)
+        results.append(bad)
+        named = f"requests slower than {edge * 1000:g}ms" if not math.isinf(edge) else named
+    return judging.Reading(results[0]), judging.Reading(results[1]), named
+
+
+def _error_percent(tally: Tally) -> judging.Reading:
+    for reading in (tally.requests, tally.errors):
+        if reading.value is None:
+            return reading
+    if not tally.requests.value:
+        return judging.Reading.missing(judging.NO_DATA, "no requests in the window")
+    return judging.Reading(100 * (tally.errors.value or 0.0) / tally.requests.value)
+
+
+def _p99_ms(tally: Tally) -> judging.Reading:
+    if isinstance(tally.buckets, judging.Reading):
+        return tally.buckets
+    found = significance.quantile_from_buckets(tally.buckets, 0.99)
+    if found is None:
+        return judging.Reading.missing(judging.NO_DATA, "no requests in the window")
+    return judging.Reading(1000 * found[0])
+
+
+def _limits(
+    metric: models.Metric, recent: Window | None, since: Window | None, tighten: float
+) -> tuple[judging.LimitCounts, ...]:
+    """The metric's max/min as shares of bad requests, over the windows the judge tests them on."""
+    limits = []
+    for bound, value in (("max", metric.max), ("min", metric.min)):
+        if value is None:
+            continue
+        limit = value * tighten if bound == "max" else value / tighten
+        if metric.template is models.MetricTemplate.ERROR_RATE:
+            share = limit / 100
+            recent_counts = _error_counts(recent, metric.name) if recent is not None else None
+            since_counts = _error_counts(since, metric.name) if since is not None else None
+        elif metric.template is models.MetricTemplate.LATENCY_P99:
+            share = 0.01  # a p99 beyond a bound is more than 1% of requests beyond it
+            recent_counts = _slow_counts(recent, limit) if recent is not None else None
+            since_counts = _slow_counts(since, limit) if since is not None else None
+        else:
+            return ()
+        limits.append(judging.LimitCounts(bound, share, recent_counts, since_counts))
+    return tuple(limits)
+
+
+def _compare_counts(metric: models.Metric, window: Window) -> judging.Counts:
+    if metric.template is models.MetricTemplate.LATENCY_P99:
+        canary_bad, primary_bad, what = _tails(metric, window.canary.buckets, window.primary.buckets)
+        c, p = window.canary, window.primary
+        return judging.Counts(window.label, canary_bad, c.requests, primary_bad, p.requests, what)
+    return _error_counts(window, metric.name)
+
+
+def build(
+    analysis: models.Analysis,
+    *,
+    at: datetime.datetime,
+    weight: int,
+    recent: dict[str, Window],
+    since_start: Window | None = None,
+    step_requests: judging.Reading | None = None,
+    queries_by_metric: dict[str, tuple[str, judging.Reading, judging.Reading]] | None = None,
+    burn: tuple[judging.Reading, judging.Reading] | None = None,
+    tighten: float = 1.0,
+) -> judging.Measurements:
+    """The measurements of one check from counts.
+
+    ``recent``: the tallies per metric window (``analysis.interval`` at least); empty for the
+    continuous test between checks, which reads ``since_start`` only. ``since_start``: since the
+    canary started; a comparison uses it only when longer than its window, a max/min always (the
+    recent window is the whole canary so far at the first check). ``queries_by_metric``: per metric
+    the canary's PromQL for the record and, for a metric not measured from counts (request-rate, a
+    custom query), both arms' values.
+    """
+    given = queries_by_metric or {}
+    readings = []
+    for metric in analysis.metrics:
+        w = queries.window(metric, analysis)
+        window = recent.get(w)
+        since = since_start
+        longer = since is not None and (window is None or since.seconds > window.seconds)
+        query, canary_value, primary_value = given.get(metric.name, ("", _missing(), _missing()))
+        source = window or since
+        note = ""
+        if metric.template is models.MetricTemplate.ERROR_RATE and source is not None:
+            canary_value, primary_value = _error_percent(source.canary), _error_percent(source.primary)
+        elif metric.template is models.MetricTemplate.LATENCY_P99 and source is not None:
+            canary_value, primary_value = _p99_ms(source.canary), _p99_ms(source.primary)
+            note = "; ".join(
+                n
+                for n in (_tail_note("canary", source.canary.buckets), _tail_note("primary", source.primary.buckets))
+                if n
+            )
+        elif metric.template is models.MetricTemplate.REQUEST_RATE and source is not None:
+            canary_value, primary_value = (_rate(t, source.seconds) for t in (source.canary, source.primary))
+        compare_recent = compare_since = None
+        if metric.compare is not None:
+            compare_recent = _compare_counts(metric, window) if window is not None else None
+            compare_since = _compare_counts(metric, since) if since is not None and longer else None
+        limit_since = since if longer else window  # at first, the last window is all the canary served
+        limits = _limits(metric, window, limit_since, tighten) if source is not None else ()
+        readings.append(
+            judging.MetricReadings(
+                metric, query, canary_value, primary_value, compare_recent, compare_since, note, limits
+            )
+        )
+    main = recent.get(analysis.interval) or since_start
+    return judging.Measurements(
+        at=at,
+        window=main.label if main is not None else analysis.interval,
+        weight=weight,
+        canary_requests=main.canary.requests if main is not None else _missing(),
+        primary_requests=main.primary.requests if main is not None else _missing(),
+        metrics=readings,
+        burn_short=burn[0] if burn else None,
+        burn_long=burn[1] if burn else None,
+        step_requests=step_requests,
+    )
+
+
+def _missing() -> judging.Reading:
+    return judging.Reading.missing(judging.NO_DATA, "not measured")
+
+
+def _rate(tally: Tally, seconds: float) -> judging.Reading:
+    if tally.requests.value is None:
+        return tally.requests
+    return judging.Reading(tally.requests.value / seconds if seconds else math.nan)
+
+
+# ---------------------------------------------------------------- fetching the counts from Prometheus
+
+
+async def _tally(
+    provider: providers.MetricProvider, arm: queries.Arm, w: str, at: datetime.datetime, errors: bool, latency: bool
+) -> Tally:
+    no = judging.Reading.missing(judging.NO_DATA, "not asked")
+    requests, error_count, buckets = await asyncio.gather(
+        _read(provider, queries.request_count(arm, w), at),
+        _read(provider, queries.error_count(arm, w), at) if errors else _const(no),
+        _buckets(provider, queries.latency_buckets(arm, w), at, arm.source.le_seconds) if latency else _const(no),
+    )
+    return Tally(requests, error_count, buckets)
+
+
+async def _const(value: T) -> T:
+    return value
+
+
+async def _window(
     provider: providers.MetricProvider,
-    metric: models.Metric,
-    canary: queries.Arm,
-    primary: queries.Arm,
-    window: str,
+    arms: tuple[queries.Arm, queries.Arm],
+    w: str,
     label: str,
     at: datetime.datetime,
-    buckets: tuple[_Buckets, _Buckets] | None = None,
-) -> judging.Counts:
-    """Bad and total requests of both arms over one window, for a comparison.
-
-    ``buckets``: the latency histograms of both arms over this window, when already fetched.
-    """
-    totals = asyncio.gather(
-        _read(provider, queries.request_count(canary, window), at),
-        _read(provider, queries.request_count(primary, window), at),
+    analysis: models.Analysis,
+) -> Window:
+    templates = {m.template for m in analysis.metrics}
+    errors = models.MetricTemplate.ERROR_RATE in templates
+    latency = models.MetricTemplate.LATENCY_P99 in templates
+    canary, primary = await asyncio.gather(
+        _tally(provider, arms[0], w, at, errors, latency), _tally(provider, arms[1], w, at, errors, latency)
     )
-    what = metric.name
-    if metric.template is models.MetricTemplate.LATENCY_P99:
-        if buckets is None:
-            buckets = await _arm_buckets(provider, canary, primary, window, at)
-        canary_bad, primary_bad, what = _tails(metric, *buckets)
-    else:
-        canary_bad, primary_bad = await asyncio.gather(
-            _read(provider, queries.error_count(canary, window), at),
-            _read(provider, queries.error_count(primary, window), at),
-        )
-    canary_total, primary_total = await totals
-    return judging.Counts(label, canary_bad, canary_total, primary_bad, primary_total, what)
+    return Window(label, models.parse_duration(w), canary, primary)
 
 
 async def measure(
@@ -148,55 +317,72 @@ async def measure(
     at: datetime.datetime,
     provider: providers.MetricProvider,
     since: datetime.datetime | None = None,
+    *,
+    step_since: datetime.datetime | None = None,
+    tighten: float = 1.0,
 ) -> judging.Measurements:
-    """One check's measurements; ``since`` is when the canary started (comparisons accumulate from there)."""
+    """One check's measurements; ``since``: when the canary started; ``step_since``: when this step's weight settled."""
     analysis = spec.analysis
     canary, primary = queries.arms(namespace, spec.target_ref.name, queries.source_of(spec.traffic_routing))
-    window = analysis.interval
     elapsed = int((at - since).total_seconds()) if since is not None else 0
+    windows = sorted({analysis.interval, *(queries.window(m, analysis) for m in analysis.metrics)})
+    longest = max(models.parse_duration(w) for w in windows)
+    since_label = f"{_duration(elapsed)} since the canary started"
 
-    async def for_metric(metric: models.Metric) -> judging.MetricReadings:
-        w = queries.window(metric, analysis)
-        canary_query = queries.render(metric, analysis, canary)
-        values = asyncio.gather(
-            _read(provider, canary_query, at), _read(provider, queries.render(metric, analysis, primary), at)
+    async def values(metric: models.Metric) -> tuple[str, judging.Reading, judging.Reading]:
+        query = queries.render(metric, analysis, canary)
+        if metric.template is not None:
+            return query, _missing(), _missing()  # measured from the counts
+        canary_value, primary_value = await asyncio.gather(
+            _read(provider, query, at), _read(provider, queries.render(metric, analysis, primary), at)
         )
-        buckets = None
-        note = ""
-        if metric.template is models.MetricTemplate.LATENCY_P99:
-            buckets = await _arm_buckets(provider, canary, primary, w, at)
-            tails = (_tail_note("canary", buckets[0]), _tail_note("primary", buckets[1]))
-            note = "; ".join(n for n in tails if n)
-        recent = since_start = None
-        if metric.compare is not None:
-            recent = await _counts(provider, metric, canary, primary, w, w, at, buckets)
-            if elapsed > models.parse_duration(w):
-                label = f"{_duration(elapsed)} since the canary started"
-                since_start = await _counts(provider, metric, canary, primary, f"{elapsed}s", label, at)
-        canary_value, primary_value = await values
-        return judging.MetricReadings(metric, canary_query, canary_value, primary_value, recent, since_start, note)
+        return query, canary_value, primary_value
+
+    async def step_count() -> judging.Reading | None:
+        if step_since is None:
+            return None
+        seconds = max(int((at - step_since).total_seconds()), 1)
+        return await _read(provider, queries.request_count(canary, f"{seconds}s"), at)
 
     burn_windows = [spec.slo.burn_rate.short, spec.slo.burn_rate.long] if spec.slo is not None else []
-    counts_and_burn, metrics = await asyncio.gather(
-        asyncio.gather(
-            _read(provider, queries.request_count(canary, window), at),
-            _read(provider, queries.request_count(primary, window), at),
-            *(_read(provider, queries.error_ratio(canary, w), at) for w in burn_windows),
-        ),
-        asyncio.gather(*(for_metric(metric) for metric in analysis.metrics)),
+    recent_list, since_window, metric_values, step, burn = await asyncio.gather(
+        asyncio.gather(*(_window(provider, (canary, primary), w, w, at, analysis) for w in windows)),
+        _window(provider, (canary, primary), f"{elapsed}s", since_label, at, analysis)
+        if elapsed > longest
+        else _const(None),
+        asyncio.gather(*(values(m) for m in analysis.metrics)),
+        step_count(),
+        asyncio.gather(*(_read(provider, queries.error_ratio(canary, w), at) for w in burn_windows)),
     )
-    canary_requests, primary_requests, *burn = counts_and_burn
-    burn_short, burn_long = burn if burn else (None, None)
-    return judging.Measurements(
+    return build(
+        analysis,
         at=at,
-        window=window,
         weight=weight,
-        canary_requests=canary_requests,
-        primary_requests=primary_requests,
-        metrics=list(metrics),
-        burn_short=burn_short,
-        burn_long=burn_long,
+        recent=dict(zip(windows, recent_list, strict=True)),
+        since_start=since_window,
+        step_requests=step,
+        queries_by_metric={m.name: v for m, v in zip(analysis.metrics, metric_values, strict=True)},
+        burn=(burn[0], burn[1]) if burn else None,
+        tighten=tighten,
     )
+
+
+async def measure_since_start(
+    spec: models.CanaryRolloutSpec,
+    namespace: str,
+    weight: int,
+    at: datetime.datetime,
+    provider: providers.MetricProvider,
+    since: datetime.datetime,
+    *,
+    tighten: float = 1.0,
+) -> judging.Measurements:
+    """The counts since the canary started, alone: what the continuous test between checks reads (6 queries)."""
+    canary, primary = queries.arms(namespace, spec.target_ref.name, queries.source_of(spec.traffic_routing))
+    elapsed = max(int((at - since).total_seconds()), 1)
+    label = f"{_duration(elapsed)} since the canary started"
+    window = await _window(provider, (canary, primary), f"{elapsed}s", label, at, spec.analysis)
+    return build(spec.analysis, at=at, weight=weight, recent={}, since_start=window, tighten=tighten)
 
 
 async def error_budget(

@@ -426,7 +426,10 @@ class Metric(_Model):
         default=0.99,
         ge=0.5,
         le=0.99999,
-        description="compare: confidence needed to fail (or pass) a check; 1 - confidence is the false-rollback rate.",
+        description=(
+            "Confidence needed to fail (or pass) a check, on a comparison and on a max/min of error-rate or"
+            " latency-p99 (tested on request counts); 1 - confidence is the false-rollback rate."
+        ),
     )
     slower_than: float | None = pydantic.Field(
         default=None,
@@ -601,6 +604,34 @@ class Analysis(_Model):
     )
     min_requests: int = pydantic.Field(
         default=50, ge=0, le=1_000_000_000, description="Fewer canary requests than this in the window: inconclusive."
+    )
+    continuous: bool = pydantic.Field(
+        default=True,
+        description=(
+            "Between checks, every continuousInterval, test the counts since the canary started with an"
+            " always-valid test, and roll back the moment it shows the canary beyond a limit or tolerance,"
+            " whatever failureThreshold says. Its false-rollback chance over the whole canary is at most"
+            " (1 - confidence) / 2 per metric, however often it looks."
+        ),
+    )
+    continuous_interval: Annotated[Duration, _within(1, 3600)] = pydantic.Field(
+        default="15s", description="How often the continuous test reads the counts (about one scrape interval)."
+    )
+    incident_aware: bool = pydantic.Field(
+        default=True,
+        description=(
+            "A canary beyond a max/min limit while the primary breaches it too, over the same window, is not"
+            " blamed: the check is inconclusive (PrimaryBreaches) unless the canary's share is also shown"
+            " above twice the primary's."
+        ),
+    )
+    pass_rule: Literal["no-harm", "proven"] = pydantic.Field(
+        default="no-harm",
+        description=(
+            "When a step may advance. no-harm: no evidence of harm since the canary started and at least"
+            " minRequests canary requests at this step; the promotion records the smallest regression that"
+            " evidence would have caught. proven: a check must show every metric within its limits."
+        ),
     )
     max_step_extension: Annotated[Duration, _within(0)] | None = pydantic.Field(
         default=None,
@@ -866,6 +897,7 @@ class Reason(enum.StrEnum):
     # Why a check was inconclusive (the judge's causes), as condition reasons.
     INCONCLUSIVE = "Inconclusive"
     INSUFFICIENT_TRAFFIC = "InsufficientTraffic"
+    PRIMARY_BREACHES = "PrimaryBreaches"  # a limit breached by both arms: a shared incident, not the canary
     NO_DATA = "NoData"
     PROMETHEUS_UNREACHABLE = "PrometheusUnreachable"
     QUERY_REJECTED = "QueryRejected"
@@ -948,6 +980,19 @@ def _whole(value: Any) -> Any:
 RequestCount = Annotated[int, pydantic.BeforeValidator(_whole)]
 
 
+class Evidence(_Status):
+    """The counts since the canary started and the always-valid test on them (the continuous analysis)."""
+
+    metric: str = ""
+    window: str
+    canary_bad: float
+    canary_requests: float
+    primary_bad: float | None = None
+    primary_requests: float | None = None
+    p_value: float = pydantic.Field(description="Always-valid p of 'within the limit or tolerance'.")
+    verdict: Verdict
+
+
 class MetricResult(_Status):
     name: str
     verdict: Verdict
@@ -962,6 +1007,19 @@ class MetricResult(_Status):
     p_value: float | None = pydantic.Field(default=None, description="P(data | canary within tolerance).")
     bound: str | None = pydantic.Field(default=None, description="Confidence interval of the excess over tolerance.")
     needed_requests: int | None = pydantic.Field(default=None, description="More canary requests to conclude.")
+    evidence: Evidence | None = pydantic.Field(default=None, description="The counts since the canary started.")
+    detectable: str | None = pydantic.Field(
+        default=None, description="The smallest regression the evidence since the start catches 90% of the time."
+    )
+
+
+class EvidenceRecord(_Status):
+    """The last continuous test between checks: compact, no queries."""
+
+    at: str
+    verdict: Verdict
+    reason: str
+    metrics: list[Evidence] = []
 
 
 class CheckRecord(_Status):
@@ -973,6 +1031,10 @@ class CheckRecord(_Status):
     cause: str | None = pydantic.Field(default=None, description="Why inconclusive, as a condition reason.")
     weight: int = 0
     metrics: list[MetricResult] = []
+    cleared: bool | None = pydantic.Field(
+        default=None, description="pass rule no-harm: no evidence of harm and enough requests at this step."
+    )
+    detectable: str | None = pydantic.Field(default=None, description="What the evidence would have caught.")
 
 
 class ReleaseRecord(_Status):
@@ -988,6 +1050,7 @@ class ReleaseRecord(_Status):
     first_failure_at: str | None = None
     restored_at: str | None = None  # rolled back: traffic seen back at 100% primary
     time_to_restore_seconds: float | None = None  # rolled back: first failing check to restored
+    detectable: str | None = None  # promoted (pass rule no-harm): the regression its evidence would have caught
     reason: str = ""
 
 
@@ -1125,6 +1188,9 @@ class CanaryRolloutStatus(_Status):
     last_check_at: str | None = None
     last_verdict: str | None = None
     last_check: CheckRecord | None = None
+    evidence: EvidenceRecord | None = pydantic.Field(
+        default=None, description="The last continuous (always-valid) test of the counts since the canary started."
+    )
     recent_checks: list[CheckRecord] = pydantic.Field(default=[], description="The last few checks, newest last.")
     budget: BudgetDecision | None = None
     failing_since: str | None = pydantic.Field(default=None, description="The first failed check of the streak.")

@@ -67,6 +67,7 @@ class Observations:
     canary: Workload | None = None
     traffic: Traffic = Traffic(0, False)
     check: models.CheckRecord | None = None  # present when a check was due and taken
+    evidence: models.EvidenceRecord | None = None  # the continuous test between checks, when it was due
     requests: tuple[Request, ...] = ()
     # With an SLO, before a canary starts: the share of the error budget left (None: unknown, see budget_problem).
     budget_remaining: float | None = None

@@ -150,16 +150,31 @@ async def tick(
         return decision
 
     provider: providers.MetricProvider | None = None
-    if needs.check or needs.budget:
+    if needs.check or needs.budget or needs.continuous:
         try:  # one provider (credentials read now, one time budget) for this tick's check and budget reading
             provider = await metrics.provider(api, namespace, spec.analysis)
         except endpoints.AccessError as exc:
             return await _blocked_by_access(api, body, spec, status, generation, exc, now)
-    check = None
+    check = evidence = None
     if needs.check:
         assert provider is not None
-        measurements = await measuring.measure(spec, namespace, traffic.weight, now, provider, needs.check_since)
+        measurements = await measuring.measure(
+            spec,
+            namespace,
+            traffic.weight,
+            now,
+            provider,
+            needs.check_since,
+            step_since=needs.step_since,
+            tighten=needs.tighten,
+        )
         check = judging.judge(spec.analysis, measurements, slo=spec.slo, tighten=needs.tighten)
+    elif needs.continuous and needs.check_since is not None:
+        assert provider is not None
+        counts = await measuring.measure_since_start(
+            spec, namespace, traffic.weight, now, provider, needs.check_since, tighten=needs.tighten
+        )
+        evidence = judging.continuous(spec.analysis, counts, tighten=needs.tighten)
     budget = judging.Reading()
     if needs.budget:
         assert provider is not None
@@ -176,6 +191,7 @@ async def tick(
         traffic=traffic,
         check=check,
         requests=requests_of(body),
+        evidence=evidence,
         budget_remaining=budget.value,
         budget_problem=budget.detail or (budget.problem or ""),
         gates=tuple(a for a in answers if a.type in GATE_TYPES),

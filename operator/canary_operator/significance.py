@@ -34,6 +34,7 @@ Pure functions, standard library only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import statistics
 
@@ -303,3 +304,267 @@ def tail_counts(
     canary_bad, edge = count_above(canary, bound)
     primary_bad, _ = count_above(primary, bound)
     return canary_bad, primary_bad, edge
+
+
+# ---------------------------------------------------------------- a share against a fixed limit
+#
+# ``max: 1`` on an error rate means "a canary whose true error rate is above 1% fails", and a p99
+# limit means the same of the share of requests slower than it (p99 > 500 ms exactly when more than
+# 1% of requests are slower than 500 ms). So a fixed limit is a one-sample test of a proportion: fail
+# when the counts show the share over the limit, pass when they show it under, inconclusive between.
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitTest:
+    verdict: models.Verdict
+    share: float  # observed share of bad requests (0..1), NaN without requests
+    limit: float  # the share the canary may not exceed (``above=True``) or fall below
+    p_value: float  # of "within the limit": small when the canary is shown beyond it
+    p_within: float  # of "beyond the limit": small when the canary is shown within it
+    method: str
+
+
+def _log_binomial_pmf(n: int, p: float, k: int) -> float:
+    if p <= 0:
+        return 0.0 if k == 0 else -math.inf
+    if p >= 1:
+        return 0.0 if k == n else -math.inf
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
+
+
+def binomial_tail(n: int, p: float, k: int, *, upper: bool = True) -> float:
+    """P(X >= k) (``upper``) or P(X <= k) for X ~ Binomial(n, p), summed from k outward in log space.
+
+    The terms fall away from the mode geometrically, so summing outward from ``k`` until they stop
+    mattering is exact to double precision and costs a few standard deviations' worth of terms.
+    """
+    if upper and k <= 0 or not upper and k >= n:
+        return 1.0
+    if upper and k > n or not upper and k < 0:
+        return 0.0
+    mode = (n + 1) * p
+    # Sum the smaller side directly; the other side is 1 minus it.
+    if upper and k < mode:
+        return max(0.0, 1.0 - binomial_tail(n, p, k - 1, upper=False))
+    if not upper and k > mode:
+        return max(0.0, 1.0 - binomial_tail(n, p, k + 1, upper=True))
+    log_first = _log_binomial_pmf(n, p, k)
+    if log_first == -math.inf:
+        return 0.0
+    odds = p / (1 - p) if p < 1 else math.inf
+    term, total, j = 1.0, 1.0, k
+    while True:
+        if upper:
+            if j >= n:
+                break
+            term *= (n - j) / (j + 1) * odds
+            j += 1
+        else:
+            if j <= 0:
+                break
+            term *= j / ((n - j + 1) * odds)
+            j -= 1
+        total += term
+        if term < 1e-17 * total:
+            break
+    return min(1.0, math.exp(log_first + math.log(total)))
+
+
+# The alternatives an always-valid test mixes over, as multiples of the distance to the limit's far
+# side: a share 10% beyond the limit up to 30 times it. A grid of fixed alternatives keeps each
+# likelihood ratio a test supermartingale under every share within the limit (the ratio of one
+# request is linear in the true share), so their average is one too, and Ville's inequality bounds
+# the chance it ever reaches 1/alpha by alpha, however often and whenever it is looked at.
+_MIXTURE_STEPS = tuple(0.1 * 1.35**i for i in range(20))
+
+
+@functools.lru_cache(maxsize=256)
+def _mixture_terms(limit: float, above: bool) -> tuple[tuple[float, float], ...]:
+    """Per alternative, log(alt / limit) and log((1 - alt) / (1 - limit)): what one bad and one good request add."""
+    if above:
+        alternatives = [a for a in (limit * (1 + step) for step in _MIXTURE_STEPS) if a < 1] or [(1 + limit) / 2]
+    else:
+        alternatives = [limit / (1 + step) for step in _MIXTURE_STEPS]
+    return tuple((math.log(a / limit), math.log1p(-a) - math.log1p(-limit)) for a in alternatives)
+
+
+def _mixture_log_ratio(bad: int, total: int, limit: float, above: bool) -> float:
+    """log of the average likelihood ratio of the alternatives beyond ``limit`` against the limit itself."""
+    terms = _mixture_terms(limit, above)
+    good = total - bad
+    logs = [bad * per_bad + good * per_good for per_bad, per_good in terms]
+    top = max(logs)
+    return top + math.log(sum(math.exp(x - top) for x in logs) / len(logs))
+
+
+def always_valid_limit_p(bad: float, total: float, limit: float, *, above: bool = True) -> float:
+    """The always-valid p-value of "the share is within ``limit``" (at most it, or at least it when not ``above``).
+
+    1 / the mixture likelihood ratio of the counts since the start. Any policy of looking (every
+    scrape, every tick, stopping at the first crossing) fails a canary within the limit at most
+    alpha of the time. Sound only for shares strictly inside (0, 1).
+    """
+    if total < 1 or not 0 < limit < 1:
+        return 1.0
+    n = round(total)
+    x = min(max(round(bad), 0), n)
+    log_ratio = _mixture_log_ratio(x, n, limit, above)
+    return 1.0 if log_ratio <= 0 else math.exp(-log_ratio)
+
+
+def against_limit(
+    bad: float, total: float, limit: float, *, above: bool = True, confidence: float = 0.99, sequential: bool = False
+) -> LimitTest:
+    """Is the share of bad requests beyond ``limit`` (above it; below it when not ``above``)?
+
+    ``sequential=False``: exact binomial tails, right for one window judged once. ``sequential=True``:
+    the always-valid mixture test on both sides, right for counts since the start looked at again and
+    again (``always_valid_limit_p``).
+    """
+    alpha = 1 - confidence
+    n = round(total)
+    x = min(max(round(bad), 0), n)
+    share = x / n if n else math.nan
+    if n < 1 or not 0 < limit < 1:
+        return LimitTest(models.Verdict.INCONCLUSIVE, share, limit, 1.0, 1.0, "no requests")
+    if sequential:
+        method = "always-valid mixture test on the counts since the start"
+        p_beyond = always_valid_limit_p(x, n, limit, above=above)
+        p_within = always_valid_limit_p(x, n, limit, above=not above)
+    else:
+        method = "exact binomial test"
+        p_beyond = binomial_tail(n, limit, x, upper=above)
+        p_within = binomial_tail(n, limit, x, upper=not above)
+    if p_beyond <= alpha:
+        verdict = models.Verdict.FAIL
+    elif p_within <= alpha:
+        verdict = models.Verdict.PASS
+    else:
+        verdict = models.Verdict.INCONCLUSIVE
+    return LimitTest(verdict, share, limit, p_beyond, p_within, method)
+
+
+def detectable_share(total: float, limit: float, alpha: float, *, power: float = 0.9, above: bool = True) -> float:
+    """The share beyond ``limit`` that the always-valid test at ``alpha`` catches with ``power`` on ``total`` requests.
+
+    The minimum detectable effect recorded on a promotion: a canary at least this bad would have
+    been rolled back (``power`` of the time) by the evidence this promotion rests on. NaN when
+    ``total`` requests could not show it even if every one of them were bad.
+    """
+    n = round(total)
+    if n < 1 or not 0 < limit < 1:
+        return math.nan
+    extreme = n if above else 0
+    if always_valid_limit_p(extreme, n, limit, above=above) > alpha:
+        return math.nan
+    # The count of bad requests from which the test fails: the mixture ratio is monotone in it, and
+    # lies between its best alternative's ratio / K and that ratio, which brackets the count closely.
+    terms = _mixture_terms(limit, above)
+    target = math.log(1 / alpha)
+
+    def count_for(level: float) -> int:
+        found = []
+        for per_bad, per_good in terms:
+            slope = per_bad - per_good  # what turning one good request bad adds to the log ratio
+            found.append((level - n * per_good) / slope)  # above: slope > 0; below: slope < 0
+        return math.ceil(min(found)) if above else math.floor(max(found))
+
+    surely, maybe = count_for(target + math.log(len(terms))), count_for(target)
+    fails = min(max(surely, 0), n)
+    holds = max(maybe - 1, -1) if above else min(maybe + 1, n + 1)
+    while abs(fails - holds) > 1:
+        middle = (fails + holds) // 2
+        if always_valid_limit_p(middle, n, limit, above=above) <= alpha:
+            fails = middle
+        else:
+            holds = middle
+    # The share at which that count is reached with ``power``: the tail is monotone in the share.
+    if n * min(limit, 1 - limit) >= 20:
+        return _normal_share(n, fails, power, above)
+    lo, hi = (limit, 1.0) if above else (0.0, limit)
+    for _ in range(20):
+        share = (lo + hi) / 2
+        caught = binomial_tail(n, share, fails, upper=above) >= power
+        if above:
+            lo, hi = (lo, share) if caught else (share, hi)
+        else:
+            lo, hi = (share, hi) if caught else (lo, share)
+    return hi if above else lo
+
+
+def requests_to_show(share: float, limit: float, alpha: float, *, above: bool = True) -> float | None:
+    """About how many requests the always-valid test needs to show a canary at ``share`` beyond ``limit``.
+
+    Enough for the best single alternative to reach 1/alpha with the mixture's 1/K discount, at the
+    expected count of bad requests: a slight overestimate, for the "need ~N more" of a verdict. None
+    when ``share`` is not beyond the limit.
+    """
+    terms = _mixture_terms(limit, above)
+    drift = max(share * per_bad + (1 - share) * per_good for per_bad, per_good in terms)
+    if drift <= 0:
+        return None
+    return math.log(len(terms) / alpha) / drift
+
+
+def _normal_share(n: int, count: int, power: float, above: bool) -> float:
+    """The share p with P(X >= count) = power (or P(X <= count) when not ``above``), X ~ Binomial(n, p).
+
+    Normal approximation with continuity correction, for samples large enough that it is exact to a
+    fraction of a percent: solves (count -+ 0.5 - n p)^2 = z^2 n p (1 - p) for the root on the right side.
+    """
+    z = _NORMAL.inv_cdf(power)
+    c = count - 0.5 if above else count + 0.5
+    # n^2 p^2 - 2 c n p + c^2 = z^2 n p - z^2 n p^2  ->  (n^2 + z^2 n) p^2 - (2 c n + z^2 n) p + c^2 = 0
+    a, b, k = n * n + z * z * n, -(2 * c * n + z * z * n), c * c
+    root = math.sqrt(max(b * b - 4 * a * k, 0.0))
+    return (-b + root) / (2 * a) if above else (-b - root) / (2 * a)
+
+
+# ---------------------------------------------------------------- always-valid comparison of two arms
+#
+# Lindon, Sanden, Shirikian (KDD 2022): model each arm's bad requests as a Poisson process with a rate
+# per request served. Given that a bad request happened, it came from the canary with probability
+# ``theta = n_c * psi / (n_c * psi + n_p)``, where n_c / n_p are the requests each arm served in that
+# stretch and ``psi`` the ratio of the canary's rate of bad requests to the primary's. So the canary's
+# share of the bad requests of each stretch is binomial in psi alone, whatever the primary's own
+# rate does (incidents, daily cycles): the nuisance is conditioned away. A mixture over psi > psi0 of
+# these likelihood ratios is a test supermartingale when the canary's ratio is at most psi0.
+
+
+_RATIO_STEPS = tuple(1.1 * 1.3**i for i in range(20))  # psi / psi0 of the alternatives
+
+
+@dataclasses.dataclass
+class RatioEvidence:
+    """The running log likelihood ratios of the alternatives, fed one stretch of counts at a time."""
+
+    psi0: float = 1.0
+    logs: list[float] = dataclasses.field(default_factory=lambda: [0.0] * len(_RATIO_STEPS))
+
+    def add(self, canary_bad: float, canary_total: float, primary_bad: float, primary_total: float) -> None:
+        xc, xp = round(canary_bad), round(primary_bad)
+        if xc + xp == 0 or canary_total <= 0 or primary_total <= 0:
+            return  # no bad request in the stretch: nothing to attribute
+        theta0 = canary_total * self.psi0 / (canary_total * self.psi0 + primary_total)
+        for i, step in enumerate(_RATIO_STEPS):
+            psi = self.psi0 * step
+            theta = canary_total * psi / (canary_total * psi + primary_total)
+            self.logs[i] += xc * math.log(theta / theta0) + xp * math.log((1 - theta) / (1 - theta0))
+
+    @property
+    def p_value(self) -> float:
+        top = max(self.logs)
+        log_mean = top + math.log(sum(math.exp(x - top) for x in self.logs) / len(self.logs))
+        return 1.0 if log_mean <= 0 else math.exp(-log_mean)
+
+
+def always_valid_ratio_p(
+    canary_bad: float, canary_total: float, primary_bad: float, primary_total: float, *, ratio: float = 1.0
+) -> float:
+    """Always-valid p-value of "the canary's rate of bad requests is at most ``ratio`` x the primary's".
+
+    All the counts as one stretch (the split of traffic taken as constant over it).
+    """
+    evidence = RatioEvidence(psi0=ratio)
+    evidence.add(canary_bad, canary_total, primary_bad, primary_total)
+    return evidence.p_value

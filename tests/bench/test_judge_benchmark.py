@@ -7,7 +7,8 @@ import statistics
 
 import pytest
 
-from canary_bench.benchmarks import corpus, judge, peers
+from canary_bench.benchmarks import corpus, example, judge, peers
+from canary_operator import judging, measuring, models
 
 HEALTHY = corpus.FAMILY["healthy 0.1%"]
 
@@ -266,3 +267,74 @@ def test_catching_a_regression_faster_always_costs_more_false_failures() -> None
         assert all(later <= earlier for earlier, later in zip(costs, costs[1:], strict=False))
     # At 5 req/s, catching +2pp within 2 minutes half the time rolls back 2.4% of healthy canaries per window.
     assert judge.detection_bounds(5.0, 2)[1] == pytest.approx(0.024, abs=0.001)
+
+
+# ---------------------------------------------------------------- examples/web.yaml replayed
+
+
+def test_slots_split_each_interval_without_losing_a_request() -> None:
+    generated = corpus.generate(corpus.FAMILY["err +5pp"], 50.0, 3)
+    slots = corpus.slots(generated)
+    assert len(slots) == corpus.HORIZON * corpus.SLOTS
+    for i, interval in enumerate(generated.intervals):
+        part = slots[i * corpus.SLOTS : (i + 1) * corpus.SLOTS]
+        for pick in ("canary", "primary"):
+            arm_of = [getattr(s, pick) for s in part]
+            whole = getattr(interval, pick)
+            assert sum(a.requests for a in arm_of) == whole.requests
+            assert sum(a.errors for a in arm_of) == whole.errors
+            assert tuple(sum(a.buckets[b] for a in arm_of) for b in range(len(corpus.BUCKETS))) == whole.buckets
+            assert all(a.buckets[-1] == a.requests and a.errors <= a.requests for a in arm_of)
+    assert corpus.slots(generated) == slots, "seeded"
+
+
+def test_the_replayed_analysis_is_the_examples_own() -> None:
+    ten = example.analysis("10s")
+    spec = example.example_spec()
+    assert [m.max for m in ten.metrics] == [1, 500] and ten.failure_threshold == 2 and ten.min_requests == 50
+    assert ten.metrics == spec.analysis.metrics and example.analysis("1m").interval == "1m"
+
+
+def test_the_continuous_verdict_the_replay_reads_is_what_judging_continuous_computes() -> None:
+    generated = corpus.generate(corpus.FAMILY["err +5pp"], 5.0, 1)
+    prefix = example.Prefix(corpus.slots(generated))
+    spec_analysis = example.analysis("10s")
+    for t in (5, 40, 90, 179):
+        since = prefix.window(0, t + 1, "since the canary started")
+        counts = measuring.build(spec_analysis, at=example.AT, weight=10, recent={}, since_start=since)
+        alone = judging.continuous(spec_analysis, counts)
+        with_check = measuring.build(
+            spec_analysis, at=example.AT, weight=10, recent={"10s": prefix.window(t, t + 1, "10s")}, since_start=since
+        )
+        record = judging.judge(spec_analysis, with_check, mde=False)
+        assert (alone.verdict is models.Verdict.FAIL) == bool(judging.evidence_failed(record))
+        assert [e.p_value for e in alone.metrics] == [m.evidence.p_value for m in record.metrics if m.evidence]
+
+
+def test_the_example_rolls_back_a_5pp_canary_at_500_rps_within_a_check_and_promotes_a_healthy_one() -> None:
+    bad = example.replay(corpus.generate(corpus.FAMILY["err +5pp"], 500.0, 0))
+    onset = corpus.ONSET * corpus.INTERVAL_SECONDS
+    for rule in example.RULES:
+        at = bad.rollback[rule]
+        assert at is not None and onset < at <= onset + 120, rule
+    assert bad.rollback["10s cont"] is not None and bad.rollback["10s cont"] <= onset + 20
+    good = example.replay(corpus.generate(corpus.FAMILY["healthy 0.1%"], 500.0, 0))
+    assert all(good.rollback[rule] is None for rule in example.RULES)
+    assert good.promoted["10s cont"] is not None and good.promoted["10s cont"] <= 120
+
+
+def test_a_shared_incident_holds_the_example_instead_of_rolling_it_back() -> None:
+    found = example.replay(corpus.generate(corpus.FAMILY["incident both"], 500.0, 0))
+    assert all(found.rollback[rule] is None for rule in example.RULES)
+    assert found.rollback["Flagger t=1 10s"] is not None, "a fixed limit alone blames the canary"
+
+
+def test_the_information_floor_is_walds_sprt_sample_size() -> None:
+    from canary_bench.benchmarks import restore
+
+    # 5% errors against a 1% limit: log-likelihood ratio per request 0.0413, thresholds log(99).
+    per_request = 0.05 * math.log(5) + 0.95 * math.log(0.95 / 0.99)
+    expected = (0.99 * math.log(99) + 0.01 * math.log(0.01 / 0.99)) / per_request
+    assert restore.sprt_requests(0.05, 0.01) == pytest.approx(expected)
+    assert restore.sprt_requests(0.05, 0.01) < restore.sprt_requests(0.02, 0.01), "closer to the limit: more requests"
+    assert restore.bad_share("slow") == pytest.approx(0.062, abs=0.001)  # p99 800 ms, median 200 ms: 6.2% over 500 ms

@@ -163,7 +163,9 @@ async def test_three_hostile_tenants_do_not_delay_a_healthy_rollouts_check(
         measured = await asyncio.gather(*tenants)
 
     record = judging.judge(spec.analysis, healthy)
-    assert record.verdict is models.Verdict.PASS
+    # Every number arrived: 300 canary requests at 0.4% cannot prove < 1% (Inconclusive, short of traffic), but
+    # nothing is missing or failing.
+    assert record.verdict is not models.Verdict.FAIL and record.cause in (None, judging.INSUFFICIENT_TRAFFIC)
     assert record.metrics[0].canary == pytest.approx(0.4) and record.metrics[1].canary == pytest.approx(120)
     # Far less than one interval (60s), and less than the tenants' 30s timeout it would otherwise wait behind.
     assert took < 5, f"the healthy check took {took:.1f}s"

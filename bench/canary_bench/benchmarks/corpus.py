@@ -36,6 +36,8 @@ HORIZON = 30  # intervals per trace
 CANARY_SHARE = 0.1
 ONSET = 5  # first regressed interval (0-based): five healthy minutes come first
 TRAFFIC_LEVELS = (0.5, 5.0, 50.0, 500.0)  # total req/s, both arms together
+MODERATE = (10.0, 30.0, 50.0)  # where the moderate regressions are drawn
+SLOTS = 6  # 10-second slots per interval, for replaying checks every 10 s
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, math.inf)
 
 SHARED_ERROR_SIGMA = 0.5
@@ -68,6 +70,7 @@ class Family:
     tail_share: float = 0.0  # share of canary requests delayed by TAIL_DELAY from ONSET
     burst_both: int = 0  # intervals of an error and latency burst in both arms, at a random time
     blip_canary: int = 0  # intervals of an error spike in the canary alone, at a random time
+    traffic: tuple[float, ...] = TRAFFIC_LEVELS  # the total request rates it is drawn at
 
     @property
     def onset(self) -> int | None:
@@ -78,10 +81,20 @@ FAMILIES = (
     Family("healthy 0.1%", HEALTHY, "healthy canary, base error rate 0.1%"),
     Family("healthy 1%", HEALTHY, "healthy canary, base error rate 1%", base_error=0.01),
     Family("burst both", HEALTHY, "3-interval burst (+5pp 5xx, latency x3) in both arms", burst_both=3),
+    Family("incident both", HEALTHY, "10-interval shared incident (+5pp 5xx, latency x3) in both arms", burst_both=10),
     Family("err +0.5pp", REGRESSION, "canary 5xx +0.5pp from ONSET", error_step=0.005),
     Family("err +2pp", REGRESSION, "canary 5xx +2pp from ONSET", error_step=0.02),
     Family("err +2pp @1%", REGRESSION, "canary 5xx +2pp from ONSET, base 1%", base_error=0.01, error_step=0.02),
     Family("err +5pp", REGRESSION, "canary 5xx +5pp from ONSET", error_step=0.05),
+    Family(
+        "err +2pp mod", REGRESSION, "canary 5xx +2pp from ONSET, moderate traffic", error_step=0.02, traffic=MODERATE
+    ),
+    Family(
+        "err +3pp mod", REGRESSION, "canary 5xx +3pp from ONSET, moderate traffic", error_step=0.03, traffic=MODERATE
+    ),
+    Family(
+        "err +4pp mod", REGRESSION, "canary 5xx +4pp from ONSET, moderate traffic", error_step=0.04, traffic=MODERATE
+    ),
     Family("err drift", REGRESSION, "canary 5xx +0.25pp more each interval from ONSET", error_slope=0.0025),
     Family("lat x1.5", REGRESSION, "canary latency x1.5 from ONSET (p99 ~250 -> ~450 ms)", latency_scale=1.5),
     Family("lat x3", REGRESSION, "canary latency x3 from ONSET", latency_scale=3.0),
@@ -224,3 +237,33 @@ def generate(family: Family, traffic: float, index: int, seed: int = 0) -> Trace
         for i in range(HORIZON)
     )
     return Trace(family, traffic, index, intervals)
+
+
+def slots(trace: Trace) -> tuple[Interval, ...]:
+    """The trace in 10-second slots (``SLOTS`` per interval), for checks every 10 s.
+
+    Each request of an interval is put in one of its slots at random (its error and its latency
+    bucket with it): the interval's rates hold for all its slots, as the generative model says.
+    Seeded from the trace's own seed, so the minute-level trace is the same with or without slots.
+    """
+    rng = np.random.default_rng([*seed_for(trace.family, trace.traffic, trace.index, 0), 0x510])
+    out: list[list[tuple[int, int, tuple[int, ...]]]] = [[] for _ in range(len(trace.intervals) * SLOTS)]
+    for i, interval in enumerate(trace.intervals):
+        for arm in (interval.canary, interval.primary):
+            per_bucket = np.diff(np.array(arm.buckets), prepend=0)
+            split = rng.multinomial(arm.requests, [1 / SLOTS] * SLOTS)
+            error_split = _split(rng, arm.errors, arm.requests, split)
+            remaining = per_bucket.copy()
+            for k in range(SLOTS):
+                size = int(split[k])
+                drawn = rng.multivariate_hypergeometric(remaining, size) if size else np.zeros_like(remaining)
+                remaining = remaining - drawn
+                out[i * SLOTS + k].append((size, error_split[k], tuple(int(c) for c in np.cumsum(drawn))))
+    return tuple(Interval(Arm(*slot[0]), Arm(*slot[1])) for slot in out)
+
+
+def _split(rng: np.random.Generator, errors: int, requests: int, sizes: np.ndarray) -> list[int]:
+    """How ``errors`` of ``requests`` fall into slots of ``sizes`` requests (multivariate hypergeometric)."""
+    if errors == 0:
+        return [0] * len(sizes)
+    return [int(x) for x in rng.multivariate_hypergeometric(sizes.astype(np.int64), errors)]

@@ -21,8 +21,8 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 
-from canary_bench.benchmarks import corpus, peers
-from canary_operator import judging, models, significance
+from canary_bench.benchmarks import corpus, example, peers
+from canary_operator import judging, measuring, models
 from canary_operator.rollouts import checks
 
 AT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -73,85 +73,38 @@ ANALYSIS = analysis()
 ERROR_RATE = ANALYSIS.metrics[0]  # the metric target 2 is about
 
 
-def _value(number: float) -> judging.Reading:
-    if math.isnan(number):
-        return judging.Reading.missing(judging.NO_DATA, "no requests in the window")
-    return judging.Reading(number)
-
-
-def _counts(
-    canary_bad: float, canary_total: float, primary_bad: float, primary_total: float, window: str, what: str = ""
-) -> judging.Counts:
-    return judging.Counts(
-        window,
-        judging.Reading(canary_bad),
-        judging.Reading(canary_total),
-        judging.Reading(primary_bad),
-        judging.Reading(primary_total),
-        what,
-    )
-
-
 def _summed(arms: Sequence[corpus.Arm]) -> dict[float, float]:
     """The cumulative buckets of several intervals together, as ``increase(...[window])`` reads them."""
     return {bound: float(sum(arm.buckets[i] for arm in arms)) for i, bound in enumerate(corpus.BUCKETS)}
 
 
-def _compared_counts(metric: models.Metric, intervals: Sequence[corpus.Interval], window: str) -> judging.Counts:
-    """Bad and total requests of both arms over ``intervals``, as ``measuring._counts`` reads them."""
-    canary_total = sum(i.canary.requests for i in intervals)
-    primary_total = sum(i.primary.requests for i in intervals)
-    if metric.template is models.MetricTemplate.ERROR_RATE:
-        canary_bad = sum(i.canary.errors for i in intervals)
-        primary_bad = sum(i.primary.errors for i in intervals)
-        return _counts(canary_bad, canary_total, primary_bad, primary_total, window)
-    bound = metric.slower_than / 1000 if metric.slower_than is not None else None
-    found = significance.tail_counts(
-        _summed([i.canary for i in intervals]), _summed([i.primary for i in intervals]), bound
-    )
-    if found is None:
-        missing = judging.Reading.missing(judging.NO_DATA, "no primary requests to take a p99 from")
-        return judging.Counts(window, missing, judging.Reading(canary_total), missing, judging.Reading(primary_total))
-    canary_slow, primary_slow, edge = found
-    return _counts(
-        canary_slow, canary_total, primary_slow, primary_total, window, f"requests slower than {edge * 1000:g}ms"
+def window(intervals: Sequence[corpus.Interval], label: str) -> measuring.Window:
+    """Both arms' counts over ``intervals``, as ``measuring.measure`` reads them from Prometheus."""
+
+    def tally(arms: Sequence[corpus.Arm]) -> measuring.Tally:
+        requests = float(sum(a.requests for a in arms))
+        return measuring.Tally(
+            judging.Reading(requests), judging.Reading(float(sum(a.errors for a in arms))), _summed(arms)
+        )
+
+    return measuring.Window(
+        label,
+        len(intervals) * corpus.INTERVAL_SECONDS,
+        tally([i.canary for i in intervals]),
+        tally([i.primary for i in intervals]),
     )
 
 
 def measurements(intervals: Sequence[corpus.Interval], t: int = 0) -> judging.Measurements:
-    """What the operator's measuring step would hand the judge at the end of interval ``t``.
-
-    Like ``measuring.measure``: each comparison gets the counts of the last window, and from the
-    second check on, the counts since the canary started (here: since the trace started).
-    """
-    interval = intervals[t]
-    canary, primary = interval.canary, interval.primary
-    so_far = intervals[: t + 1]
-    values = {
-        models.MetricTemplate.ERROR_RATE: (canary.error_percent, primary.error_percent),
-        models.MetricTemplate.LATENCY_P99: (canary.p99_ms, primary.p99_ms),
-    }
-    readings = []
-    for metric in ANALYSIS.metrics:
-        assert metric.template is not None
-        canary_value, primary_value = values[metric.template]
-        readings.append(
-            judging.MetricReadings(
-                metric,
-                "",
-                _value(canary_value),
-                _value(primary_value),
-                recent=_compared_counts(metric, [interval], "1m"),
-                since_start=_compared_counts(metric, so_far, f"{t + 1}m since the canary started") if t >= 1 else None,
-            )
-        )
-    return judging.Measurements(
+    """What the operator's measuring step hands the judge at the end of interval ``t``: ``measuring.build``
+    on the counts of the last window and, from the second check on, since the canary (the trace) started."""
+    since = window(intervals[: t + 1], f"{t + 1}m since the canary started") if t >= 1 else None
+    return measuring.build(
+        ANALYSIS,
         at=AT + datetime.timedelta(seconds=corpus.INTERVAL_SECONDS * (t + 1)),
-        window=ANALYSIS.interval,
         weight=round(100 * corpus.CANARY_SHARE),
-        canary_requests=judging.Reading(float(canary.requests)),
-        primary_requests=judging.Reading(float(primary.requests)),
-        metrics=readings,
+        recent={ANALYSIS.interval: window([intervals[t]], ANALYSIS.interval)},
+        since_start=since,
     )
 
 
@@ -308,7 +261,7 @@ def render(results: dict[tuple[str, float], list[dict[str, int | None]]], traces
     healthy: dict[str, list[int]] = {name: [0, 0] for name in (*JUDGES, HELD)}
     early: dict[str, list[int]] = {name: [0, 0] for name in JUDGES}
     for family in corpus.FAMILIES:
-        for traffic in corpus.TRAFFIC_LEVELS:
+        for traffic in family.traffic:
             rows = results[(family.name, traffic)]
             cells = []
             for name in JUDGES:
@@ -419,7 +372,7 @@ def verdict(results: dict[tuple[str, float], list[dict[str, int | None]]], healt
 
 
 def run(traces: int, seed: int, jobs: int) -> dict[tuple[str, float], list[dict[str, int | None]]]:
-    rows = [(family.name, traffic) for family in corpus.FAMILIES for traffic in corpus.TRAFFIC_LEVELS]
+    rows = [(family.name, traffic) for family in corpus.FAMILIES for traffic in family.traffic]
     if jobs <= 1:
         return {row: replay_row(*row, traces, seed) for row in rows}
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -432,14 +385,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--traces", type=int, default=200, help="traces per family and traffic level")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    parser.add_argument(
+        "--example-traces", type=int, default=30, help="traces per row for examples/web.yaml's analysis (0: skip)"
+    )
+    parser.add_argument("--skip-compare", action="store_true", help="replay only examples/web.yaml's analysis")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    results = run(args.traces, args.seed, args.jobs)
-    for line in render(results, args.traces, args.seed):
-        print(line)
-    sys.stdout.flush()
-    print(f"({len(results) * args.traces} traces replayed in {time.perf_counter() - began:.0f}s)", file=sys.stderr)
+    replayed = 0
+    if not args.skip_compare:
+        results = run(args.traces, args.seed, args.jobs)
+        for line in render(results, args.traces, args.seed):
+            print(line)
+        replayed += len(results) * args.traces
+        print()
+        sys.stdout.flush()
+    if args.example_traces > 0:
+        examples = run_example(args.example_traces, args.seed, args.jobs)
+        for line in example.render(examples, args.example_traces, args.seed):
+            print(line)
+        replayed += len(examples) * args.example_traces
+    print(f"({replayed} traces replayed in {time.perf_counter() - began:.0f}s)", file=sys.stderr)
     return 0
+
+
+def run_example(traces: int, seed: int, jobs: int) -> dict[tuple[str, float], list[example.Outcome]]:
+    rows = example.rows()
+    if jobs <= 1:
+        return {row: example.replay_row(*row, traces, seed) for row in rows}
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {row: pool.submit(example.replay_row, *row, traces, seed) for row in rows}
+        return {row: future.result() for row, future in futures.items()}
 
 
 if __name__ == "__main__":

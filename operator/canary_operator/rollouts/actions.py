@@ -112,6 +112,8 @@ class Needs:
     primary_replicas: int
     check: bool  # take a check (measurements) now
     check_since: datetime.datetime | None  # the canary's start: evidence accumulates from here
+    step_since: datetime.datetime | None  # this step's weight settled: the pass rule counts requests from here
+    continuous: bool  # run the continuous (always-valid) test of the counts since the start now
     budget: bool  # read the error budget: a canary may start
     tighten: float  # the error-budget factor on the limits of this canary's checks
     gates: tuple[tuple[models.WebhookType, str], ...] = ()  # gate webhooks to ask now, and about which revision
@@ -128,6 +130,8 @@ def needs(
         primary_replicas=plan.primary_replicas(status.target_replicas),
         check=checks.due(spec, status, now),
         check_since=plan.time(status.canary_started_at),
+        step_since=plan.time(status.weight_settled_at),
+        continuous=checks.continuous_due(spec, status, now),
         budget=budget.wanted(spec, status, target_revision),
         tighten=budget.tighten_factor(spec, status),
         gates=gates_due(spec, status, target_revision, now),

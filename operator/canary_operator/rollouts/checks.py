@@ -37,6 +37,39 @@ def due(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, now:
     return last is None or (now - last).total_seconds() >= spec.analysis.interval_seconds
 
 
+def continuous_due(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, now: datetime.datetime) -> bool:
+    """Whether the handler should run the continuous (always-valid) test of the counts since the canary started.
+
+    Every ``continuousInterval`` while analysing, from the canary's start, on ticks without a check (a
+    check carries the same evidence).
+    """
+    if not spec.analysis.continuous or status.phase not in models.ANALYSING_PHASES:
+        return False
+    started = plan.time(status.canary_started_at)
+    if started is None or due(spec, status, now):
+        return False
+    last = plan.time(status.evidence.at) if status.evidence is not None else None
+    since = max(started, last) if last is not None else started
+    return (now - since).total_seconds() >= models.parse_duration(spec.analysis.continuous_interval)
+
+
+def failing_evidence(tick: drafting.Tick, check: models.CheckRecord | None) -> str | None:
+    """The continuous analysis: why the evidence since the start fails the canary, if it does (a rollback at once).
+
+    Its always-valid p-value keeps the false-rollback chance over the whole canary within the budget however
+    often it is read, so it needs no streak of failures (``failureThreshold`` governs the per-window checks).
+    """
+    evidence = tick.obs.evidence
+    if evidence is not None:
+        tick.status.evidence = evidence
+    if not tick.spec.analysis.continuous:
+        return None
+    if evidence is not None and evidence.verdict is Verdict.FAIL:
+        return evidence.reason
+    failing = [r for r in (check.metrics if check else []) if r.evidence and r.evidence.verdict is Verdict.FAIL]
+    return "; ".join(r.reason for r in failing) or None
+
+
 def short_verdict(record: models.CheckRecord) -> str:
     if record.verdict is Verdict.PASS:
         return "Pass"
@@ -85,7 +118,9 @@ def record(tick: drafting.Tick, check: models.CheckRecord) -> list[models.Metric
     status.last_check_at = check.at
     status.last_verdict = short_verdict(check)
     status.failed_checks = failed
-    status.recent_checks = [*status.recent_checks, check][-RECENT_CHECKS:]
+    # The recent checks show the trend; without their PromQL (the last check keeps it) the status stays small.
+    brief = check.model_copy(update={"metrics": [m.model_copy(update={"query": None}) for m in check.metrics]})
+    status.recent_checks = [*status.recent_checks, brief][-RECENT_CHECKS:]
 
     tripped = [r for r in check.metrics if failed.get(r.name, 0) >= analysis.failure_threshold]
     if tripped:
@@ -98,7 +133,7 @@ def record(tick: drafting.Tick, check: models.CheckRecord) -> list[models.Metric
             f"{check.reason} [weight {check.weight}%; {analysis.failure_threshold} in a row roll back]",
         )
 
-    if check.verdict is Verdict.INCONCLUSIVE:
+    if check.verdict is Verdict.INCONCLUSIVE and not check.cleared:
         status.inconclusive_checks += 1
         hold, progress = _hold_for_inconclusive(tick, check, status.inconclusive_checks)
         if hold and status.phase is Phase.PROGRESSING:
@@ -115,7 +150,7 @@ def record(tick: drafting.Tick, check: models.CheckRecord) -> list[models.Metric
             status.message = f"step {plan.current_index(tick.spec, status) + 1} extended: {check.reason}"
         return []
     status.inconclusive_checks = 0
-    if check.verdict is Verdict.PASS:
+    if check.verdict is Verdict.PASS or check.cleared:  # pass rule no-harm: no evidence of harm will do
         tick.progressed()
     if status.phase is Phase.PAUSED and status.hold is models.Hold.INCONCLUSIVE:
         status.phase = Phase.PROGRESSING

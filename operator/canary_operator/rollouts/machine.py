@@ -332,6 +332,7 @@ def _start(tick: drafting.Tick, target: observations.Target) -> None:
     status.last_check_at = None
     status.last_verdict = None
     status.last_check = None
+    status.evidence = None
     status.message = f"analysing revision {target.revision}"
     tick.progressed()
     tick.event(
@@ -370,6 +371,12 @@ def _analyse(
             why = "; ".join(r.reason for r in tripped)
             _rollback(tick, why, models.Outcome.ROLLED_BACK, f"after {threshold} consecutive failed checks")
             return request
+    failing = checks.failing_evidence(tick, check)
+    if failing is not None:
+        how = "as the always-valid test of the counts since the canary started shows"
+        status.failing_since = status.failing_since or tick.now_text
+        _rollback(tick, failing, models.Outcome.ROLLED_BACK, how)
+        return request
     if status.phase is Phase.PAUSED:
         if status.hold is models.Hold.INCONCLUSIVE and _deadline_passed(tick):
             _deadline(tick, f"no conclusive check ({status.last_check.reason if status.last_check else 'no data'})")
@@ -418,8 +425,12 @@ def _progress(
     last_at = plan.time(status.last_check_at)
     last = status.last_check
     # The check must have measured only traffic at this step's weight: its window starts after settling.
+    # Pass rule no-harm: a check that shows no harm with enough requests at this step will do.
     passed_here = (
-        last is not None and last.verdict is Verdict.PASS and last_at is not None and last_at - interval >= settled
+        last is not None
+        and (last.verdict is Verdict.PASS or bool(last.cleared))
+        and last_at is not None
+        and last_at - interval >= settled
     )
     step = steps[index]
     promoted_by = ""
@@ -540,6 +551,9 @@ def _rollback(
 
 def _begin_promotion(tick: drafting.Tick, target: observations.Target, why: str) -> None:
     status = tick.status
+    last = status.last_check
+    if last is not None and last.detectable:
+        why = f"{why} (promoted {last.detectable})"
     status.phase = Phase.PROMOTING
     status.promote_full = False
     status.promoting_template = dict(target.template)
@@ -580,7 +594,13 @@ def _promote(tick: drafting.Tick, target: observations.Target) -> None:
     status.stable_template = status.promoting_template or status.stable_template
     status.promoting_template = None
     status.message = f"revision {revision} promoted"
-    tick.finish_release(models.Outcome.PROMOTED, f"all {len(tick.spec.steps)} steps passed")
+    last = status.last_check
+    detectable = last.detectable if last is not None and last.detectable else None
+    tick.finish_release(
+        models.Outcome.PROMOTED,
+        f"all {len(tick.spec.steps)} steps passed" + (f"; promoted {detectable}" if detectable else ""),
+        detectable=detectable,
+    )
     tick.event(
         Normal,
         Reason.PROMOTED,
