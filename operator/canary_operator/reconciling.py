@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import datetime
 import re
 from collections.abc import Coroutine, Mapping
@@ -190,7 +191,7 @@ async def tick(
             weight=check.weight,
             metrics=[m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in check.metrics],
         )
-    recorded = await _record(api, body, decision)
+    recorded = await _record(api, body, _failures_kept(status, decision))
     if recorded is None:
         return None
     _observe(namespace, name, spec, decision, check)
@@ -205,10 +206,28 @@ async def tick(
             await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
     if arms.primary is not None and (problem := await autoscaling.ensure_primary_hpa(api, recorded, spec)):
         logs.get().warning("autoscaler not carried over", problem=problem)
-    await _post_events(api, recorded, decision.status)
+    recorded = await _post_events(api, recorded, decision.status)
+    if status.reconcile_errors:  # the tick went through: the failures in a row are over (the outbox is posted)
+        over = decision.status.model_copy(update={"pending_events": []})
+        recorded = await _record(api, recorded, dataclasses.replace(decision, status=over)) or recorded
     for action in cleanups:  # last: it changes the resourceVersion the outbox is cleared under
         await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
     return decision
+
+
+def _failures_kept(status: models.CanaryRolloutStatus, decision: rollouts.Decision) -> rollouts.Decision:
+    """The decision as recorded before it is acted on: the failures in a row (and the condition they set) stay.
+
+    The state machine decides as if the tick will go through (no failures); only once its actions are done is
+    that written. Otherwise a tick that always fails when it acts (a refused patch) would write the count
+    back to 0 before failing again, and never reach ``Stalled``.
+    """
+    if not status.reconcile_errors:
+        return decision
+    kept: dict[str, object] = {"reconcile_errors": status.reconcile_errors}
+    if status.reconcile_errors >= rollouts.RECONCILE_ERRORS_TO_STALL:
+        kept["conditions"] = status.conditions
+    return dataclasses.replace(decision, status=decision.status.model_copy(update=kept))
 
 
 async def _blocked_by_access(

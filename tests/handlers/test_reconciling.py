@@ -255,3 +255,38 @@ async def test_deletion_restores_the_target_before_it_removes_the_primary(world:
         "patch deployments/web",  # the claim given up
     ]
     assert world.get("deployments", "web")["spec"]["replicas"] == 4
+
+
+async def tick_as_the_daemon_does(world: World) -> None:
+    """One turn of ``main.run_rollout``: a tick, and an API refusal counted in the status."""
+    try:
+        await world.tick()
+    except kube.ApiError as exc:
+        await reconciling.report_failure(world.api, world.namespace, "web", str(exc), world.now)
+
+
+async def test_an_action_refused_every_tick_stalls_the_rollout_once_with_the_cause(world: World) -> None:
+    world.create_target()
+    world.create_rollout()
+    await world.until_stable()
+    refusal = world.cluster.inject(  # an admission policy refuses the new image on web-canary, every time
+        emulation.Fault(
+            "patch",
+            "deployments",
+            emulation.Respond(403, "Forbidden", "image example/web:2.0 is not allowed"),
+            name="web-canary",
+            namespace=world.namespace,
+            count=None,
+        )
+    )
+    world.set_image("example/web:2.0")
+    for _ in range(5):
+        await tick_as_the_daemon_does(world)
+    stalled = next(c for c in world.status()["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "ReconcileError")
+    assert "is not allowed" in stalled["message"]
+    assert [reason for _, reason in world.posted()].count("ReconcileError") == 1
+    world.cluster.remove_fault(refusal)  # the policy is fixed: the next tick goes through and clears it
+    await tick_as_the_daemon_does(world)
+    assert world.status()["reconcileErrors"] == 0 and image_of(world, "web-canary") == "example/web:2.0"
+    assert next(c for c in world.status()["conditions"] if c["type"] == "Stalled")["status"] == "False"
