@@ -110,6 +110,18 @@ async def tick(
         await _record_and_post(api, body, decision)
         telemetry.observe_status(namespace, name, None, decision.status)
         return decision
+    if status.target is not None and status.target != spec.target_ref.name:
+        # The arms, the Services and the recorded templates are those of the Deployment taken over: following
+        # another one would put its pods in place of the other's. Nothing is touched until it is set back.
+        message = (
+            f"invalid spec: spec.targetRef.name changed from {status.target} to {spec.target_ref.name}; a"
+            f" CanaryRollout releases the Deployment it took over: set it back, or delete this CanaryRollout"
+            f" (which gives {status.target} back) and create one for {spec.target_ref.name}"
+        )
+        decision = rollouts.blocked(status, generation, models.Reason.INVALID_SPEC, message, now)
+        await _record_and_post(api, body, decision)
+        telemetry.observe_status(namespace, name, spec, decision.status)
+        return decision
     try:
         metrics.check(spec.analysis)  # before anything is taken over: no address, or one the operator forbids
     except endpoints.AccessError as exc:
@@ -611,7 +623,7 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
     namespace = body["metadata"]["namespace"]
     status = models.parse_status(body.get("status"))
     logs.bind_rollout(namespace, body["metadata"]["name"], status)
-    target = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
+    target = status.target or ((body.get("spec") or {}).get("targetRef") or {}).get("name")
     if not isinstance(target, str) or not re.fullmatch(models.DNS_LABEL_PATTERN, target):
         return  # such a target was never taken over: the schema or the model refused it first
     target_doc = await api.get(kube.deployment_path(namespace, target))

@@ -14,7 +14,7 @@ import datetime
 from typing import Any
 
 import pytest
-from ticking import World, Write
+from ticking import World, Write, target_manifest
 
 from canary_bench import emulation
 from canary_operator import kube, reconciling
@@ -290,3 +290,22 @@ async def test_an_action_refused_every_tick_stalls_the_rollout_once_with_the_cau
     await tick_as_the_daemon_does(world)
     assert world.status()["reconcileErrors"] == 0 and image_of(world, "web-canary") == "example/web:2.0"
     assert next(c for c in world.status()["conditions"] if c["type"] == "Stalled")["status"] == "False"
+
+
+async def test_a_target_ref_changed_after_the_takeover_stalls_and_touches_neither_deployment(world: World) -> None:
+    world.create_target()
+    api = target_manifest(world.namespace, image="example/api:1.0", replicas=3)
+    api["metadata"]["name"] = "api"
+    world.cluster.create(world.path("deployments"), api)
+    world.create_rollout()
+    await world.until_stable()
+    world.cluster.patch(world.path("canaryrollouts", "web"), {"spec": {"targetRef": {"name": "api"}}})
+    writes = await world.tick()
+    await world.tick()
+    assert whats(writes) == [RECORD, "event InvalidSpec", RECORD], "only the status and its Event"
+    stalled = next(c for c in world.status()["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
+    assert "targetRef" in stalled["message"]
+    assert world.get("deployments", "api")["spec"]["replicas"] == 3, "api keeps serving"
+    assert world.cluster.get(world.path("deployments", "api-primary")) is None
+    assert image_of(world, "web-primary") == "example/web:1.0", "web keeps being served by its primary"

@@ -43,6 +43,7 @@ def reconcile(
         if tick.status.phase is None or tick.status.phase is Phase.INITIALIZING:
             _initialize(tick, target)
         else:
+            tick.status.target = tick.status.target or tick.target_name  # written by an older operator
             _follow_target_replicas(tick, target)
             if request is not None and _act_on_request(tick, target, request):
                 request = None
@@ -109,12 +110,15 @@ def _initialize(tick: drafting.Tick, target: observations.Target) -> None:
     name = tick.target_name
     if status.phase is None:
         status.phase = Phase.INITIALIZING
+        status.target = name
         status.target_replicas = target.replicas if status.target_replicas is None else status.target_replicas
         status.stable_revision = target.revision
         status.stable_template = dict(target.template)
         status.message = f"taking over {name}: {name}-primary starting at revision {target.revision}"
         tick.progressed()
         return
+    if status.target is None:  # written by an older operator
+        status.target = name
     if status.stable_template is None:  # written by an older operator: the target still runs what it took over
         status.stable_revision, status.stable_template = target.revision, dict(target.template)
     primary = tick.obs.primary
