@@ -241,6 +241,10 @@ def _idle(
     if target.revision == status.rejected_revision:
         status.message = f"revision {target.revision} was rolled back; waiting for a new revision (or canary.dev/retry)"
         return request
+    if not budget.wanted(tick.spec, tick.old, target.revision) and budget.wanted(tick.spec, status, target.revision):
+        # Released again by this tick's retry: the budget (and the gates) were not read for it; next tick.
+        status.message = f"revision {target.revision} released again; it starts once the error budget is read"
+        return request
     forced = request is not None and request.kind is models.Request.FORCE_RELEASE
     if tick.spec.slo is not None:
         obs = tick.obs
