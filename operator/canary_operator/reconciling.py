@@ -390,6 +390,12 @@ async def _post_events(api: kube.Client, body: Body, status: models.CanaryRollou
             await api.create(kube.events_path(namespace), _event(body, record))
         except kube.ConflictError:
             continue  # posted before the operator stopped: once is enough
+        except kube.ApiError as exc:
+            if exc.code == 429 or exc.code >= 500:
+                raise  # may pass: the outbox keeps it for the next tick
+            # Refused for good (a quota on Events, a policy): telling must never stop the next decision.
+            log.warning("event refused; dropped", reason=record.reason, message=record.message, error=str(exc))
+            continue
         posted.append(record)
         (log.warning if record.type is models.EventType.WARNING else log.info)(record.reason, message=record.message)
     _notify(api, body, status, posted)

@@ -10,6 +10,7 @@ outbox cleared. Each test is one thing a reviewer of the API's audit log would c
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from typing import Any
 
@@ -262,7 +263,8 @@ async def tick_as_the_daemon_does(world: World) -> None:
     try:
         await world.tick()
     except kube.ApiError as exc:
-        await reconciling.report_failure(world.api, world.namespace, "web", str(exc), world.now)
+        with contextlib.suppress(kube.ApiError):  # a failure to say so is only logged
+            await reconciling.report_failure(world.api, world.namespace, "web", str(exc), world.now)
 
 
 async def test_an_action_refused_every_tick_stalls_the_rollout_once_with_the_cause(world: World) -> None:
@@ -309,3 +311,25 @@ async def test_a_target_ref_changed_after_the_takeover_stalls_and_touches_neithe
     assert world.get("deployments", "api")["spec"]["replicas"] == 3, "api keeps serving"
     assert world.cluster.get(world.path("deployments", "api-primary")) is None
     assert image_of(world, "web-primary") == "example/web:1.0", "web keeps being served by its primary"
+
+
+async def test_events_refused_for_good_never_keep_a_bad_canary_from_being_rolled_back(world: World) -> None:
+    world.create_target()
+    world.create_rollout()
+    await world.until_stable()
+    world.cluster.inject(  # a quota on Events in the namespace: every Event is refused from now on
+        emulation.Fault(
+            "create",
+            "events",
+            emulation.Respond(403, "Forbidden", "exceeded quota: events, requested: count/events=1"),
+            namespace=world.namespace,
+            count=None,
+        )
+    )
+    world.metrics.error_percent["canary"] = 5.0
+    world.set_image("example/web:2.0")
+    for _ in range(15):
+        await tick_as_the_daemon_does(world)
+    assert world.status()["phase"] == "RolledBack"
+    assert world.get("deployments", "web-canary")["spec"]["replicas"] == 0
+    assert world.status()["pendingEvents"] == [], "an Event refused for good is dropped, not kept for ever"
