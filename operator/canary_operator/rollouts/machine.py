@@ -257,7 +257,7 @@ def _idle(
             if status.message != message:
                 tick.event(Warning, reason, message)
             status.message = message
-            status.budget = decision
+            status.budget = budget.unchanged(status.budget, decision)
             return request
         status.budget = decision
         if decision.action is models.BudgetAction.FORCED and request is not None:
