@@ -149,8 +149,8 @@ class World:
                 if kind.annotation in self.annotations
             ),
             evidence=evidence,
-            budget_remaining=self.budget_remaining,
-            budget_problem=self.budget_problem,
+            budget_remaining=self.budget_remaining if needs.budget else None,  # read only when needed, as the edge
+            budget_problem=self.budget_problem if needs.budget else "",
             gates=tuple(self.gate_answers),
         )
 

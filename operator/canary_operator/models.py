@@ -1158,6 +1158,9 @@ class CanaryRolloutStatus(_Status):
     phase: Phase | None = None
     observed_generation: int | None = None
     message: str | None = None
+    target: str | None = pydantic.Field(
+        default=None, description="The Deployment taken over (spec.targetRef.name then); never another one."
+    )
     stable_revision: str | None = pydantic.Field(default=None, description="Pod template hash the primary runs.")
     stable_template: dict[str, Any] | None = pydantic.Field(
         default=None, description="The pod template of the stable revision: what a rollback puts back on the primary."

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import datetime
 import re
 from collections.abc import Coroutine, Mapping
@@ -108,6 +109,18 @@ async def tick(
         decision = rollouts.blocked(status, generation, models.Reason.INVALID_SPEC, message, now)
         await _record_and_post(api, body, decision)
         telemetry.observe_status(namespace, name, None, decision.status)
+        return decision
+    if status.target is not None and status.target != spec.target_ref.name:
+        # The arms, the Services and the recorded templates are those of the Deployment taken over: following
+        # another one would put its pods in place of the other's. Nothing is touched until it is set back.
+        message = (
+            f"invalid spec: spec.targetRef.name changed from {status.target} to {spec.target_ref.name}; a"
+            f" CanaryRollout releases the Deployment it took over: set it back, or delete this CanaryRollout"
+            f" (which gives {status.target} back) and create one for {spec.target_ref.name}"
+        )
+        decision = rollouts.blocked(status, generation, models.Reason.INVALID_SPEC, message, now)
+        await _record_and_post(api, body, decision)
+        telemetry.observe_status(namespace, name, spec, decision.status)
         return decision
     try:
         metrics.check(spec.analysis)  # before anything is taken over: no address, or one the operator forbids
@@ -206,7 +219,7 @@ async def tick(
             weight=check.weight,
             metrics=[m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in check.metrics],
         )
-    recorded = await _record(api, body, decision)
+    recorded = await _record(api, body, _failures_kept(status, decision))
     if recorded is None:
         return None
     _observe(namespace, name, spec, decision, check)
@@ -221,10 +234,28 @@ async def tick(
             await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
     if arms.primary is not None and (problem := await autoscaling.ensure_primary_hpa(api, recorded, spec)):
         logs.get().warning("autoscaler not carried over", problem=problem)
-    await _post_events(api, recorded, decision.status)
+    recorded = await _post_events(api, recorded, decision.status)
+    if status.reconcile_errors:  # the tick went through: the failures in a row are over (the outbox is posted)
+        over = decision.status.model_copy(update={"pending_events": []})
+        recorded = await _record(api, recorded, dataclasses.replace(decision, status=over)) or recorded
     for action in cleanups:  # last: it changes the resourceVersion the outbox is cleared under
         await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
     return decision
+
+
+def _failures_kept(status: models.CanaryRolloutStatus, decision: rollouts.Decision) -> rollouts.Decision:
+    """The decision as recorded before it is acted on: the failures in a row (and the condition they set) stay.
+
+    The state machine decides as if the tick will go through (no failures); only once its actions are done is
+    that written. Otherwise a tick that always fails when it acts (a refused patch) would write the count
+    back to 0 before failing again, and never reach ``Stalled``.
+    """
+    if not status.reconcile_errors:
+        return decision
+    kept: dict[str, object] = {"reconcile_errors": status.reconcile_errors}
+    if status.reconcile_errors >= rollouts.RECONCILE_ERRORS_TO_STALL:
+        kept["conditions"] = status.conditions
+    return dataclasses.replace(decision, status=decision.status.model_copy(update=kept))
 
 
 async def _blocked_by_access(
@@ -375,6 +406,12 @@ async def _post_events(api: kube.Client, body: Body, status: models.CanaryRollou
             await api.create(kube.events_path(namespace), _event(body, record))
         except kube.ConflictError:
             continue  # posted before the operator stopped: once is enough
+        except kube.ApiError as exc:
+            if exc.code == 429 or exc.code >= 500:
+                raise  # may pass: the outbox keeps it for the next tick
+            # Refused for good (a quota on Events, a policy): telling must never stop the next decision.
+            log.warning("event refused; dropped", reason=record.reason, message=record.message, error=str(exc))
+            continue
         posted.append(record)
         (log.warning if record.type is models.EventType.WARNING else log.info)(record.reason, message=record.message)
     _notify(api, body, status, posted)
@@ -608,7 +645,7 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
     namespace = body["metadata"]["namespace"]
     status = models.parse_status(body.get("status"))
     logs.bind_rollout(namespace, body["metadata"]["name"], status)
-    target = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
+    target = status.target or ((body.get("spec") or {}).get("targetRef") or {}).get("name")
     if not isinstance(target, str) or not re.fullmatch(models.DNS_LABEL_PATTERN, target):
         return  # such a target was never taken over: the schema or the model refused it first
     target_doc = await api.get(kube.deployment_path(namespace, target))

@@ -10,11 +10,12 @@ outbox cleared. Each test is one thing a reviewer of the API's audit log would c
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from typing import Any
 
 import pytest
-from ticking import World, Write
+from ticking import World, Write, target_manifest
 
 from canary_bench import emulation
 from canary_operator import kube, reconciling
@@ -255,3 +256,80 @@ async def test_deletion_restores_the_target_before_it_removes_the_primary(world:
         "patch deployments/web",  # the claim given up
     ]
     assert world.get("deployments", "web")["spec"]["replicas"] == 4
+
+
+async def tick_as_the_daemon_does(world: World) -> None:
+    """One turn of ``main.run_rollout``: a tick, and an API refusal counted in the status."""
+    try:
+        await world.tick()
+    except kube.ApiError as exc:
+        with contextlib.suppress(kube.ApiError):  # a failure to say so is only logged
+            await reconciling.report_failure(world.api, world.namespace, "web", str(exc), world.now)
+
+
+async def test_an_action_refused_every_tick_stalls_the_rollout_once_with_the_cause(world: World) -> None:
+    world.create_target()
+    world.create_rollout()
+    await world.until_stable()
+    refusal = world.cluster.inject(  # an admission policy refuses the new image on web-canary, every time
+        emulation.Fault(
+            "patch",
+            "deployments",
+            emulation.Respond(403, "Forbidden", "image example/web:2.0 is not allowed"),
+            name="web-canary",
+            namespace=world.namespace,
+            count=None,
+        )
+    )
+    world.set_image("example/web:2.0")
+    for _ in range(5):
+        await tick_as_the_daemon_does(world)
+    stalled = next(c for c in world.status()["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "ReconcileError")
+    assert "is not allowed" in stalled["message"]
+    assert [reason for _, reason in world.posted()].count("ReconcileError") == 1
+    world.cluster.remove_fault(refusal)  # the policy is fixed: the next tick goes through and clears it
+    await tick_as_the_daemon_does(world)
+    assert world.status()["reconcileErrors"] == 0 and image_of(world, "web-canary") == "example/web:2.0"
+    assert next(c for c in world.status()["conditions"] if c["type"] == "Stalled")["status"] == "False"
+
+
+async def test_a_target_ref_changed_after_the_takeover_stalls_and_touches_neither_deployment(world: World) -> None:
+    world.create_target()
+    api = target_manifest(world.namespace, image="example/api:1.0", replicas=3)
+    api["metadata"]["name"] = "api"
+    world.cluster.create(world.path("deployments"), api)
+    world.create_rollout()
+    await world.until_stable()
+    world.cluster.patch(world.path("canaryrollouts", "web"), {"spec": {"targetRef": {"name": "api"}}})
+    writes = await world.tick()
+    await world.tick()
+    assert whats(writes) == [RECORD, "event InvalidSpec", RECORD], "only the status and its Event"
+    stalled = next(c for c in world.status()["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
+    assert "targetRef" in stalled["message"]
+    assert world.get("deployments", "api")["spec"]["replicas"] == 3, "api keeps serving"
+    assert world.cluster.get(world.path("deployments", "api-primary")) is None
+    assert image_of(world, "web-primary") == "example/web:1.0", "web keeps being served by its primary"
+
+
+async def test_events_refused_for_good_never_keep_a_bad_canary_from_being_rolled_back(world: World) -> None:
+    world.create_target()
+    world.create_rollout()
+    await world.until_stable()
+    world.cluster.inject(  # a quota on Events in the namespace: every Event is refused from now on
+        emulation.Fault(
+            "create",
+            "events",
+            emulation.Respond(403, "Forbidden", "exceeded quota: events, requested: count/events=1"),
+            namespace=world.namespace,
+            count=None,
+        )
+    )
+    world.metrics.error_percent["canary"] = 5.0
+    world.set_image("example/web:2.0")
+    for _ in range(15):
+        await tick_as_the_daemon_does(world)
+    assert world.status()["phase"] == "RolledBack"
+    assert world.get("deployments", "web-canary")["spec"]["replicas"] == 0
+    assert world.status()["pendingEvents"] == [], "an Event refused for good is dropped, not kept for ever"

@@ -260,6 +260,30 @@ def test_an_exhausted_error_budget_blocks_the_canary_until_forced() -> None:
     assert not world.annotations, "the annotation is used up: the next release faces the budget again"
 
 
+def test_a_retry_under_an_slo_starts_the_revision_once_the_budget_is_read_not_as_unknown() -> None:
+    world = slo_world(0.8)
+    world.run_checks(models.Verdict.FAIL, until=models.Phase.ROLLED_BACK)
+    world.request(models.Request.RETRY)
+    world.tick()  # the budget was not read this tick: the rejected revision needed none
+    assert condition(world.status, "Stalled").reason != "ErrorBudgetUnknown"
+    world.tick()
+    assert world.status.phase is models.Phase.PROGRESSING
+    assert "ErrorBudgetUnknown" not in world.reasons()
+    assert world.status.budget is not None and world.status.budget.band == "healthy"
+
+
+def test_a_canary_blocked_by_the_error_budget_writes_its_status_once_not_every_tick() -> None:
+    world = slo_world(0.04)
+    world.tick()
+    blocked = world.status
+    world.tick()
+    world.tick()
+    assert world.status == blocked, "nothing changed: a tick that writes nothing"
+    world.budget_remaining = 0.02
+    world.tick()
+    assert world.status.budget is not None and world.status.budget.remaining == 0.02, "a new reading is recorded"
+
+
 def test_an_unknown_error_budget_never_counts_as_enough() -> None:
     world = slo_world(None)
     world.tick()

@@ -21,9 +21,10 @@ from canary_operator.rollouts.actions import (
     primary_intent,
 )
 from canary_operator.rollouts.drafting import Decision
-from canary_operator.rollouts.machine import blocked, failed, reconcile
+from canary_operator.rollouts.machine import RECONCILE_ERRORS_TO_STALL, blocked, failed, reconcile
 
 __all__ = [
+    "RECONCILE_ERRORS_TO_STALL",
     "Action",
     "ClearRequest",
     "Decision",

@@ -50,6 +50,18 @@ def decide(remaining: float | None, problem: str, forced: bool, now: datetime.da
     )
 
 
+def unchanged(previous: models.BudgetDecision | None, decision: models.BudgetDecision) -> models.BudgetDecision:
+    """The previous decision when the new one says the same (band, action, percent left): a canary blocked for
+    hours is not a status write at every tick, only when what a person reads changes."""
+    if previous is not None and (previous.band, previous.action, previous.message) == (
+        decision.band,
+        decision.action,
+        decision.message,
+    ):
+        return previous
+    return decision
+
+
 def tighten_factor(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> float:
     """How much the current canary's limits are tightened by its error-budget decision."""
     if spec.slo is not None and status.budget is not None and status.budget.action is Action.TIGHTEN:

@@ -43,6 +43,7 @@ def reconcile(
         if tick.status.phase is None or tick.status.phase is Phase.INITIALIZING:
             _initialize(tick, target)
         else:
+            tick.status.target = tick.status.target or tick.target_name  # written by an older operator
             _follow_target_replicas(tick, target)
             if request is not None and _act_on_request(tick, target, request):
                 request = None
@@ -109,12 +110,15 @@ def _initialize(tick: drafting.Tick, target: observations.Target) -> None:
     name = tick.target_name
     if status.phase is None:
         status.phase = Phase.INITIALIZING
+        status.target = name
         status.target_replicas = target.replicas if status.target_replicas is None else status.target_replicas
         status.stable_revision = target.revision
         status.stable_template = dict(target.template)
         status.message = f"taking over {name}: {name}-primary starting at revision {target.revision}"
         tick.progressed()
         return
+    if status.target is None:  # written by an older operator
+        status.target = name
     if status.stable_template is None:  # written by an older operator: the target still runs what it took over
         status.stable_revision, status.stable_template = target.revision, dict(target.template)
     primary = tick.obs.primary
@@ -237,6 +241,10 @@ def _idle(
     if target.revision == status.rejected_revision:
         status.message = f"revision {target.revision} was rolled back; waiting for a new revision (or canary.dev/retry)"
         return request
+    if not budget.wanted(tick.spec, tick.old, target.revision) and budget.wanted(tick.spec, status, target.revision):
+        # Released again by this tick's retry: the budget (and the gates) were not read for it; next tick.
+        status.message = f"revision {target.revision} released again; it starts once the error budget is read"
+        return request
     forced = request is not None and request.kind is models.Request.FORCE_RELEASE
     if tick.spec.slo is not None:
         obs = tick.obs
@@ -249,7 +257,7 @@ def _idle(
             if status.message != message:
                 tick.event(Warning, reason, message)
             status.message = message
-            status.budget = decision
+            status.budget = budget.unchanged(status.budget, decision)
             return request
         status.budget = decision
         if decision.action is models.BudgetAction.FORCED and request is not None:
