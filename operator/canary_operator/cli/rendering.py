@@ -397,8 +397,10 @@ def _metric_story(view: View, m: models.MetricResult, check: models.CheckRecord)
 
 def _checks_of(status: models.CanaryRolloutStatus, release: str | None) -> list[models.CheckRecord]:
     checks = [c for c in status.recent_checks if release is None or c.release == release]
-    if status.last_check is not None and status.last_check not in checks and status.last_check.release == release:
-        checks.append(status.last_check)
+    last = status.last_check
+    if last is not None and (release is None or last.release == release):
+        # The recent checks are kept without their PromQL; the last one is whole: it stands for its copy.
+        checks = [c for c in checks if c.at != last.at] + [last]
     return checks
 
 
