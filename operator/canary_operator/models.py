@@ -614,7 +614,7 @@ class Analysis(_Model):
             " (1 - confidence) / 2 per metric, however often it looks."
         ),
     )
-    continuous_interval: Annotated[Duration, _within(1, 3600)] = pydantic.Field(
+    continuous_interval: Annotated[Duration, _within(0.1, 3600)] = pydantic.Field(
         default="15s", description="How often the continuous test reads the counts (about one scrape interval)."
     )
     incident_aware: bool = pydantic.Field(
