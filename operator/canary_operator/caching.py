@@ -23,11 +23,14 @@ import copy
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+from canary_operator import ownership
+
 Key = tuple[str, str]  # (namespace, name)
 Body = dict[str, Any]
 
 ROLLOUT_LABEL = "canary.dev/rollout"
 REVISION_ANNOTATION = "canary.dev/revision"
+_ANNOTATIONS = frozenset({REVISION_ANNOTATION, ownership.CLAIM_ANNOTATION})
 
 # What the operator reads of a Deployment (workloads.py, reconciling.py); the rest (managedFields,
 # the last-applied annotation that repeats the whole object, conditions) is dropped to save memory.
@@ -56,9 +59,10 @@ def trim(body: Mapping[str, Any]) -> Body:
         "spec": {key: copy.deepcopy(value) for key, value in (body.get("spec") or {}).items() if key in _SPEC},
         "status": {key: value for key, value in (body.get("status") or {}).items() if key in _STATUS},
     }
-    revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
-    if revision is not None:
-        trimmed["metadata"]["annotations"] = {REVISION_ANNOTATION: revision}
+    # The operator's own annotations: the arms' revision, and the target's claim (ownership.py).
+    kept = {key: value for key, value in (meta.get("annotations") or {}).items() if key in _ANNOTATIONS}
+    if kept:
+        trimmed["metadata"]["annotations"] = kept
     return trimmed
 
 

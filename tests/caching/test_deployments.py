@@ -153,3 +153,18 @@ async def test_a_wake_up_during_the_tick_ends_the_next_sleep_at_once() -> None:
     assert await waker.sleep(30) is True
     assert loop.time() - started < 1
     assert await waker.sleep(0.01) is False, "one wake-up wakes once"
+
+
+def test_the_cache_keeps_the_targets_claim_so_a_claimed_target_is_not_claimed_again_every_tick() -> None:
+    body = {
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "annotations": {
+                "canary.dev/claimed-by": "uid-1",
+                "kubectl.kubernetes.io/last-applied-configuration": "{...}",
+            },
+        },
+        "spec": {"replicas": 0},
+    }
+    assert caching.trim(body)["metadata"]["annotations"] == {"canary.dev/claimed-by": "uid-1"}

@@ -42,7 +42,11 @@ def target() -> dict[str, Any]:
 def chart_grants(namespaces: list[str]) -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]]:
     """(what each Role grants, what the ClusterRole grants) in a namespaced install."""
     with helm.Chart.load(helpers.CHART) as chart:
-        rendered = chart.render({"watchNamespaces": namespaces}, name="canary", namespace="canary-system")
+        rendered = chart.render(
+            {"watchNamespaces": namespaces, "peering": {"enabled": False}, "replicas": 1},
+            name="canary",
+            namespace="canary-system",
+        )
     objects = [
         obj
         for path, text in rendered.items()
