@@ -60,7 +60,10 @@ class ErrorRatePlan(stages.Plan):
         return manifest
 
 
-PLAN = ErrorRatePlan(interval="2s", failure_threshold=1, steps=[{"setWeight": 50}])
+# minRequests 200: the no-harm pass rule advances a step on no evidence of harm once the step has that many
+# canary requests; at 20 a 5%-errors canary could pass on its first 20 requests (one error expected) and be
+# promoted, so whether a bad canary was promoted or rolled back depended on timing.
+PLAN = ErrorRatePlan(interval="2s", failure_threshold=1, steps=[{"setWeight": 50}], min_requests=200)
 _images = itertools.count()
 
 Predicate = Callable[[emulation.Request], bool]
