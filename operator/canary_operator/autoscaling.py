@@ -10,6 +10,7 @@ and sizes the canary from the primary's *actual* replicas, so the weight follows
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 from collections.abc import Mapping
@@ -57,22 +58,50 @@ def primary_replicas(spec: models.CanaryRolloutSpec, primary: observations.Workl
     return primary.replicas if spec.autoscaler_ref is not None and primary is not None else planned
 
 
-async def ensure_primary_hpa(api: kube.Client, rollout: Mapping[str, Any], spec: models.CanaryRolloutSpec) -> str:
-    """Create or update the primary's HPA from the user's; why not, or "" when done."""
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """The user's HPA and the primary's, read once per tick; ``problem`` when the first cannot be carried over."""
+
+    user: Mapping[str, Any] | None
+    primary: Mapping[str, Any] | None
+    problem: tuple[models.Reason, str] | None = None
+
+
+async def observe(api: kube.Client, rollout: Mapping[str, Any], spec: models.CanaryRolloutSpec) -> Observed | None:
+    """Both HPAs (None without ``autoscalerRef``), and why the user's cannot be carried over, if it cannot."""
     ref = spec.autoscaler_ref
     if ref is None:
-        return ""
+        return None
     namespace = rollout["metadata"]["namespace"]
-    user_hpa = await api.get(hpa_path(namespace, ref.name))
-    if user_hpa is None:
-        return f"HorizontalPodAutoscaler {ref.name} (autoscalerRef) not found: the primary is not autoscaled"
-    desired = primary_hpa(rollout, user_hpa, spec.target_ref.name)
-    name = desired["metadata"]["name"]
-    existing = await api.get(hpa_path(namespace, name))
+    name = names.primary(spec.target_ref.name)
+    user, primary = await asyncio.gather(api.get(hpa_path(namespace, ref.name)), api.get(hpa_path(namespace, name)))
+    if user is None:
+        problem = (
+            models.Reason.AUTOSCALER_NOT_FOUND,
+            f"HorizontalPodAutoscaler {ref.name} (spec.autoscalerRef) not found: the primary is not autoscaled;"
+            f" its size is the operator's, from the target's replicas",
+        )
+        return Observed(None, primary, problem)
+    if primary is not None and not workloads.owned_by(primary, rollout):
+        problem = (
+            models.Reason.OBJECT_CONFLICT,
+            f"HorizontalPodAutoscaler {name} exists and is not managed by this CanaryRollout: the primary is not"
+            f" autoscaled; delete or rename it",
+        )
+        return Observed(user, primary, problem)
+    return Observed(user, primary)
+
+
+async def ensure_primary_hpa(
+    api: kube.Client, rollout: Mapping[str, Any], spec: models.CanaryRolloutSpec, observed: Observed
+) -> None:
+    """Create or update the primary's HPA from the user's, as observed this tick (nothing when it cannot be)."""
+    if observed.user is None or observed.problem is not None:
+        return
+    namespace = rollout["metadata"]["namespace"]
+    desired = primary_hpa(rollout, observed.user, spec.target_ref.name)
+    existing = observed.primary
     if existing is None:
         await api.create(hpa_path(namespace), desired)
-    elif not workloads.owned_by(existing, rollout):
-        return f"HorizontalPodAutoscaler {name} exists and is not managed by this CanaryRollout"
-    elif existing.get("spec") != desired["spec"]:
-        await api.patch(hpa_path(namespace, name), {"spec": desired["spec"]})
-    return ""
+    elif existing.get("spec") != desired["spec"]:  # ours: observe() found no conflict
+        await api.patch(hpa_path(namespace, desired["metadata"]["name"]), {"spec": desired["spec"]})

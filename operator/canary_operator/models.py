@@ -882,6 +882,9 @@ class Reason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     OBJECT_CONFLICT = "ObjectConflict"
     TARGET_CLAIMED = "TargetClaimed"
+    # The user's HPA (spec.autoscalerRef) and the primary's copy of it (condition Autoscaled).
+    AUTOSCALER_CARRIED_OVER = "AutoscalerCarriedOver"
+    AUTOSCALER_NOT_FOUND = "AutoscalerNotFound"
     # Why a traffic router cannot split the user's route (routing.RouterError).
     ROUTE_NOT_FOUND = "RouteNotFound"
     ROUTE_RULE_NOT_FOUND = "RouteRuleNotFound"

@@ -73,6 +73,8 @@ class Observations:
     budget_remaining: float | None = None
     budget_problem: str = ""
     gates: tuple[models.GateRecord, ...] = ()  # the gate webhooks' answers, when asked this tick
+    # With spec.autoscalerRef: None when the user's HPA is carried over to the primary, else why it cannot be.
+    autoscaler_problem: tuple[models.Reason, str] | None = None
 
     def request(self, kind: models.Request) -> Request | None:
         return next((r for r in self.requests if r.kind is kind), None)

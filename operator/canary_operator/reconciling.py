@@ -196,6 +196,7 @@ async def tick(
     if check is not None:
         check = gating.with_hooks(check, answers)
 
+    autoscaler = await autoscaling.observe(api, body, spec)
     seen = observations.Observations(
         generation=generation,
         target=target,
@@ -208,6 +209,7 @@ async def tick(
         budget_remaining=budget.value,
         budget_problem=budget.detail or (budget.problem or ""),
         gates=tuple(a for a in answers if a.type in GATE_TYPES),
+        autoscaler_problem=autoscaler.problem if autoscaler is not None else None,
     )
     decision = rollouts.reconcile(spec, status, seen, now)
     logs.bind_release(decision.status)
@@ -232,8 +234,8 @@ async def tick(
     for action in actions:
         if not isinstance(action, rollouts.ClearRequest):
             await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
-    if arms.primary is not None and (problem := await autoscaling.ensure_primary_hpa(api, recorded, spec)):
-        logs.get().warning("autoscaler not carried over", problem=problem)
+    if arms.primary is not None and autoscaler is not None:
+        await autoscaling.ensure_primary_hpa(api, recorded, spec, autoscaler)
     recorded = await _post_events(api, recorded, decision.status)
     if status.reconcile_errors:  # the tick went through: the failures in a row are over (the outbox is posted)
         over = decision.status.model_copy(update={"pending_events": []})

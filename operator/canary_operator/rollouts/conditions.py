@@ -51,13 +51,30 @@ def derive(tick: drafting.Tick) -> list[models.Condition]:
             ("Stalled", "False", progressing, message),
             ("Reconciling", "True", progressing, message),
         ]
-    return merge(tick.old.conditions, wanted, tick.obs.generation, tick.now)
+    return merge(tick.old.conditions, wanted + autoscaled(tick), tick.obs.generation, tick.now)
+
+
+AUTOSCALED = "Autoscaled"
+
+
+def autoscaled(tick: drafting.Tick) -> Wanted:
+    """With ``autoscalerRef``: whether the primary carries the user's HPA (a condition of its own, not kstatus')."""
+    if tick.spec.autoscaler_ref is None or tick.obs.target is None:
+        return []
+    if tick.obs.autoscaler_problem is not None:
+        reason, message = tick.obs.autoscaler_problem
+        return [(AUTOSCALED, "False", reason, message)]
+    name = tick.spec.autoscaler_ref.name
+    return [(AUTOSCALED, "True", Reason.AUTOSCALER_CARRIED_OVER, f"the primary carries HorizontalPodAutoscaler {name}")]
 
 
 def blocked(
     old: list[models.Condition], reason: str, message: str, generation: int, now: datetime.datetime
 ) -> list[models.Condition]:
-    return merge(old, _blocked(reason, message), generation, now)
+    kept: Wanted = [
+        (c.type, c.status, c.reason, c.message) for c in old if c.type == AUTOSCALED
+    ]  # not observed meanwhile
+    return merge(old, _blocked(reason, message) + kept, generation, now)
 
 
 def merge(

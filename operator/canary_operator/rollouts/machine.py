@@ -57,10 +57,21 @@ def reconcile(
         if request is not None:
             requests.ignore(tick, request, _nothing_waiting(tick))
         tick.status.weight = obs.traffic.weight
+        _autoscaler(tick)
     tick.status.observed_generation = obs.generation
     tick.status.step = models.step_label(tick.status.phase, tick.status.current_step_index, len(spec.steps))
     tick.status.conditions = conditions.derive(tick)
     return tick.decision()
+
+
+def _autoscaler(tick: drafting.Tick) -> None:
+    """A Warning Event when the user's HPA stops being (or cannot be) carried over to the primary, once."""
+    problem = tick.obs.autoscaler_problem
+    if problem is None:
+        return
+    before = next((c for c in tick.old.conditions if c.type == conditions.AUTOSCALED), None)
+    if before is None or before.status != "False" or before.reason != problem[0]:
+        tick.event(Warning, problem[0], problem[1])
 
 
 def blocked(
