@@ -1,7 +1,7 @@
 """``python -m canary_operator``: run the operator cluster-wide (standalone, or as one of several peered
 replicas) or, standalone, in the namespaces given (``--namespace``).
 
-The settings are read from the environment here, once (``config``, and ``peering`` for who acts
+The settings are read from the environment here, once (``config``, with ``peering`` for who acts
 among replicas); a bad value stops the operator before it starts, with every problem named.
 """
 
@@ -13,7 +13,7 @@ import os
 
 import kopf
 
-from canary_operator import config, peering
+from canary_operator import config
 from canary_operator import main as handlers  # noqa: F401  (registers the handlers)
 
 
@@ -41,10 +41,10 @@ def main() -> None:
     args = parser.parse_args()
     environ = dict(os.environ) if args.peering is None else {**os.environ, "CANARY_PEERING": args.peering}
     try:
-        settings = config.from_environ()
-        peers = peering.from_environment(environ)
-    except (config.ConfigError, peering.PeeringConfigError) as exc:
+        settings = config.from_environ(environ)
+    except config.ConfigError as exc:
         parser.exit(2, f"canary-operator: {exc}\n")
+    peers = settings.peering
     if args.log_format is not None:
         settings = settings.with_log_format(args.log_format)
     kopf.configure(log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.PLAIN)

@@ -24,6 +24,9 @@ CANARY_PROMETHEUS_CREDENTIALS_DIR      (none)      Files ``token`` or ``username
                                                    ``ca.crt``, for the default address only.
 CANARY_PROMETHEUS_INSECURE_SKIP_VERIFY false       Skip TLS verification of the default address.
 CANARY_PROMETHEUS_HEADERS              {}          JSON object of headers for the default address.
+CANARY_PEERING                         (none)      The ClusterKopfPeering of the replicas; none: standalone.
+CANARY_PEERING_LIFETIME                15          Seconds a silent replica's record lives (handover time).
+CANARY_PEERING_PRIORITY                (start)     Fixed priority; by default the earlier start acts.
 =====================================  ==========  ===================================================
 """
 
@@ -37,7 +40,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Literal, TypeVar
 
-from canary_operator import models
+from canary_operator import models, peering
 
 T = TypeVar("T")
 LogFormat = Literal["json", "console"]
@@ -80,6 +83,7 @@ class Settings:
     http_port: int = 8080
     http_host: str = "0.0.0.0"
     prometheus: PrometheusSettings = PrometheusSettings()
+    peering: peering.Peering = peering.Peering(name=None, priority=0, lifetime=peering.DEFAULT_LIFETIME)
 
     def with_log_format(self, fmt: LogFormat) -> Settings:
         return dataclasses.replace(self, log_format=fmt)
@@ -206,6 +210,10 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         insecure_skip_verify=read.get("CANARY_PROMETHEUS_INSECURE_SKIP_VERIFY", False, _boolean),
         headers=read.get("CANARY_PROMETHEUS_HEADERS", (), _headers),
     )
+    try:
+        peers = peering.from_environment(read.environ)
+    except peering.PeeringConfigError as exc:
+        read.problems.append(str(exc))
     if read.problems:
         raise ConfigError("invalid operator settings: " + "; ".join(read.problems))
     return Settings(
@@ -215,4 +223,5 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         http_port=http_port,
         http_host=http_host,
         prometheus=prometheus,
+        peering=peers,
     )

@@ -67,6 +67,8 @@ def from_environment(env: Mapping[str, str], start_ns: int | None = None) -> Pee
             priority = int(raw_priority)
         except ValueError:
             raise PeeringConfigError(f"CANARY_PEERING_PRIORITY must be an integer, not {raw_priority!r}") from None
+    elif name is None:
+        priority = 0  # standalone: no peer to be ranked against
     else:
         priority = priority_at(time.time_ns() if start_ns is None else start_ns)
     return Peering(name=name, priority=priority, lifetime=lifetime)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from canary_operator import config
+from canary_operator import config, peering
 
 
 def test_an_empty_environment_gives_the_documented_defaults() -> None:
@@ -36,6 +36,9 @@ def test_every_variable_is_read(tmp_path: pathlib.Path) -> None:
             "CANARY_PROMETHEUS_CREDENTIALS_DIR": str(tmp_path),
             "CANARY_PROMETHEUS_INSECURE_SKIP_VERIFY": "true",
             "CANARY_PROMETHEUS_HEADERS": '{"X-Scope-OrgID": "platform"}',
+            "CANARY_PEERING": "canary-operator",
+            "CANARY_PEERING_LIFETIME": "20",
+            "CANARY_PEERING_PRIORITY": "7",
         }
     )
     assert settings == config.Settings(
@@ -55,6 +58,7 @@ def test_every_variable_is_read(tmp_path: pathlib.Path) -> None:
             insecure_skip_verify=True,
             headers=(("X-Scope-OrgID", "platform"),),
         ),
+        peering=peering.Peering(name="canary-operator", priority=7, lifetime=20),
     )
 
 
@@ -73,6 +77,8 @@ def test_every_bad_value_is_named_at_once() -> None:
                 "CANARY_PROMETHEUS_INSECURE_SKIP_VERIFY": "maybe",
                 "CANARY_PROMETHEUS_HEADERS": '{"Authorization": "x"}',
                 "CANARY_PROMETHEUS_CONCURRENCY": "0",
+                "CANARY_PEERING": "canary-operator",
+                "CANARY_PEERING_LIFETIME": "1",
             }
         )
     message = str(caught.value)
@@ -88,6 +94,7 @@ def test_every_bad_value_is_named_at_once() -> None:
         "CANARY_PROMETHEUS_INSECURE_SKIP_VERIFY='maybe': must be true or false",
         "is set by the operator",
         "CANARY_PROMETHEUS_CONCURRENCY='0': must be an integer from 1 to 64",
+        "CANARY_PEERING_LIFETIME must be at least 2 seconds, not 1",
     ):
         assert words in message
 
