@@ -62,17 +62,12 @@ class GatewayAPIRouter(weighted.UserRouteRouter):
                 and any(_is_service(ref, n) for ref in rule.get("backendRefs") or [] for n in sent_to)
             ]
             what = f"a rule sending to Service {self.target}"
-        if not found:
-            raise routing.RouterError(
-                models.Reason.ROUTE_RULE_NOT_FOUND, f"HTTPRoute {self.config.http_route} has no {what}"
-            )
-        if len(found) > 1:
-            raise routing.RouterError(
-                models.Reason.ROUTE_RULE_AMBIGUOUS,
-                f"HTTPRoute {self.config.http_route} has {len(found)} rules sending to Service {self.target};"
-                " name one with trafficRouting.gatewayAPI.rule",
-            )
-        return found[0]
+        return weighted.the_one(
+            found,
+            f"HTTPRoute {self.config.http_route} has no {what}",
+            f"HTTPRoute {self.config.http_route} has {len(found)} rules sending to Service {self.target};"
+            " name one with trafficRouting.gatewayAPI.rule",
+        )
 
     def _apex_ref(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """The managed rule's backendRef as the user wrote it (from the recorded original once changed)."""

@@ -68,17 +68,12 @@ class IstioRouter(weighted.UserRouteRouter):
         else:
             found = [i for i, r in enumerate(routes) if not self._ours(r) and self._sends_to_target(r)]
             what = f"an http route to host {self.target}"
-        if not found:
-            raise routing.RouterError(
-                models.Reason.ROUTE_RULE_NOT_FOUND, f"VirtualService {self.config.virtual_service} has no {what}"
-            )
-        if len(found) > 1:
-            raise routing.RouterError(
-                models.Reason.ROUTE_RULE_AMBIGUOUS,
-                f"VirtualService {self.config.virtual_service} has {len(found)} http routes to host {self.target};"
-                " name one with trafficRouting.istio.route",
-            )
-        return found[0]
+        return weighted.the_one(
+            found,
+            f"VirtualService {self.config.virtual_service} has no {what}",
+            f"VirtualService {self.config.virtual_service} has {len(found)} http routes to host {self.target};"
+            " name one with trafficRouting.istio.route",
+        )
 
     def _destination(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """The managed route's destination as the user wrote it (from the recorded original once changed)."""

@@ -30,6 +30,15 @@ ORIGINAL_ANNOTATION = "canary.dev/original-spec"
 ADDED_PREFIX = "canary-dev-"  # names of the header/cookie routes the operator adds to a user's route
 
 
+def the_one(found: list[int], missing: str, ambiguous: str) -> int:
+    """The index of the one rule (route) to split; a RouterError saying why when there is none or more than one."""
+    if not found:
+        raise routing.RouterError(models.Reason.ROUTE_RULE_NOT_FOUND, missing)
+    if len(found) > 1:
+        raise routing.RouterError(models.Reason.ROUTE_RULE_AMBIGUOUS, ambiguous)
+    return found[0]
+
+
 def canary_size(weight: int, route: models.RouteMatch | None, primary_replicas: int) -> int:
     """Canary pods for a weight: the primary's size scaled by the weight, at least 1 while it gets any traffic.
 
