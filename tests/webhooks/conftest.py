@@ -1,16 +1,21 @@
-"""A local HTTP receiver on 127.0.0.1 that records what it is sent and answers as each test scripts it."""
+"""A local HTTP receiver on 127.0.0.1 that records what it is sent and answers as each test scripts it; an
+emulated cluster with namespace ``shop``, a client on it, and the operator's metric source."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import aiohttp.test_utils
 import aiohttp.web
+import kopf
 import pytest
 from receivers import Received, Receiver
+
+from canary_bench import cluster as clusters
+from canary_operator import config, endpoints, kube
 
 
 @pytest.fixture
@@ -35,6 +40,27 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield state
     finally:
         await server.close()
+
+
+@pytest.fixture
+def cluster() -> Iterator[clusters.EmulatedCluster]:
+    with clusters.EmulatedCluster(ready_delay=0.05) as running:
+        running.create_namespace("shop")
+        yield running
+
+
+@pytest.fixture
+async def api(cluster: clusters.EmulatedCluster) -> AsyncIterator[kube.Client]:
+    async with kube.Client(kopf.ConnectionInfo(server=cluster.url)) as client:
+        yield client
+
+
+@pytest.fixture
+async def source() -> AsyncIterator[endpoints.Source]:
+    """The operator's own metric source; these ticks take no check, so it is never asked for a provider."""
+    opened = endpoints.Source(config.PrometheusSettings())
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

@@ -4,36 +4,12 @@ receiver about the new revision, records its answer in status.gates, and starts 
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator, Iterator
 
 import helpers
-import kopf
-import pytest
 from receivers import Receiver
 
 from canary_bench import cluster as clusters
-from canary_operator import config, endpoints, kube, reconciling
-
-
-@pytest.fixture
-def cluster() -> Iterator[clusters.EmulatedCluster]:
-    with clusters.EmulatedCluster(ready_delay=0.05) as running:
-        running.create_namespace("shop")
-        yield running
-
-
-@pytest.fixture
-async def api(cluster: clusters.EmulatedCluster) -> AsyncIterator[kube.Client]:
-    async with kube.Client(kopf.ConnectionInfo(server=cluster.url)) as client:
-        yield client
-
-
-@pytest.fixture
-async def source() -> AsyncIterator[endpoints.Source]:
-    """The operator's own metric source; these ticks take no check, so it is never asked for a provider."""
-    opened = endpoints.Source(config.PrometheusSettings())
-    yield opened
-    await opened.close()
+from canary_operator import endpoints, kube, reconciling
 
 
 async def test_the_pre_rollout_gate_is_asked_about_the_new_revision_and_holds_the_start_until_it_opens(

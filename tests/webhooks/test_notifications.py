@@ -4,42 +4,20 @@ from __future__ import annotations
 
 import base64
 import datetime
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import helpers
-import kopf
 import pytest
 from helpers import V1, V2, World
 from receivers import Receiver
 
 from canary_bench import cluster as clusters
-from canary_operator import config, endpoints, kube, models, notifications, reconciling, rollouts
+from canary_operator import endpoints, kube, models, notifications, reconciling, rollouts
 
 Sleeps = tuple[list[float], Callable[[float], Any]]
 Verdict = models.Verdict
-
-
-@pytest.fixture
-def cluster() -> Iterator[clusters.EmulatedCluster]:
-    with clusters.EmulatedCluster() as running:
-        running.create_namespace("shop")
-        yield running
-
-
-@pytest.fixture
-async def api(cluster: clusters.EmulatedCluster) -> AsyncIterator[kube.Client]:
-    async with kube.Client(kopf.ConnectionInfo(server=cluster.url)) as client:
-        yield client
-
-
-@pytest.fixture
-async def source() -> AsyncIterator[endpoints.Source]:
-    """The operator's own metric source; these ticks take no check, so it is never asked for a provider."""
-    opened = endpoints.Source(config.PrometheusSettings())
-    yield opened
-    await opened.close()
 
 
 def notifier(**fields: Any) -> models.Notification:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import helpers
-import kopf
 import pytest
 from helpers import T0
 from receivers import Receiver
@@ -37,19 +36,6 @@ def midway() -> models.CanaryRolloutStatus:
         last_verdict="Pass",
         last_check=check,
     )
-
-
-@pytest.fixture
-def cluster() -> Iterator[clusters.EmulatedCluster]:
-    with clusters.EmulatedCluster() as running:
-        running.create_namespace("shop")
-        yield running
-
-
-@pytest.fixture
-async def api(cluster: clusters.EmulatedCluster) -> AsyncIterator[kube.Client]:
-    async with kube.Client(kopf.ConnectionInfo(server=cluster.url)) as client:
-        yield client
 
 
 async def test_a_webhook_receives_the_rollout_revision_step_and_last_verdict(
