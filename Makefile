@@ -2,6 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# The suite runs in parallel processes, a test file to each (a module's tests share its fixtures); the
+# scenarios mostly wait on the operator, so 3 processes keep 2 cores busy. PYTEST_WORKERS=0: in this process.
+PYTEST_WORKERS ?= 3
+XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 .PHONY: deps prometheus test lint unit demo bench-restore bench-judge bench-hostile bench-scale crds image e2e clean
 
@@ -28,11 +32,11 @@ lint: deps
 	$(VENV)/bin/lint-imports
 
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The fast tier: everything but what starts the operator as a process or runs a long scenario.
 unit: deps
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # make demo KEEP=1 keeps the cluster up afterwards and prints the KUBECONFIG line for kubectl and the plugin.
 demo: deps

@@ -10,6 +10,7 @@ chart uses.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from canary_operator import config
+from canary_operator import config, peering
 
 CHART = helpers.ROOT / "charts" / "canary-operator"
 KUBERNETES = "1.30"
@@ -455,7 +456,12 @@ def operator_settings(objects: dict[str, dict[str, Any]]) -> config.Settings:
 
 
 def test_the_default_values_are_the_operators_defaults(chart: helm.Chart) -> None:
-    assert operator_settings(render(chart)) == config.Settings()
+    settings = operator_settings(render(chart))
+    # but peering: the chart runs 2 replicas peered on its ClusterKopfPeering, the oldest acting
+    assert dataclasses.replace(settings, peering=config.Settings().peering) == config.Settings()
+    objects = render(chart)
+    assert settings.peering.name == objects["ClusterKopfPeering"]["metadata"]["name"]
+    assert settings.peering.lifetime == peering.DEFAULT_LIFETIME
 
 
 def test_the_prometheus_values_become_the_operators_settings(chart: helm.Chart) -> None:
