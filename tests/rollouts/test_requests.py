@@ -68,6 +68,24 @@ def test_pause_holds_the_weight_while_checks_still_roll_a_failing_canary_back() 
     assert world.status.phase is Phase.ROLLED_BACK
 
 
+def test_a_new_revision_during_a_pause_by_request_starts_paused_at_step_1() -> None:
+    world = canary_under_way()
+    world.run_checks(Verdict.PASS, limit=15)
+    world.request(Request.PAUSE)
+    world.tick()
+    world.template = V3  # Git syncs another revision while the release is paused
+    world.tick()
+    assert world.status.canary_revision == "rev-3.0" and world.status.current_step_index == 0
+    assert world.status.phase is Phase.PAUSED and world.status.hold is models.Hold.REQUEST
+    assert world.reasons().count("CanarySuperseded") == 1
+    world.run_checks(Verdict.PASS, limit=60)
+    assert world.status.phase is Phase.PAUSED and world.status.current_step_index == 0, "no step advances"
+    world.request(Request.RESUME)
+    world.tick()
+    world.run_checks(Verdict.PASS, until=Phase.SUCCEEDED, limit=300)
+    assert world.status.stable_revision == "rev-3.0"
+
+
 def test_resume_releases_a_pause_by_request() -> None:
     world = canary_under_way()
     world.request(Request.PAUSE)

@@ -327,6 +327,9 @@ def _confirmed(tick: drafting.Tick) -> bool:
 def _start(tick: drafting.Tick, target: observations.Target) -> None:
     status = tick.status
     previous = status.canary_revision if status.phase in models.ANALYSING_PHASES else None
+    # A person paused the release (an incident, a freeze): a new revision from Git starts at step 1 and stays
+    # paused there, checks going on, until resumed. Only canary.dev/resume undoes canary.dev/pause.
+    paused = status.phase is Phase.PAUSED and status.hold is models.Hold.REQUEST
     if previous:
         tick.event(
             Normal,
@@ -353,11 +356,18 @@ def _start(tick: drafting.Tick, target: observations.Target) -> None:
     status.last_check = None
     status.evidence = None
     status.message = f"analysing revision {target.revision}"
+    if paused:
+        status.phase = Phase.PAUSED
+        status.hold = models.Hold.REQUEST
+        status.message = (
+            f"analysing revision {target.revision}, paused by request at step 1; annotate canary.dev/resume"
+        )
     tick.progressed()
     tick.event(
         Normal,
         Reason.CANARY_STARTED,
-        f"revision {target.revision} (stable {status.stable_revision}); plan: {plan.summary(tick.spec.steps)}",
+        f"revision {target.revision} (stable {status.stable_revision}); plan: {plan.summary(tick.spec.steps)}"
+        + ("; still paused by request at step 1" if paused else ""),
     )
 
 
