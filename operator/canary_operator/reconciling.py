@@ -546,17 +546,22 @@ _DEDUP = notifications.Deduplicator()
 _SENDING: set[asyncio.Task[None]] = set()
 
 
-ENDINGS = frozenset({models.Reason.PROMOTED, models.Reason.ROLLED_BACK, models.Reason.ABORTED})
+ENDINGS = frozenset({models.NotificationEvent.PROMOTED, models.NotificationEvent.ROLLED_BACK})
 
 
 def _notify(api: kube.Client, body: Body, status: models.CanaryRolloutStatus, posted: list[models.EventRecord]) -> None:
     try:
         spec = models.parse_spec(body.get("spec"))
     except pydantic.ValidationError:
-        return
+        # A canary given back while its spec is invalid is still told, to whom the spec last acted with says.
+        applied = _applied_spec(status)
+        if applied is None:
+            return
+        spec = applied
     notifiers = spec.notifications
     meta = body["metadata"]
-    if any(record.reason in ENDINGS for record in posted):
+    ended = (r.reason in notifications.REASONS and notifications.event_of(r.reason, status) in ENDINGS for r in posted)
+    if any(ended):
         at = datetime.datetime.fromisoformat(posted[-1].at)
         _background(_post_rollout(api, meta["namespace"], meta["name"], spec, status, at), meta)
     found = [

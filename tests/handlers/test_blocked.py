@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import pytest
 from ticking import Metrics, World, Write
 
 from canary_bench import emulation
@@ -205,3 +206,16 @@ async def test_a_spec_invalid_while_stable_touches_nothing_however_long(world: W
         world.now += 60 * MINUTE
     assert whats(writes) == [RECORD, "event InvalidSpec", RECORD]
     assert world.status()["phase"] == "Stable"
+
+
+async def test_steps_emptied_by_git_are_refused_at_admission_and_the_canary_goes_on(world: World) -> None:
+    # Emptied steps never reach the operator: the CRD schema refuses them (minItems 1), and the stored spec,
+    # with its steps, stays in force.
+    await canary_serving(world)
+    with pytest.raises(emulation.ApiError, match="steps") as refused:
+        edit_spec(world, {"steps": []})
+    assert refused.value.code == 422
+    world.now += datetime.timedelta(seconds=10)
+    await world.tick()
+    assert world.status()["phase"] in ("Progressing", "Promoting", "Succeeded")
+    assert "blocked" not in world.status()
