@@ -797,7 +797,8 @@ class CanaryRolloutSpec(_Model):
         description=(
             "How long any wait may last without progress: canary pods becoming ready, the primary rolling out,"
             " checks staying inconclusive. A manual gate (pause without duration) and a pause by request are not"
-            " bounded by it."
+            " bounded by it, unless the rollout is blocked (an invalid spec, a route or Prometheus refused, the"
+            " target deleted): a canary blocked for this long is given back."
         ),
     )
     progress_deadline_abort: bool = pydantic.Field(
