@@ -173,6 +173,15 @@ def test_without_a_spec_to_act_with_a_blocked_canary_is_only_held() -> None:
     assert world.reasons().count("ObjectConflict") == 1
 
 
+def test_a_rollback_recorded_while_blocked_stays_recorded_through_a_tick_that_may_not_write() -> None:
+    world = canary_at_first_step()
+    blocked_tick(world, advance=121)
+    blocked_tick(world)
+    conflict = rollouts.blocked(world.status, 1, Reason.OBJECT_CONFLICT, "Deployment web-canary is not ours", world.now)
+    assert conflict.status.blocked is not None and conflict.status.blocked.gave_back
+    assert rollouts.give_back(conflict.status, world.observe(None)) != ()
+
+
 def test_a_canary_whose_target_is_deleted_is_given_back_at_the_deadline_with_the_primary_untouched() -> None:
     world = canary_at_first_step()
     gone = observations.Observations(

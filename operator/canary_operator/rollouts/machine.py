@@ -99,7 +99,9 @@ def blocked(
             events.append(drafting.add_event(draft, Warning, reason, message, now))
         before = status.blocked
         since = before.since if before is not None else now.isoformat()
-        draft.blocked = models.Block(reason=reason, message=message, since=since, gave_back=False)
+        # A rollback already recorded stays recorded: it is carried out again once the router can be used.
+        gave_back = before is not None and before.gave_back
+        draft.blocked = models.Block(reason=reason, message=message, since=since, gave_back=gave_back)
         draft.message = message
         draft.observed_generation = generation
         draft.conditions = conditions.blocked(status.conditions, reason, message, generation, now)
