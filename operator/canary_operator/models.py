@@ -797,7 +797,8 @@ class CanaryRolloutSpec(_Model):
         description=(
             "How long any wait may last without progress: canary pods becoming ready, the primary rolling out,"
             " checks staying inconclusive. A manual gate (pause without duration) and a pause by request are not"
-            " bounded by it."
+            " bounded by it, unless the rollout is blocked (an invalid spec, a route or Prometheus refused, the"
+            " target deleted): a canary blocked for this long is given back."
         ),
     )
     progress_deadline_abort: bool = pydantic.Field(
@@ -878,6 +879,8 @@ class Reason(enum.StrEnum):
     WEBHOOK_REFUSED = "WebhookRefused"
     PAUSED_BY_REQUEST = "PausedByRequest"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    # A canary blocked (invalid spec, route or Prometheus refused, target gone) for progressDeadline: given back.
+    BLOCKED_DEADLINE_EXCEEDED = "BlockedDeadlineExceeded"
     TARGET_NOT_FOUND = "TargetNotFound"
     INVALID_SPEC = "InvalidSpec"
     OBJECT_CONFLICT = "ObjectConflict"
@@ -1143,6 +1146,21 @@ class GateRecord(_Status):
     message: str = ""
 
 
+class Block(_Status):
+    """Progress is impossible until someone acts: why, and since when (a blocked canary's deadline starts here)."""
+
+    reason: Reason
+    message: str
+    since: str
+    gave_back: bool = pydantic.Field(
+        default=False,
+        description=(
+            "progressDeadline passed while blocked: the canary was rolled back with the spec last acted with"
+            " (appliedSpec), and its traffic is kept on the primary while the block lasts."
+        ),
+    )
+
+
 def step_label(phase: Phase | None, current_step_index: int | None, steps: int) -> str | None:
     """The step as people count it, "n/N" (1-based), for kubectl's STEP column; None when no canary is under way.
 
@@ -1213,6 +1231,16 @@ class CanaryRolloutStatus(_Status):
         default=[], description="Events of the last transition not yet confirmed posted."
     )
     reconcile_errors: int = pydantic.Field(default=0, description="Ticks that failed in a row.")
+    blocked: Block | None = pydantic.Field(
+        default=None, description="While progress is impossible until someone acts: why, and since when."
+    )
+    applied_spec: dict[str, Any] | None = pydantic.Field(
+        default=None,
+        description=(
+            "The spec the rollout last acted with. A canary blocked by a spec that became invalid (or a route"
+            " that cannot be found) gives its traffic back with this spec's router and target."
+        ),
+    )
     gates: list[GateRecord] = pydantic.Field(default=[], description="The gate webhooks' last answers.")
     conditions: list[Condition] = []
 

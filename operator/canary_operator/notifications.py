@@ -32,6 +32,7 @@ REASONS: Mapping[str, Event] = {
     models.Reason.ROLLED_BACK: Event.ROLLED_BACK,
     models.Reason.ABORTED: Event.ROLLED_BACK,
     models.Reason.PROGRESS_DEADLINE_EXCEEDED: Event.HELD,
+    models.Reason.BLOCKED_DEADLINE_EXCEEDED: Event.HELD,
     models.Reason.ERROR_BUDGET_EXHAUSTED: Event.HELD,
     models.Reason.ERROR_BUDGET_UNKNOWN: Event.HELD,
 }
@@ -79,10 +80,21 @@ def notices(
 ) -> list[Notice]:
     """The notifications among one tick's Events, given as (reason, message)."""
     return [
-        Notice(REASONS[reason], namespace, name, message, status, now)
+        Notice(event_of(reason, status), namespace, name, message, status, now)
         for reason, message in events
         if reason in REASONS
     ]
+
+
+# The deadlines end a release by rolling it back (progressDeadlineAbort, the default) or hold it.
+_DEADLINES = frozenset({models.Reason.PROGRESS_DEADLINE_EXCEEDED, models.Reason.BLOCKED_DEADLINE_EXCEEDED})
+
+
+def event_of(reason: str, status: models.CanaryRolloutStatus) -> Event:
+    """The notification an Event reason is: a deadline that rolled the canary back is a rollback, not a hold."""
+    if reason in _DEADLINES and status.phase is models.Phase.ROLLED_BACK:
+        return Event.ROLLED_BACK
+    return REASONS[reason]
 
 
 def _metrics(status: models.CanaryRolloutStatus) -> list[dict[str, Any]]:

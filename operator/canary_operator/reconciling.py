@@ -102,30 +102,30 @@ async def tick(
         body = await _post_events(api, body, status)
         status = models.parse_status(body.get("status"))
     generation = int(body["metadata"].get("generation") or 1)
+    applied = _applied_spec(status)
     try:
         spec = models.parse_spec(body.get("spec"))
     except pydantic.ValidationError as exc:
         message = f"invalid spec: {models.explain(exc)}"
-        decision = rollouts.blocked(status, generation, models.Reason.INVALID_SPEC, message, now)
-        await _record_and_post(api, body, decision)
-        telemetry.observe_status(namespace, name, None, decision.status)
-        return decision
+        blocked = Blocked(models.Reason.INVALID_SPEC, message, deadline=applied, acting=applied)
+        return await _blocked(api, body, status, generation, blocked, now)
     if status.target is not None and status.target != spec.target_ref.name:
         # The arms, the Services and the recorded templates are those of the Deployment taken over: following
-        # another one would put its pods in place of the other's. Nothing is touched until it is set back.
+        # another one would put its pods in place of the other's. Nothing is touched until it is set back, but a
+        # canary under way is given back at its deadline, with the spec (and so the target) last acted with.
         message = (
             f"invalid spec: spec.targetRef.name changed from {status.target} to {spec.target_ref.name}; a"
             f" CanaryRollout releases the Deployment it took over: set it back, or delete this CanaryRollout"
             f" (which gives {status.target} back) and create one for {spec.target_ref.name}"
         )
-        decision = rollouts.blocked(status, generation, models.Reason.INVALID_SPEC, message, now)
-        await _record_and_post(api, body, decision)
-        telemetry.observe_status(namespace, name, spec, decision.status)
-        return decision
+        taken_over = spec.target_ref.model_copy(update={"name": status.target})
+        acting = applied or spec.model_copy(update={"target_ref": taken_over})
+        blocked = Blocked(models.Reason.INVALID_SPEC, message, deadline=spec, acting=acting)
+        return await _blocked(api, body, status, generation, blocked, now)
     try:
         metrics.check(spec.analysis)  # before anything is taken over: no address, or one the operator forbids
     except endpoints.AccessError as exc:
-        return await _blocked_by_access(api, body, spec, status, generation, exc, now)
+        return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
 
     target_name = spec.target_ref.name
     router = routing.for_rollout(spec, api, body)
@@ -143,10 +143,7 @@ async def tick(
             route = routing.route_in_force(spec, status)
             traffic = await router.observe(arms, needs.weight, primary_replicas, route)
         except routing.RouterError as exc:
-            decision = rollouts.blocked(status, generation, exc.reason, str(exc), now)
-            await _record_and_post(api, body, decision)
-            telemetry.observe_status(namespace, name, spec, decision.status)
-            return decision
+            return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
         # Waiting on the cluster (pods becoming ready, a takeover, a promotion): the watch may lag behind
         # the Deployment controller by minutes at scale, so read those Deployments fresh, once.
         if fresh or (traffic.settled and status.phase not in _WAITING_ON_PODS):
@@ -167,7 +164,7 @@ async def tick(
         try:  # one provider (credentials read now, one time budget) for this tick's check and budget reading
             provider = await metrics.provider(api, namespace, spec.analysis)
         except endpoints.AccessError as exc:
-            return await _blocked_by_access(api, body, spec, status, generation, exc, now)
+            return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
     check = evidence = None
     if needs.check:
         assert provider is not None
@@ -260,20 +257,137 @@ def _failures_kept(status: models.CanaryRolloutStatus, decision: rollouts.Decisi
     return dataclasses.replace(decision, status=decision.status.model_copy(update=kept))
 
 
-async def _blocked_by_access(
+@dataclasses.dataclass(frozen=True)
+class Blocked:
+    """Why a tick cannot go on, and with which specs a canary under way is bounded and given back.
+
+    ``deadline``: whose progressDeadline and progressDeadlineAbort apply (the current spec when valid).
+    ``acting``: the router and target the traffic is given back with: the spec last acted with
+    (``status.appliedSpec``), since the current one may be invalid or name a route that does not exist.
+    None for either: the rollout is only held (nothing may be written, or nothing says how).
+    """
+
+    reason: models.Reason
+    message: str
+    deadline: models.CanaryRolloutSpec | None = None
+    acting: models.CanaryRolloutSpec | None = None
+
+
+def _refused(
+    reason: models.Reason, message: str, spec: models.CanaryRolloutSpec, applied: models.CanaryRolloutSpec | None
+) -> Blocked:
+    """A valid spec whose Prometheus or route is refused: its own deadline, the router last acted with."""
+    return Blocked(reason, message, deadline=spec, acting=applied or spec)
+
+
+def _applied_spec(status: models.CanaryRolloutStatus) -> models.CanaryRolloutSpec | None:
+    """The spec the rollout last acted with; None when none was recorded (an older operator) or it no longer parses."""
+    if status.applied_spec is None:
+        return None
+    try:
+        return models.parse_spec(status.applied_spec)
+    except pydantic.ValidationError:
+        return None
+
+
+async def _blocked(
     api: kube.Client,
     body: Body,
-    spec: models.CanaryRolloutSpec,
     status: models.CanaryRolloutStatus,
     generation: int,
-    exc: endpoints.AccessError,
+    blocked: Blocked,
     now: datetime.datetime,
 ) -> rollouts.Decision:
-    """The rollout's Prometheus cannot be used: hold everything where it is, with the specific reason."""
-    decision = rollouts.blocked(status, generation, exc.reason, str(exc), now)
-    await _record_and_post(api, body, decision)
-    telemetry.observe_status(body["metadata"]["namespace"], body["metadata"]["name"], spec, decision.status)
+    """Progress is impossible until someone acts: record why (once), and bound a canary under way.
+
+    Nothing is read or written for an idle rollout. For a canary under way, the acting router observes the
+    canary's weight; past the deadline the state machine records a rollback, and the traffic is then given back
+    (``rollouts.give_back``, from the recorded status) on this tick and on every later one while the block lasts.
+    If the acting router or the arms cannot be used (someone else's, or the route is gone), nothing is given
+    back and the canary is only held, as the condition says.
+    """
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    acting, deadline = blocked.acting, blocked.deadline
+    giving = (
+        acting is not None
+        and deadline is not None
+        and (
+            status.phase in models.ANALYSING_PHASES
+            or status.phase is models.Phase.PROMOTING
+            or (status.blocked is not None and status.blocked.gave_back)
+        )
+    )
+    hands: _Hands | None = None
+    if giving:
+        assert acting is not None
+        hands = await _hands(api, body, acting, rollouts.needs(acting, status, None, now).primary_replicas)
+    decision = rollouts.blocked(
+        status,
+        generation,
+        blocked.reason,
+        blocked.message,
+        now,
+        spec=deadline if hands is not None else None,
+        weight=hands.weight if hands is not None else None,
+    )
+    recorded = await _record(api, body, decision)
+    if recorded is None:
+        return decision
+    recorded_block = decision.status.blocked
+    if hands is not None and acting is not None and recorded_block is not None and recorded_block.gave_back:
+        seen = observations.Observations(generation=generation, target=workloads.target_of(hands.target_doc))
+        for action in rollouts.give_back(decision.status, seen):
+            if acting.autoscaler_ref is not None:
+                action = autoscaling.adapt(action, hands.arms.primary)
+            await _apply(
+                api,
+                recorded,
+                acting,
+                action,
+                hands.target_doc,
+                hands.primary_doc,
+                hands.canary_doc,
+                hands.arms,
+                hands.router,
+            )
+    await _post_events(api, recorded, decision.status)
+    _observe(namespace, name, deadline, decision, None)
     return decision
+
+
+@dataclasses.dataclass(frozen=True)
+class _Hands:
+    """What a blocked rollout gives the traffic back with: the acting router and the arms, read fresh."""
+
+    router: routing.TrafficRouter
+    arms: routing.Arms
+    weight: int
+    target_doc: Body | None
+    primary_doc: Body | None
+    canary_doc: Body | None
+
+
+async def _hands(
+    api: kube.Client, body: Body, acting: models.CanaryRolloutSpec, planned_replicas: int
+) -> _Hands | None:
+    """The acting router and arms, if this rollout may still write through them; None otherwise."""
+    namespace = body["metadata"]["namespace"]
+    target = acting.target_ref.name
+    target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target, None, True)
+    arms_found = ((names.primary(target), primary_doc), (names.canary(target), canary_doc))
+    if ownership.created_conflicts(body, "Deployment", arms_found):
+        return None  # ownership before every write: the arms are not (or no longer) this rollout's
+    arms = routing.Arms(namespace, target, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
+    router = routing.for_rollout(acting, api, body)
+    primary_replicas = autoscaling.primary_replicas(acting, arms.primary, planned_replicas)
+    try:
+        await router.reconcile(body)
+        traffic = await router.observe(arms, 0, primary_replicas)
+    except routing.RouterError as exc:
+        logs.get().warning("blocked canary: its router cannot give the traffic back", error=str(exc))
+        return None
+    return _Hands(router, arms, traffic.weight, target_doc, primary_doc, canary_doc)
 
 
 _WAITING_ON_PODS = frozenset({None, models.Phase.INITIALIZING, models.Phase.PROMOTING})
@@ -354,7 +468,7 @@ async def _conflicts(
 def _observe(
     namespace: str,
     name: str,
-    spec: models.CanaryRolloutSpec,
+    spec: models.CanaryRolloutSpec | None,
     decision: rollouts.Decision,
     check: models.CheckRecord | None,
 ) -> None:
@@ -432,17 +546,22 @@ _DEDUP = notifications.Deduplicator()
 _SENDING: set[asyncio.Task[None]] = set()
 
 
-ENDINGS = frozenset({models.Reason.PROMOTED, models.Reason.ROLLED_BACK, models.Reason.ABORTED})
+ENDINGS = frozenset({models.NotificationEvent.PROMOTED, models.NotificationEvent.ROLLED_BACK})
 
 
 def _notify(api: kube.Client, body: Body, status: models.CanaryRolloutStatus, posted: list[models.EventRecord]) -> None:
     try:
         spec = models.parse_spec(body.get("spec"))
     except pydantic.ValidationError:
-        return
+        # A canary given back while its spec is invalid is still told, to whom the spec last acted with says.
+        applied = _applied_spec(status)
+        if applied is None:
+            return
+        spec = applied
     notifiers = spec.notifications
     meta = body["metadata"]
-    if any(record.reason in ENDINGS for record in posted):
+    ended = (r.reason in notifications.REASONS and notifications.event_of(r.reason, status) in ENDINGS for r in posted)
+    if any(ended):
         at = datetime.datetime.fromisoformat(posted[-1].at)
         _background(_post_rollout(api, meta["namespace"], meta["name"], spec, status, at), meta)
     found = [

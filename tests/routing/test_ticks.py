@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 import pytest
 from helpers import deployment
-from router_beds import KINDS, NS, ROLLOUTS, rollout_manifest
+from router_beds import ARM_NAMES, KINDS, NS, ROLLOUTS, rollout_manifest
 
 from canary_bench import cluster as clusters
 from canary_operator import config, endpoints, kube, reconciling
@@ -131,3 +131,40 @@ async def test_a_tick_killed_after_the_weight_write_converges(
     assert status.get("weightSettledAt") is not None
     assert cluster.get(route_path)["metadata"]["resourceVersion"] == written  # type: ignore[index]
     assert events(cluster).count(("Normal", "CanaryStarted")) == 1
+
+
+@pytest.mark.parametrize("kind", ["gatewayAPI", "istio"])
+async def test_a_route_reference_edited_to_a_missing_route_mid_canary_gives_the_traffic_back_on_the_old_route(
+    cluster: clusters.EmulatedCluster, api: kube.Client, metrics: endpoints.Source, kind: str
+) -> None:
+    # Git renames the route in the spec to one that does not exist, while the old route sends 10% to the canary.
+    # The current spec cannot give that 10% back: the route it names is not there. The spec last acted with can.
+    setup(cluster, kind)
+    await ticks(api, phase("Stable"), cluster, metrics)
+    cluster.patch(
+        kube.deployment_path(NS, "web"),
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
+    )
+    await ticks(api, lambda body: (body.get("status") or {}).get("weight") == 10, cluster, metrics)
+    field = "httpRoute" if kind == "gatewayAPI" else "virtualService"
+    cluster.patch(f"{ROLLOUTS}/web", {"spec": {"trafficRouting": {kind: {field: "web-v2"}}}})
+    user_route = KINDS[kind].route_path
+    primary, canary = ARM_NAMES[kind]
+
+    for _ in range(3):
+        await reconciling.tick(api, NS, "web", NOW, metrics)
+    status = (cluster.rollout(NS, "web") or {})["status"]
+    assert (status["phase"], status["weight"]) == ("Progressing", 10), "within the deadline: kept"
+    assert next(c for c in status["conditions"] if c["type"] == "Stalled")["reason"] == "RouteNotFound"
+
+    later = NOW + datetime.timedelta(minutes=11)  # progressDeadline: the default 10m
+    for _ in range(3):
+        await reconciling.tick(api, NS, "web", later, metrics)
+        await asyncio.sleep(0.05)  # the Deployment controller scales the canary down meanwhile
+    status = (cluster.rollout(NS, "web") or {})["status"]
+    assert status["phase"] == "RolledBack" and status["weight"] == 0
+    split = KINDS[kind].split(cluster.get(user_route))
+    assert split.get(canary, 0) == 0 and split[primary] > 0, "the old route sends everything to the primary"
+    assert cluster.get(kube.deployment_path(NS, "web-canary"))["spec"]["replicas"] == 0  # type: ignore[index]
+    reasons = [reason for _, reason in events(cluster)]
+    assert reasons.count("RouteNotFound") == 1 and reasons.count("BlockedDeadlineExceeded") == 1

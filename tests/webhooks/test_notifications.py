@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 from collections.abc import Callable
 from typing import Any
@@ -195,3 +196,22 @@ async def test_the_operator_notifies_when_it_first_posts_an_event_and_never_agai
     assert [r.body["event"] for r in receiver.received] == ["rolled-back"]
     assert receiver.received[0].body["message"].startswith("revision rev-2.0 rolled back after 2 consecutive")
     assert [e["reason"] for e in cluster.events("shop")].count("RolledBack") == 1
+
+
+@pytest.mark.parametrize(("abort", "told"), [(True, "rolled-back"), (False, "held")])
+def test_a_progress_deadline_is_told_as_the_rollback_or_the_hold_it_caused(abort: bool, told: str) -> None:
+    raw = helpers.example_spec(interval="10s").model_dump(by_alias=True, exclude_none=True)
+    raw.update(progressDeadline="1m", progressDeadlineAbort=abort)
+    world = World(spec=models.parse_spec(raw), template=V1)
+    world.tick()
+    world.tick()
+    world.template = V2
+    found: list[notifications.Notice] = []
+    for _ in range(70):
+        if world.canary is not None:  # pods that never become ready
+            world.canary = dataclasses.replace(world.canary, ready_replicas=0)
+        decision = world.tick()
+        found += notifications.notices(
+            "shop", "web", [(e.reason, e.message) for e in decision.events], decision.status, world.now
+        )
+    assert [n.event.value for n in found] == ["started", told]

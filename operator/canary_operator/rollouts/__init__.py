@@ -17,6 +17,7 @@ from canary_operator.rollouts.actions import (
     ScaleTarget,
     SetWeight,
     derive,
+    give_back,
     needs,
     primary_intent,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "blocked",
     "derive",
     "failed",
+    "give_back",
     "needs",
     "primary_intent",
     "reconcile",

@@ -75,6 +75,8 @@ def derive(
     """The actions that make the cluster what ``status`` says, in the order that is safe for users."""
     phase = status.phase
     target = obs.target
+    if status.blocked is not None and status.blocked.gave_back:
+        return give_back(status, obs)
     if phase is None or target is None:
         return ()
     replicas = plan.primary_replicas(status.target_replicas)
@@ -101,6 +103,21 @@ def derive(
         present = obs.request(record.request)
         if present is not None and present.value == record.value:
             found.append(ClearRequest(record.request.annotation, record.value))
+    return tuple(found)
+
+
+def give_back(status: models.CanaryRolloutStatus, obs: observations.Observations) -> tuple[Action, ...]:
+    """A rollback recorded while blocked (``blocked.gaveBack``): the traffic back on the primary, nothing else.
+
+    The weight goes to 0 (the router scales the canary down once no traffic reaches it), and the primary is put
+    back on the stable template (a promotion may have been under way) when the target is there to build it
+    from. The target is not scaled and no request is cleared: the spec that would say how may be invalid.
+    """
+    replicas = plan.primary_replicas(status.target_replicas)
+    found: list[Action] = [SetWeight(0, replicas)]
+    primary = primary_intent(status)
+    if obs.target is not None and primary is not None:
+        found.append(EnsurePrimary(primary[0], primary[1], replicas))
     return tuple(found)
 
 

@@ -28,14 +28,17 @@ def reconcile(
 ) -> drafting.Decision:
     tick = drafting.Tick(spec, status, obs, now)
     tick.status.reconcile_errors = 0
+    # What a later tick gives the traffic back with, should this spec become invalid or its route unusable.
+    tick.status.applied_spec = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     target = obs.target
     if target is None:
-        message = f"Deployment {spec.target_ref.name} not found"
-        tick.stalled = (Reason.TARGET_NOT_FOUND, message)
-        if status.message != message:
-            tick.event(Warning, Reason.TARGET_NOT_FOUND, f"{message}; nothing to release")
-        tick.status.message = message
+        _block(tick, Reason.TARGET_NOT_FOUND, f"Deployment {spec.target_ref.name} not found", "nothing to release")
+        _note_restored(tick)
     else:
+        if status.blocked is not None:
+            tick.status.blocked = None
+            if status.message == status.blocked.message:  # the message of what blocked it no longer holds
+                tick.status.message = f"no longer blocked ({status.blocked.reason})"
         for answer in obs.gates:
             tick.status.gates = gating.record(tick.status.gates, answer)
         requests.note_cleared(tick)
@@ -56,8 +59,8 @@ def reconcile(
                 _promote(tick, target)
         if request is not None:
             requests.ignore(tick, request, _nothing_waiting(tick))
-        tick.status.weight = obs.traffic.weight
         _autoscaler(tick)
+    tick.status.weight = obs.traffic.weight
     tick.status.observed_generation = obs.generation
     tick.status.step = models.step_label(tick.status.phase, tick.status.current_step_index, len(spec.steps))
     tick.status.conditions = conditions.derive(tick)
@@ -75,17 +78,101 @@ def _autoscaler(tick: drafting.Tick) -> None:
 
 
 def blocked(
-    status: models.CanaryRolloutStatus, generation: int, reason: Reason, message: str, now: datetime.datetime
+    status: models.CanaryRolloutStatus,
+    generation: int,
+    reason: Reason,
+    message: str,
+    now: datetime.datetime,
+    spec: models.CanaryRolloutSpec | None = None,
+    weight: int | None = None,
 ) -> drafting.Decision:
-    """Progress is impossible until the user acts (invalid spec, object conflict): say why, touch nothing."""
-    draft = status.model_copy(deep=True)
-    events = []
-    if status.observed_generation != generation or status.message != message:
-        events.append(drafting.add_event(draft, Warning, reason, message, now))
-    draft.message = message
-    draft.observed_generation = generation
-    draft.conditions = conditions.blocked(status.conditions, reason, message, generation, now)
-    return drafting.Decision(draft, tuple(events))
+    """Progress is impossible until the user acts (invalid spec, a route or Prometheus refused): say why, once.
+
+    ``spec`` bounds a blocked canary: its progressDeadline and progressDeadlineAbort (the current spec when it is
+    valid, else the one last acted with). Without it (an object conflict, where nothing may be written, or a status
+    that recorded no spec) the rollout is only held. ``weight`` is the canary's share observed this tick, if read.
+    """
+    if spec is None:
+        draft = status.model_copy(deep=True)
+        events = []
+        if _new_block(status, generation, reason, message):
+            events.append(drafting.add_event(draft, Warning, reason, message, now))
+        before = status.blocked
+        since = before.since if before is not None else now.isoformat()
+        # A rollback already recorded stays recorded: it is carried out again once the router can be used.
+        gave_back = before is not None and before.gave_back
+        draft.blocked = models.Block(reason=reason, message=message, since=since, gave_back=gave_back)
+        draft.message = message
+        draft.observed_generation = generation
+        draft.conditions = conditions.blocked(status.conditions, reason, message, generation, now)
+        return drafting.Decision(draft, tuple(events))
+    traffic = observations.Traffic(status.weight if weight is None else weight, weight is not None)
+    tick = drafting.Tick(
+        spec, status, observations.Observations(generation=generation, target=None, traffic=traffic), now
+    )
+    _block(tick, reason, message)
+    if weight is not None:
+        _note_restored(tick)
+    tick.status.weight = traffic.weight
+    tick.status.observed_generation = generation
+    if not _exposed(tick.status.phase):
+        tick.status.step = None
+    tick.status.conditions = conditions.derive(tick)
+    return tick.decision()
+
+
+def _exposed(phase: Phase | None) -> bool:
+    """A canary is under way: users may be served by it."""
+    return phase in models.ANALYSING_PHASES or phase is Phase.PROMOTING
+
+
+def _new_block(status: models.CanaryRolloutStatus, generation: int, reason: Reason, message: str) -> bool:
+    """A block not told yet: another cause, or another edit of the spec."""
+    before = status.blocked
+    if before is None:
+        return status.observed_generation != generation or status.message != message  # recorded by an older operator
+    return (before.reason, before.message) != (reason, message) or status.observed_generation != generation
+
+
+def _block(tick: drafting.Tick, reason: Reason, message: str, idle: str = "") -> None:
+    """Progress is impossible until someone acts: a condition and one Warning Event say why.
+
+    While idle nothing is touched. A canary under way is not left serving for good: no check runs while it is
+    blocked, so once progressDeadline has passed since the block began (a manual gate or a pause by request
+    included) the rollout gives its traffic back to the primary, reason BlockedDeadlineExceeded, or holds with
+    progressDeadlineAbort false. What a rollback then does is derived from the recorded status (``gave_back``).
+    """
+    status, old = tick.status, tick.old
+    before = old.blocked
+    since = before.since if before is not None else tick.now_text
+    status.blocked = models.Block(
+        reason=reason, message=message, since=since, gave_back=before is not None and before.gave_back
+    )
+    exposed = _exposed(status.phase)
+    deadline = tick.spec.progress_deadline
+    if _new_block(old, tick.obs.generation, reason, message):
+        if exposed:
+            then = "its traffic goes back to the primary" if tick.spec.progress_deadline_abort else "it is held"
+            note = (
+                f"revision {status.canary_revision} keeps {status.weight}% of the traffic, unchecked, for at most"
+                f" progressDeadline {deadline}; then {then}"
+            )
+        else:
+            note = idle
+        tick.event(Warning, reason, f"{message}; {note}" if note else message)
+    status.message = message
+    tick.stalled = (reason, message)
+    started = plan.time(since) or tick.now
+    if not exposed or (tick.now - started).total_seconds() <= models.parse_duration(deadline):
+        return
+    _deadline(
+        tick,
+        f"blocked for progressDeadline {deadline} ({reason}: {message})",
+        Reason.BLOCKED_DEADLINE_EXCEEDED,
+    )
+    if status.phase is Phase.ROLLED_BACK:
+        status.blocked = status.blocked.model_copy(update={"gave_back": True})
+    tick.stalled = (reason, status.message)
 
 
 RECONCILE_ERRORS_TO_STALL = 3
@@ -529,19 +616,23 @@ def _deadline_passed(tick: drafting.Tick) -> bool:
     return (tick.now - since).total_seconds() > models.parse_duration(tick.spec.progress_deadline)
 
 
-def _deadline(tick: drafting.Tick, what: str) -> None:
+def _deadline(tick: drafting.Tick, what: str, reason: Reason = Reason.PROGRESS_DEADLINE_EXCEEDED) -> None:
     """Nothing progressed for progressDeadline: roll back (the default) or hold, saying what did not happen."""
     status = tick.status
-    why = f"{what} within progressDeadline {tick.spec.progress_deadline}"
+    why = (
+        what
+        if reason is Reason.BLOCKED_DEADLINE_EXCEEDED
+        else f"{what} within progressDeadline {tick.spec.progress_deadline}"
+    )
     if tick.spec.progress_deadline_abort:
-        _rollback(tick, why, models.Outcome.ROLLED_BACK, reason=Reason.PROGRESS_DEADLINE_EXCEEDED)
+        _rollback(tick, why, models.Outcome.ROLLED_BACK, reason=reason)
         return
     if status.phase is Phase.PAUSED and status.hold is models.Hold.DEADLINE:
         return
     status.phase = Phase.PAUSED
     status.hold = models.Hold.DEADLINE
     status.message = f"held: {why}; annotate canary.dev/resume or canary.dev/abort"
-    tick.event(Warning, Reason.PROGRESS_DEADLINE_EXCEEDED, f"{why}; holding (progressDeadlineAbort: false)")
+    tick.event(Warning, reason, f"{why}; holding (progressDeadlineAbort: false)")
 
 
 # ---------------------------------------------------------------- verdicts

@@ -1,0 +1,221 @@
+"""A canary blocked mid-way, at the I/O edge: which writes reach the API, with which spec, and when.
+
+Blocked means a tick cannot go on until someone acts: Git made the spec invalid, Prometheus is refused, the
+target Deployment was deleted. The canary keeps its weight for at most ``progressDeadline`` from the start of
+the block, unchecked; then the rollback is recorded and the traffic goes back to the stable primary, through
+the router and target the rollout last acted with (``status.appliedSpec``): the current spec may say nothing
+usable. Each cause is told once (a condition and one Warning Event); nothing of anyone else's is written.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+from ticking import Metrics, World, Write
+
+from canary_bench import emulation
+from canary_operator import endpoints, kube, models, reconciling
+
+RECORD = "patch canaryrollouts/web/status"
+MINUTE = datetime.timedelta(minutes=1)
+
+
+def whats(writes: list[Write]) -> list[str]:
+    return [w.what for w in writes]
+
+
+def replicas(world: World, name: str) -> int:
+    return int(world.get("deployments", name)["spec"]["replicas"])
+
+
+def image_of(world: World, name: str) -> str:
+    return str(world.get("deployments", name)["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def stalled(world: World) -> tuple[str, str]:
+    found = next(c for c in world.status()["conditions"] if c["type"] == "Stalled")
+    return found["status"], found["reason"]
+
+
+def edit_spec(world: World, spec: dict[str, Any]) -> None:
+    """What a Git sync of the CanaryRollout sends (the schema admits it; the operator's model may not)."""
+    world.cluster.patch(world.path("canaryrollouts", "web"), {"spec": spec})
+
+
+async def canary_serving(world: World) -> None:
+    """A taken-over target and a canary of example/web:2.0 serving its 50%, settled; no check due yet."""
+    world.create_target()
+    world.create_rollout()
+    await world.until_stable()
+    world.set_image("example/web:2.0")
+    await world.tick()
+    await world.tick()
+    assert world.status()["phase"] == "Progressing" and world.status()["weightSettledAt"]
+    assert replicas(world, "web-canary") > 0
+
+
+class Refusing:
+    """The operator's metric source once the platform team narrowed its allow-list: this address is refused."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.refused = False
+
+    def check(self, analysis: models.Analysis) -> None:
+        if self.refused:
+            raise endpoints.NotAllowedError("http://prometheus.invalid:9090 is not in the operator's allow-list")
+
+    async def provider(self, api: kube.Client, namespace: str, analysis: models.Analysis) -> Metrics:
+        return self.metrics
+
+
+async def tick_with(world: World, source: Refusing) -> list[Write]:
+    start = len(world.writes)
+    await reconciling.tick(world.api, world.namespace, "web", world.now, source)
+    world.now += datetime.timedelta(seconds=1)
+    world.settle()
+    return world.writes[start:]
+
+
+async def test_a_canary_blocked_by_an_invalid_spec_gives_its_traffic_back_at_the_progress_deadline(
+    world: World,
+) -> None:
+    await canary_serving(world)
+    canary_pods = replicas(world, "web-canary")
+    edit_spec(world, {"analysis": {"interval": "0s"}})  # the CRD admits it; the model says at least 1s
+
+    writes = await world.tick()
+    assert whats(writes) == [RECORD, "event InvalidSpec", RECORD], "told once, nothing touched yet"
+    assert stalled(world) == ("True", "InvalidSpec")
+    world.now += 9 * MINUTE
+    assert await world.tick() == [], "within the deadline: the canary keeps its weight, nothing is written"
+    assert replicas(world, "web-canary") == canary_pods
+
+    world.now += MINUTE
+    writes = await world.tick()
+    assert whats(writes)[:2] == [RECORD, "patch deployments/web-canary"], "recorded first, then given back"
+    assert world.status()["phase"] == "RolledBack"
+    assert replicas(world, "web-canary") == 0
+    assert image_of(world, "web-primary") == "example/web:1.0" and replicas(world, "web-primary") == 4
+    assert stalled(world) == ("True", "InvalidSpec"), "the condition names what to fix"
+
+    for _ in range(3):
+        world.now += MINUTE
+        assert "patch deployments/web-canary" not in whats(await world.tick())
+    assert world.posted()[-2:] == [("Warning", "InvalidSpec"), ("Warning", "BlockedDeadlineExceeded")]
+    assert [reason for _, reason in world.posted()].count("InvalidSpec") == 1
+    assert world.status()["weight"] == 0
+
+    edit_spec(world, {"analysis": {"interval": "10s"}})  # fixed in Git
+    await world.tick()
+    assert world.status()["phase"] == "RolledBack", "the revision is not retried until it changes (or retry)"
+    assert stalled(world) == ("True", "RolledBack")
+    assert "blocked" not in world.status()
+
+
+async def test_a_rollback_recorded_while_blocked_is_carried_out_by_the_next_tick(world: World) -> None:
+    # The canary's scale-down meets a 500 (as a process killed right after the record would): the rollback is
+    # recorded, and the next tick, still blocked, carries it out from the recorded status.
+    await canary_serving(world)
+    edit_spec(world, {"analysis": {"interval": "0s"}})
+    await world.tick()
+    world.now += 11 * MINUTE
+    world.cluster.inject(
+        emulation.Fault(
+            "patch",
+            "deployments",
+            emulation.Respond(500, "InternalError", "etcd timeout"),
+            name="web-canary",
+            namespace=world.namespace,
+        )
+    )
+    try:
+        await world.tick()
+    except Exception:  # the daemon counts it and ticks again
+        pass
+    assert world.status()["phase"] == "RolledBack" and replicas(world, "web-canary") > 0
+    await world.tick()
+    assert replicas(world, "web-canary") == 0
+    assert [reason for _, reason in world.posted()].count("BlockedDeadlineExceeded") == 1
+
+
+async def test_with_progress_deadline_abort_false_a_blocked_canary_is_held_where_it_is(world: World) -> None:
+    world.create_target()
+    world.create_rollout()
+    edit_spec(world, {"progressDeadlineAbort": False})
+    await world.until_stable()
+    world.set_image("example/web:2.0")
+    await world.tick()
+    await world.tick()
+    canary_pods = replicas(world, "web-canary")
+    edit_spec(world, {"analysis": {"interval": "0s"}})
+    for _ in range(4):
+        await world.tick()
+        world.now += 5 * MINUTE
+    assert world.status()["phase"] == "Paused" and world.status()["hold"] == "Deadline"
+    assert replicas(world, "web-canary") == canary_pods
+    assert [reason for _, reason in world.posted()].count("BlockedDeadlineExceeded") == 1
+
+
+async def test_a_canary_whose_prometheus_is_refused_gives_its_traffic_back_at_the_deadline(world: World) -> None:
+    await canary_serving(world)
+    source = Refusing(world.metrics)
+    source.refused = True
+    writes = await tick_with(world, source)
+    assert whats(writes) == [RECORD, "event PrometheusNotAllowed", RECORD]
+    world.now += 11 * MINUTE
+    await tick_with(world, source)
+    assert world.status()["phase"] == "RolledBack" and replicas(world, "web-canary") == 0
+    assert stalled(world) == ("True", "PrometheusNotAllowed")
+    assert [reason for _, reason in world.posted()].count("PrometheusNotAllowed") == 1
+
+
+async def test_a_canary_whose_target_is_deleted_is_given_back_and_nothing_else_is_written(world: World) -> None:
+    await canary_serving(world)
+    world.cluster.delete(world.path("deployments", "web"))
+    writes = []
+    for _ in range(5):
+        writes += await world.tick()
+    assert stalled(world) == ("True", "TargetNotFound")
+    assert world.status()["phase"] == "Progressing", "within the deadline the canary keeps its weight"
+    world.now += 11 * MINUTE
+    for _ in range(3):
+        writes += await world.tick()
+    assert world.status()["phase"] == "RolledBack" and replicas(world, "web-canary") == 0
+    assert image_of(world, "web-primary") == "example/web:1.0" and replicas(world, "web-primary") == 4
+    assert {w.what for w in writes} <= {
+        RECORD,
+        "patch deployments/web-canary",
+        "event TargetNotFound",
+        "event BlockedDeadlineExceeded",
+    }, "nothing is created again, nothing of anyone else's is touched"
+    assert [reason for _, reason in world.posted()].count("TargetNotFound") == 1
+    assert world.status().get("reconcileErrors", 0) == 0, "no tick failed"
+
+
+async def test_a_spec_invalid_while_stable_touches_nothing_however_long(world: World) -> None:
+    world.create_target()
+    world.create_rollout()
+    await world.until_stable()
+    edit_spec(world, {"analysis": {"interval": "0s"}})
+    writes = []
+    for _ in range(4):
+        writes += await world.tick()
+        world.now += 60 * MINUTE
+    assert whats(writes) == [RECORD, "event InvalidSpec", RECORD]
+    assert world.status()["phase"] == "Stable"
+
+
+async def test_steps_emptied_by_git_are_refused_at_admission_and_the_canary_goes_on(world: World) -> None:
+    # Emptied steps never reach the operator: the CRD schema refuses them (minItems 1), and the stored spec,
+    # with its steps, stays in force.
+    await canary_serving(world)
+    with pytest.raises(emulation.ApiError, match="steps") as refused:
+        edit_spec(world, {"steps": []})
+    assert refused.value.code == 422
+    world.now += datetime.timedelta(seconds=10)
+    await world.tick()
+    assert world.status()["phase"] in ("Progressing", "Promoting", "Succeeded")
+    assert "blocked" not in world.status()
