@@ -104,7 +104,7 @@ def rollout(i: int, prometheus_url: str, interval: int) -> dict[str, Any]:
             "analysis": {
                 "interval": f"{interval}s",
                 "failureThreshold": 2,
-                "inconclusiveThreshold": 1000,  # the most the schema allows: keep checking, the busy window measures checks
+                "inconclusiveThreshold": 1000,  # the schema's most: keep checking, the busy window measures checks
                 "minRequests": 50,
                 "prometheus": {"address": prometheus_url, "timeout": "5s"},
                 "metrics": [
