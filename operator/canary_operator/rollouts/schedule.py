@@ -55,8 +55,8 @@ def next_due(
     """The earliest time after which a tick on the same observations would decide something new.
 
     Recurring work (checks, gate questions) is returned even when already due (at or before ``now``): the
-    tick that computed this status did not do it. A deadline is returned only while ahead: once passed,
-    the tick at ``now`` saw it and acted. ``target_revision`` is the revision a pre-rollout gate waits
+    tick that computed this status did not do it. The end of a pause and a deadline are returned only
+    while ahead: once passed, the tick at ``now`` saw it and acted. ``target_revision`` is the revision a pre-rollout gate waits
     for (the target's, as observed); without it, that gate is left to the resync.
     """
     phase = status.phase
@@ -71,7 +71,9 @@ def next_due(
         step = spec.steps[plan.current_index(spec, status)]
         started = plan.time(status.step_started_at)
         if step.pause is not None and step.pause.seconds is not None and started is not None:
-            found.append((started + datetime.timedelta(seconds=step.pause.seconds), "pause"))
+            ends = started + datetime.timedelta(seconds=step.pause.seconds)
+            if ends > now:  # once over, what the step waits for is a check (or a gate), due on its own
+                found.append((ends, "pause"))
     deadline = _deadline_at(spec, status)
     if deadline is not None and deadline >= now:
         found.append((deadline, "deadline"))
