@@ -307,7 +307,7 @@ def drive(
         changed = _wire(decision.status) != _wire(status_before) or world.observe(None) != seen_before
         wait = rollouts.wait(decision.due, decided_at, decided_at, TICK, IDLE)
         world.now = decided_at + datetime.timedelta(seconds=0.02 if changed else wait.seconds)
-    told = [(e.reason, datetime.datetime.fromisoformat(e.at)) for e in world.events]
+    told = [(str(e.reason), datetime.datetime.fromisoformat(e.at)) for e in world.events]
     events = [(reason, when) for reason, when in told if when >= started]
     return Run(events, world.status.phase, ticks)
 

@@ -56,8 +56,8 @@ def next_due(
 
     Recurring work (checks, gate questions) is returned even when already due (at or before ``now``): the
     tick that computed this status did not do it. The end of a pause and a deadline are returned only
-    while ahead: once passed, the tick at ``now`` saw it and acted. ``target_revision`` is the revision a pre-rollout gate waits
-    for (the target's, as observed); without it, that gate is left to the resync.
+    while ahead: once passed, the tick at ``now`` saw it and acted. ``target_revision`` is the revision a
+    pre-rollout gate waits for (the target's, as observed); without it, that gate is left to the resync.
     """
     phase = status.phase
     found: list[tuple[datetime.datetime, str]] = []
