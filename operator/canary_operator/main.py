@@ -131,9 +131,10 @@ async def deployment_deleted(body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)
-async def rollout_changed(name: str, namespace: str | None, **_: Any) -> None:
-    """A spec edit, a request annotation, a status written: the rollout's loop looks at once."""
-    asyncio.get_running_loop().call_soon(_deployments.wake, namespace or "", name)
+async def rollout_changed(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    """A spec edit, a request annotation, a deletion: the rollout's loop looks at once. A status write (its own,
+    which it decided) does not wake it: what the new status makes due, its schedule says."""
+    asyncio.get_running_loop().call_soon(_deployments.rollout_changed, namespace or "", name, dict(body))
 
 
 @kopf.daemon(models.GROUP, models.VERSION, models.PLURAL, cancellation_timeout=5.0)
@@ -171,6 +172,7 @@ async def run_rollout(
             while not stopped:
                 target = str(((body.get("spec") or {}).get("targetRef") or {}).get("name", ""))
                 waker = _deployments.waker(namespace, name, target)
+                _deployments.deciding(namespace, name, body)
                 rollout = caching.newer(dict(body), written[0] if written else None) if watched else None
                 decision = None
                 now = datetime.datetime.now(datetime.UTC)

@@ -19,7 +19,7 @@ import helpers
 import pytest
 from helpers import T0, V1, V2, World, record
 
-from canary_operator import models, rollouts
+from canary_operator import models, observations, rollouts
 from canary_operator.rollouts import checks, schedule
 
 Phase = models.Phase
@@ -96,10 +96,12 @@ def test_the_first_check_is_due_one_interval_after_the_weight_settled_then_one_a
     assert rollouts.next_due(quiet, checked, at(12.5)) == rollouts.Due(at(22.5), "check", busy=True)
 
 
-def test_the_continuous_test_counts_from_its_last_reading() -> None:
+def test_the_continuous_test_counts_from_its_last_reading_or_the_last_check_which_carries_the_same_evidence() -> None:
     slow = spec(analysis={"interval": "1m"})
     read = status(Phase.PROGRESSING, weight_settled_at=text(2), evidence=_evidence(40))
     assert rollouts.next_due(slow, read, at(40)) == rollouts.Due(at(55), "continuous", busy=True)
+    checked = read.model_copy(update={"last_check_at": text(62)})
+    assert rollouts.next_due(slow, checked, at(62)) == rollouts.Due(at(77), "continuous", busy=True)
 
 
 def test_a_timed_pause_ends_on_time_even_between_checks() -> None:
@@ -190,7 +192,11 @@ def test_a_check_falls_due_exactly_at_the_time_given(recorded: models.CanaryRoll
 
 def test_the_continuous_test_falls_due_exactly_at_the_time_given() -> None:
     slow = spec(analysis={"interval": "5m"})
-    for recorded in (status(Phase.PROGRESSING), status(Phase.PROGRESSING, evidence=_evidence(31.5))):
+    for recorded in (
+        status(Phase.PROGRESSING),
+        status(Phase.PROGRESSING, evidence=_evidence(31.5)),
+        status(Phase.PROGRESSING, evidence=_evidence(31.5), weight_settled_at=text(2), last_check_at=text(40.25)),
+    ):
         found = rollouts.next_due(slow, recorded, at(1))
         before, then = _edges(found)
         assert found.what == "continuous"
@@ -277,8 +283,9 @@ def drive(
     """Run the release of V2 for ``seconds``: a tick every second, or only at the due times and on changes.
 
     As the I/O edge does, a check, a continuous reading or a gate answer is handed in when ``needs`` asks for
-    it. A change of the status or of the cluster (what the operator just wrote, a Deployment becoming ready)
-    wakes the due-time loop as the watch does, a moment later; otherwise it sleeps as ``rollouts.wait`` says.
+    it. A change of what the tick observes (a Deployment the operator just scaled, a request annotation
+    removed) wakes the due-time loop as the watch does, a moment later; a status write does not (``caching``);
+    otherwise the loop sleeps as ``rollouts.wait`` says.
     """
     world.template = V2
     started, end = world.now, world.now + datetime.timedelta(seconds=seconds)
@@ -297,23 +304,24 @@ def drive(
         since_t0 = (world.now - T0).total_seconds()
         reading = _evidence(since_t0, evidence_says(world.status)) if needs.continuous else None
         seen_before = world.observe(None)
-        status_before = world.status
         decided_at = world.now
         decision = world.tick(check, advance=0, evidence=reading)
         ticks += 1
         if not due_only:
             world.now = decided_at + SECOND
             continue
-        changed = _wire(decision.status) != _wire(status_before) or world.observe(None) != seen_before
+        woken = _cluster(world.observe(None)) != _cluster(seen_before)
         wait = rollouts.wait(decision.due, decided_at, decided_at, TICK, IDLE)
-        world.now = decided_at + datetime.timedelta(seconds=0.02 if changed else wait.seconds)
+        world.now = decided_at + datetime.timedelta(seconds=0.02 if woken else wait.seconds)
     told = [(str(e.reason), datetime.datetime.fromisoformat(e.at)) for e in world.events]
     events = [(reason, when) for reason, when in told if when >= started]
     return Run(events, world.status.phase, ticks)
 
 
-def _wire(recorded: models.CanaryRolloutStatus) -> dict[str, Any]:
-    return recorded.model_copy(update={"pending_events": []}).to_wire()
+def _cluster(seen: observations.Observations) -> tuple[Any, ...]:
+    """What a watch reports of an observation: the Deployments and the annotations (not the router's verdict on
+    them, which follows from the status as well: the weight it is asked about)."""
+    return seen.target, seen.primary, seen.canary, seen.requests
 
 
 def stable_world(rollout: models.CanaryRolloutSpec) -> World:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from typing import TYPE_CHECKING
 
 from canary_operator import models, observations
-from canary_operator.rollouts import plan, schedule
+from canary_operator.rollouts import plan
+
+if TYPE_CHECKING:  # schedule reads checks, which drafts: the type only, no import cycle
+    from canary_operator.rollouts import schedule
 
 RECENT_RELEASES = 10
 

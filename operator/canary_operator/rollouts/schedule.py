@@ -21,7 +21,7 @@ import dataclasses
 import datetime
 
 from canary_operator import gating, models
-from canary_operator.rollouts import plan
+from canary_operator.rollouts import checks, plan
 
 Phase = models.Phase
 
@@ -135,11 +135,9 @@ def _continuous_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutS
     """When the continuous test is next due (``checks.continuous_due``; a due check takes its place)."""
     if not spec.analysis.continuous or status.phase not in models.ANALYSING_PHASES:
         return None
-    started = plan.time(status.canary_started_at)
-    if started is None:
+    since = checks.last_reading(status)
+    if since is None:
         return None
-    last = plan.time(status.evidence.at) if status.evidence is not None else None
-    since = max(started, last) if last is not None else started
     return since + datetime.timedelta(seconds=models.parse_duration(spec.analysis.continuous_interval))
 
 
