@@ -96,12 +96,12 @@ def test_the_first_check_is_due_one_interval_after_the_weight_settled_then_one_a
     assert rollouts.next_due(quiet, checked, at(12.5)) == rollouts.Due(at(22.5), "check", busy=True)
 
 
-def test_the_continuous_test_counts_from_its_last_reading_or_the_last_check_which_carries_the_same_evidence() -> None:
+def test_the_continuous_test_counts_from_its_last_reading_whatever_the_checks() -> None:
     slow = spec(analysis={"interval": "1m"})
     read = status(Phase.PROGRESSING, weight_settled_at=text(2), evidence=_evidence(40))
     assert rollouts.next_due(slow, read, at(40)) == rollouts.Due(at(55), "continuous", busy=True)
-    checked = read.model_copy(update={"last_check_at": text(62)})
-    assert rollouts.next_due(slow, checked, at(62)) == rollouts.Due(at(77), "continuous", busy=True)
+    checked = read.model_copy(update={"last_check_at": text(50)})
+    assert rollouts.next_due(slow, checked, at(50)) == rollouts.Due(at(55), "continuous", busy=True)
 
 
 def test_a_timed_pause_ends_on_time_even_between_checks() -> None:
@@ -195,7 +195,7 @@ def test_the_continuous_test_falls_due_exactly_at_the_time_given() -> None:
     for recorded in (
         status(Phase.PROGRESSING),
         status(Phase.PROGRESSING, evidence=_evidence(31.5)),
-        status(Phase.PROGRESSING, evidence=_evidence(31.5), weight_settled_at=text(2), last_check_at=text(40.25)),
+        status(Phase.PROGRESSING, evidence=_evidence(31.5), weight_settled_at=text(2), last_check_at=text(33.25)),
     ):
         found = rollouts.next_due(slow, recorded, at(1))
         before, then = _edges(found)

@@ -46,12 +46,12 @@ def test_a_new_revision_wakes_its_rollout_long_before_the_next_tick() -> None:
 
 
 def test_a_canary_ticks_at_its_due_times_not_every_second_and_still_promotes_and_rolls_back() -> None:
-    """Checks every 4 s with the operator's default ticks (1 s busy, 30 s resync): the loop sleeps until the next
-    check, the pause's end or a deadline, and wakes on changes; the releases end as they did when it ticked
-    every second."""
+    """Checks every 4 s, the continuous test every 8 s, the operator's default ticks (1 s busy, 30 s resync): the
+    loop sleeps until the next check, reading, pause end or deadline, and wakes on changes (it ticked 1.5 times a
+    second here before); the releases end as they did when it ticked every second."""
     plan = stages.Plan(
         interval="4s",
-        continuous_interval="4s",
+        continuous_interval="8s",
         steps=[{"setWeight": 20}, {"pause": {"duration": "16s"}}, {"setWeight": 50}, {"pause": {"duration": "4s"}}],
     )
     defaults = {"CANARY_TICK_SECONDS": "1", "CANARY_IDLE_TICK_SECONDS": "30"}
@@ -65,7 +65,7 @@ def test_a_canary_ticks_at_its_due_times_not_every_second_and_still_promotes_and
         held = (time_of(over["stepStartedAt"]) - time_of(paused["stepStartedAt"])).total_seconds()
         per_second = (ticks(stage) - ticked) / held
         assert held >= 16
-        assert per_second < 0.5, f"{per_second:.2f} ticks per second over a {held:.1f} s pause checked every 4 s"
+        assert per_second < 0.6, f"{per_second:.2f} ticks per second over a {held:.1f} s pause checked every 4 s"
         waits = {
             dict(labels)["until"]: value
             for (name, labels), value in stage.operator_metrics().items()

@@ -40,24 +40,28 @@ def due(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, now:
 def continuous_due(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, now: datetime.datetime) -> bool:
     """Whether the handler should run the continuous (always-valid) test of the counts since the canary started.
 
-    Every ``continuousInterval`` while analysing, from the canary's start, between checks: a check carries the
-    same evidence since the start, so it counts as a reading (and takes its place on a tick when both are due).
+    Every ``continuousInterval`` while analysing, from the canary's start, on ticks without a check (a
+    check carries the same evidence).
     """
-    if not spec.analysis.continuous or status.phase not in models.ANALYSING_PHASES:
-        return False
-    since = last_reading(status)
+    since = last_reading(spec, status)
     if since is None or due(spec, status, now):
         return False
     return (now - since).total_seconds() >= models.parse_duration(spec.analysis.continuous_interval)
 
 
-def last_reading(status: models.CanaryRolloutStatus) -> datetime.datetime | None:
-    """The latest of the canary's start, its last continuous reading and its last check (None: no canary)."""
+def last_reading(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> datetime.datetime | None:
+    """What the continuous test counts its interval from: its last reading, or the canary's start (None: off).
+
+    A check is not counted as a reading, though it carries the same evidence: the two cadences add up, and
+    fewer looks at the evidence would mean a later rollback on average.
+    """
+    if not spec.analysis.continuous or status.phase not in models.ANALYSING_PHASES:
+        return None
     started = plan.time(status.canary_started_at)
     if started is None:
         return None
-    readings = (plan.time(status.evidence.at) if status.evidence is not None else None, plan.time(status.last_check_at))
-    return max([started, *(t for t in readings if t is not None)])
+    last = plan.time(status.evidence.at) if status.evidence is not None else None
+    return max(started, last) if last is not None else started
 
 
 def failing_evidence(tick: drafting.Tick, check: models.CheckRecord | None) -> str | None:

@@ -133,9 +133,7 @@ def _check_at(
 
 def _continuous_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> datetime.datetime | None:
     """When the continuous test is next due (``checks.continuous_due``; a due check takes its place)."""
-    if not spec.analysis.continuous or status.phase not in models.ANALYSING_PHASES:
-        return None
-    since = checks.last_reading(status)
+    since = checks.last_reading(spec, status)
     if since is None:
         return None
     return since + datetime.timedelta(seconds=models.parse_duration(spec.analysis.continuous_interval))
