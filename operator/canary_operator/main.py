@@ -2,9 +2,9 @@
 
 One daemon per CanaryRollout runs the reconcile loop (``reconciling.tick``) on the body Kopf's
 watch holds and on the Deployments of one shared watch (an index, ``caching``). It runs again
-when a Deployment it depends on or the CanaryRollout itself changes (or is deleted), after the
-operator wrote an object no watch reports (a route, a Service, an HPA), and otherwise when the
-clock next brings it something to do (a check, the end of a pause, a deadline:
+when a Deployment it depends on or the CanaryRollout itself changes (or is deleted), within
+``tick_seconds`` after the operator wrote an object no watch reports (a route, a Service, an HPA),
+and otherwise when the clock next brings it something to do (a check, the end of a pause, a deadline:
 ``rollouts.schedule``), at most ``idle_tick_seconds`` apart (a resync) and every ``tick_seconds``
 when that time cannot be told while a canary is under way (``config.Settings``, kept in Kopf's
 memo with the metric source that all rollouts share). The delete handler (behind the operator's
@@ -152,6 +152,7 @@ async def run_rollout(
     index: Mapping[caching.Key, Collection[caching.Body]] = kwargs["deployments"]  # Kopf passes indices by name
     _deployments.use(index)
     written: list[Mapping[str, Any]] = []  # the last version of this CanaryRollout we wrote
+    unwatched: list[bool] = []  # this tick wrote an object no watch reports
     # After a tick that decided nothing (409: the watched body was behind, e.g. Kopf's own finalizer
     # patch not yet delivered), the next one reads the CanaryRollout with a GET rather than wait.
     watched = True
@@ -164,8 +165,9 @@ async def run_rollout(
             _deployments.remember(obj)
         if obj.get("kind") not in _WATCHED_KINDS:
             # A route set to a new weight, a Service or an HPA created: no watch tells this loop, which
-            # observes the result at its next tick; that tick comes at once, not at the next due time.
-            _deployments.wake(namespace, name)
+            # observes the result at its next tick; that tick comes within tick_seconds, not at the next due
+            # time (and no sooner: a route someone keeps reverting costs one write per tick_seconds, as before).
+            unwatched[:] = [True]
 
     try:
         async with kube.Client(on_write=remember) as api:
@@ -175,6 +177,7 @@ async def run_rollout(
                 _deployments.deciding(namespace, name, body)
                 rollout = caching.newer(dict(body), written[0] if written else None) if watched else None
                 decision = None
+                unwatched.clear()
                 now = datetime.datetime.now(datetime.UTC)
                 with telemetry.reconcile_duration.time():
                     try:
@@ -191,6 +194,8 @@ async def run_rollout(
                         await _failed(api, namespace, name, f"{type(exc).__name__}: {exc}")
                         log.exception("tick crashed; retrying next tick")
                 wait = _wait(decision, now, settings)
+                if unwatched and wait.seconds > settings.tick_seconds:
+                    wait = rollouts.Wait(settings.tick_seconds, "unwatched")
                 telemetry.tick_waits.labels(wait.until).observe(wait.seconds)
                 await _sleep(waker, stopped, wait.seconds)
     finally:

@@ -80,3 +80,14 @@ def test_a_canary_ticks_at_its_due_times_not_every_second_and_still_promotes_and
 
 def time_of(stamp: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(stamp)
+
+
+def test_a_deleted_arm_is_made_again_long_before_the_next_resync() -> None:
+    """Kopf drops a deleted Deployment from its index without a call: the operator's own DELETED handler wakes."""
+    with stages.Stage(tick_seconds=60, operator_env={"CANARY_IDLE_TICK_SECONDS": "60"}) as stage:
+        stage.wait_phase("Stable", timeout=90)
+        stage.wait_for("web-canary", lambda: stage.deployment("web-canary"))
+        stage.kubectl("delete", "deployment", "web-canary", "-n", "shop")
+        started = time.monotonic()
+        stage.wait_for("web-canary again", lambda: stage.deployment("web-canary"), timeout=30)
+        assert time.monotonic() - started < 10

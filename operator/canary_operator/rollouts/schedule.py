@@ -7,8 +7,8 @@ progress deadline passes, a gate is asked again every interval (``actions.gates_
 pre-rollout gate's deadline passes (``machine``). ``next_due`` computes the earliest of those times
 from the spec and the status a tick decided. Everything else a tick waits for (pods becoming ready, a
 new revision, a request annotation, a spec edit) is a change of the CanaryRollout or of a Deployment,
-which wakes the loop (``caching``); the operator's own writes to objects no watch reports (routes,
-Services, HPAs) wake it too (``main``).
+which wakes the loop (``caching``); after the operator's own writes to objects no watch reports
+(routes, Services, HPAs), the loop ticks again within the busy tick (``main``).
 
 ``wait`` turns that time into the loop's sleep, failing safe: the busy tick when nothing can be
 computed while a canary is under way, or when something was due at the tick and the tick did not do
