@@ -138,6 +138,16 @@ def test_a_promotion_waits_on_the_primary_until_its_deadline_then_the_loop_ticks
     assert rollouts.wait(past, at(601), at(601), TICK, IDLE) == rollouts.Wait(TICK, "unsure")
 
 
+def test_a_canary_whose_target_is_gone_gives_its_traffic_back_at_the_deadline_of_the_block() -> None:
+    quiet = spec(analysis={"continuous": False, "interval": "1h"}, progressDeadline="2m")
+    block = models.Block(reason=models.Reason.TARGET_NOT_FOUND, message="Deployment web not found", since=text(100))
+    blocked = status(Phase.PROGRESSING, last_progress_at=text(250), weight_settled_at=text(0), blocked=block)
+    assert rollouts.next_due(quiet, blocked, at(101)) == rollouts.Due(at(220), "deadline", busy=True)
+    assert rollouts.next_due(quiet, blocked, at(225)) == rollouts.Due(at(370), "deadline", busy=True), (
+        "passed: the tick that saw it acted; the progress deadline is next"
+    )
+
+
 def test_a_waiting_confirm_promotion_gate_is_asked_again_one_interval_after_its_last_answer() -> None:
     gated = spec(analysis={"continuous": False, "interval": "1m"}, webhooks=[_hook("confirm-promotion")])
     last = status(

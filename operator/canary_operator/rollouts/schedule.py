@@ -3,12 +3,14 @@
 The state machine compares the clock with the recorded status in a few places, and only there: a check
 falls due one ``interval`` after the last one (or after the weight settled, ``checks.due``), the
 continuous test every ``continuousInterval`` (``checks.continuous_due``), a timed pause ends, the
-progress deadline passes, a gate is asked again every interval (``actions.gates_due``) and a
-pre-rollout gate's deadline passes (``machine``). ``next_due`` computes the earliest of those times
-from the spec and the status a tick decided. Everything else a tick waits for (pods becoming ready, a
-new revision, a request annotation, a spec edit) is a change of the CanaryRollout or of a Deployment,
-which wakes the loop (``caching``); after the operator's own writes to objects no watch reports
-(routes, Services, HPAs), the loop ticks again within the busy tick (``main``).
+progress deadline passes, a canary blocked mid-way reaches its deadline, a gate is asked again every
+interval (``actions.gates_due``) and a pre-rollout gate's deadline passes (``machine``). ``next_due``
+computes the earliest of those times from the spec and the status a tick decided. Everything else a
+tick waits for (pods becoming ready, a new revision, a request annotation, a spec edit) is a change of
+the CanaryRollout or of a Deployment, which wakes the loop (``caching``); after the operator's own
+writes to objects no watch reports (routes, Services, HPAs), the loop ticks again within the busy tick
+(``main``). A blocked decision (a route or Prometheus refused: fixed where no watch looks) computes no
+time, so the loop polls at the busy tick as before.
 
 ``wait`` turns that time into the loop's sleep, failing safe: the busy tick when nothing can be
 computed while a canary is under way, or when something was due at the tick and the tick did not do
@@ -74,9 +76,9 @@ def next_due(
             ends = started + datetime.timedelta(seconds=step.pause.seconds)
             if ends > now:  # once over, what the step waits for is a check (or a gate), due on its own
                 found.append((ends, "pause"))
-    deadline = _deadline_at(spec, status)
-    if deadline is not None and deadline >= now:
-        found.append((deadline, "deadline"))
+    for deadline in (_deadline_at(spec, status), _blocked_deadline_at(spec, status)):
+        if deadline is not None and deadline >= now:
+            found.append((deadline, "deadline"))
     found.extend(_gates_at(spec, status, now, target_revision))
     busy = phase not in models.IDLE_PHASES
     if not found:
@@ -146,6 +148,17 @@ def _deadline_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutSta
     if phase not in (Phase.INITIALIZING, Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING) or held:
         return None
     since = plan.time(status.last_progress_at) or plan.time(status.step_started_at)
+    if since is None:
+        return None
+    return since + datetime.timedelta(seconds=models.parse_duration(spec.progress_deadline))
+
+
+def _blocked_deadline_at(
+    spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus
+) -> datetime.datetime | None:
+    """When a canary blocked mid-way (target gone, ...) gives its traffic back (``machine._block``)."""
+    exposed = status.phase in models.ANALYSING_PHASES or status.phase is Phase.PROMOTING
+    since = plan.time(status.blocked.since) if status.blocked is not None and exposed else None
     if since is None:
         return None
     return since + datetime.timedelta(seconds=models.parse_duration(spec.progress_deadline))
