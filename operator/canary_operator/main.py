@@ -28,7 +28,7 @@ from canary_operator import caching, config, endpoints, kube, logs, models, reco
 _deployments = caching.Deployments()
 
 
-# Objects whose changes a watch reports (and so wake the loop); a write of any other one wakes it by itself.
+# Objects whose changes a watch reports; after writing any other one, the loop ticks again within tick_seconds.
 _WATCHED_KINDS = frozenset({models.KIND, "Deployment", "Event"})
 
 
