@@ -11,7 +11,9 @@ itself; this module adds two things to it:
 - *write-through*: the operator's own writes are remembered until the watch delivers them (or a
   newer version), so the tick after a write never acts on the version before it;
 - *wake-ups*: a change of a Deployment wakes the rollouts that depend on it (its arms carry the
-  ``canary.dev/rollout`` label; a target is registered by its rollout's loop).
+  ``canary.dev/rollout`` label; a target is registered by its rollout's loop); a change of a
+  CanaryRollout wakes its loop when it is one the loop has not decided on yet (a spec edit, a
+  request annotation, a deletion), not for a status write (the loop's own, which it decided).
 
 No Kopf import: the index is read as the mapping of stores it is.
 """
@@ -23,7 +25,7 @@ import copy
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from canary_operator import ownership
+from canary_operator import models, ownership
 
 Key = tuple[str, str]  # (namespace, name)
 Body = dict[str, Any]
@@ -47,6 +49,17 @@ _SPEC = frozenset(
     }
 )
 _STATUS = ("replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "observedGeneration")
+
+
+_REQUESTS = frozenset(kind.annotation for kind in models.Request)
+
+
+def decided_on(rollout: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What of a CanaryRollout a tick decides on, besides the status: the spec (by its generation), the
+    request annotations, the deletion. Kopf's own annotations and the status are left out."""
+    meta = rollout.get("metadata") or {}
+    requests = sorted((k, str(v)) for k, v in (meta.get("annotations") or {}).items() if k in _REQUESTS)
+    return meta.get("generation"), meta.get("deletionTimestamp"), tuple(requests)
 
 
 def trim(body: Mapping[str, Any]) -> Body:
@@ -117,6 +130,7 @@ class Deployments:
         self._wakers: dict[Key, Waker] = {}  # by (namespace, rollout)
         self._targets: dict[Key, set[Key]] = {}  # (namespace, target) -> rollouts releasing it
         self._target_of: dict[Key, str] = {}  # (namespace, rollout) -> its target
+        self._decided: dict[Key, tuple[Any, ...]] = {}  # (namespace, rollout) -> ``decided_on`` at its last tick
 
     def use(self, index: Mapping[Key, Collection[Body]]) -> None:
         """Read from ``index`` from now on (Kopf hands the same live index to every daemon)."""
@@ -163,10 +177,21 @@ class Deployments:
             self._target_of[key] = target
         return self._wakers.setdefault(key, Waker())
 
+    def deciding(self, namespace: str, rollout: str, body: Mapping[str, Any]) -> None:
+        """The rollout's loop starts a tick on ``body``: a change of the CanaryRollout that leaves what it
+        decides on as it is (the tick's own status write, Kopf's annotations) will not wake it again."""
+        self._decided[(namespace, rollout)] = decided_on(body)
+
+    def rollout_changed(self, namespace: str, rollout: str, body: Mapping[str, Any]) -> None:
+        """A watch event of the CanaryRollout: wake its loop unless the loop already decided on what changed."""
+        if self._decided.get((namespace, rollout)) != decided_on(body):
+            self.wake(namespace, rollout)
+
     def release(self, namespace: str, rollout: str) -> None:
         """The rollout's loop ended: no more wake-ups for it."""
         key = (namespace, rollout)
         self._wakers.pop(key, None)
+        self._decided.pop(key, None)
         target = self._target_of.pop(key, None)
         if target is not None:
             self._targets.get((namespace, target), set()).discard(key)

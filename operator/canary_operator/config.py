@@ -9,8 +9,10 @@ middle of a rollout. The chart's values map onto these variables one to one
 =====================================  ==========  ===================================================
 Variable                               Default     Meaning
 =====================================  ==========  ===================================================
-CANARY_TICK_SECONDS                    1           Seconds between ticks while a canary is under way.
-CANARY_IDLE_TICK_SECONDS               30          Seconds between resyncs of an idle rollout (watches wake it).
+CANARY_TICK_SECONDS                    1           Seconds between ticks of a rollout under way whose next due
+                                                   time cannot be told (else it sleeps until that time).
+CANARY_IDLE_TICK_SECONDS               30          Longest sleep of a rollout's loop: the resync (watches and
+                                                   due times wake it sooner).
 CANARY_LOG_FORMAT                      json        ``json`` (one object per line) or ``console``.
 CANARY_HTTP_PORT                       8080        /metrics, /healthz, /readyz; 0 turns them off.
 CANARY_HTTP_HOST                       0.0.0.0     Address the HTTP endpoints listen on.

@@ -2,11 +2,14 @@
 
 One daemon per CanaryRollout runs the reconcile loop (``reconciling.tick``) on the body Kopf's
 watch holds and on the Deployments of one shared watch (an index, ``caching``). It runs again
-when a Deployment it depends on or the CanaryRollout itself changes, and otherwise every
-``tick_seconds`` while a canary is under way, every ``idle_tick_seconds`` while idle (a resync:
-the watch brings new revisions) (``config.Settings``, kept in Kopf's memo with the metric source
-that all rollouts share). The delete handler (behind the operator's own finalizer) gives the
-user's Deployment back. Kopf's bookkeeping lives under the ``canary.dev`` API group.
+when a Deployment it depends on or the CanaryRollout itself changes (or is deleted), within
+``tick_seconds`` after the operator wrote an object no watch reports (a route, a Service, an HPA),
+and otherwise when the clock next brings it something to do (a check, the end of a pause, a deadline:
+``rollouts.schedule``), at most ``idle_tick_seconds`` apart (a resync) and every ``tick_seconds``
+when that time cannot be told while a canary is under way (``config.Settings``, kept in Kopf's
+memo with the metric source that all rollouts share). The delete handler (behind the operator's
+own finalizer) gives the user's Deployment back. Kopf's bookkeeping lives under the
+``canary.dev`` API group.
 """
 
 from __future__ import annotations
@@ -25,12 +28,19 @@ from canary_operator import caching, config, endpoints, kube, logs, models, reco
 _deployments = caching.Deployments()
 
 
-def _tick_seconds(decision: rollouts.Decision | None, settings: config.Settings) -> float:
-    """Fast while a canary is under way (rollback latency), slower while idle (API load at scale)."""
-    busy, idle = settings.tick_seconds, settings.idle_tick_seconds
-    if decision is not None and decision.status.phase in models.IDLE_PHASES:
-        return max(busy, idle)
-    return busy
+# Objects whose changes a watch reports; after writing any other one, the loop ticks again within tick_seconds.
+_WATCHED_KINDS = frozenset({models.KIND, "Deployment", "Event"})
+
+
+def _wait(
+    decision: rollouts.Decision | None, decided_at: datetime.datetime, settings: config.Settings
+) -> rollouts.Wait:
+    """Until the next due time of the decision (``rollouts.schedule``); the busy tick when it cannot tell."""
+    due = None
+    if decision is not None:
+        due = decision.due if decision.due is not None else rollouts.nothing_due(decision.status)
+    now = datetime.datetime.now(datetime.UTC)
+    return rollouts.wait(due, decided_at, now, settings.tick_seconds, settings.idle_tick_seconds)
 
 
 def _settings(memo: kopf.Memo) -> config.Settings:
@@ -46,7 +56,8 @@ def _settings(memo: kopf.Memo) -> config.Settings:
 
 class _QuietWakeUps(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Handler 'rollout_changed' succeeded")
+        message = record.getMessage()
+        return not message.startswith(("Handler 'rollout_changed' succeeded", "Handler 'deployment_deleted' succeeded"))
 
 
 @kopf.on.startup()
@@ -109,10 +120,21 @@ async def deployments(body: kopf.Body, namespace: str | None, name: str, **_: An
     return {(namespace or "", name): caching.trim(body)}
 
 
+def _deleted(type: str, **_: Any) -> bool:
+    return type == "DELETED"
+
+
+@kopf.on.event("apps", "v1", "deployments", when=_deleted)
+async def deployment_deleted(body: kopf.Body, **_: Any) -> None:
+    """Kopf drops a deleted Deployment from the index without calling it: its rollouts look at once all the same."""
+    asyncio.get_running_loop().call_soon(_deployments.changed, dict(body))
+
+
 @kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)
-async def rollout_changed(name: str, namespace: str | None, **_: Any) -> None:
-    """A spec edit, a request annotation, a status written: the rollout's loop looks at once."""
-    asyncio.get_running_loop().call_soon(_deployments.wake, namespace or "", name)
+async def rollout_changed(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    """A spec edit, a request annotation, a deletion: the rollout's loop looks at once. A status write (its own,
+    which it decided) does not wake it: what the new status makes due, its schedule says."""
+    asyncio.get_running_loop().call_soon(_deployments.rollout_changed, namespace or "", name, dict(body))
 
 
 @kopf.daemon(models.GROUP, models.VERSION, models.PLURAL, cancellation_timeout=5.0)
@@ -130,6 +152,7 @@ async def run_rollout(
     index: Mapping[caching.Key, Collection[caching.Body]] = kwargs["deployments"]  # Kopf passes indices by name
     _deployments.use(index)
     written: list[Mapping[str, Any]] = []  # the last version of this CanaryRollout we wrote
+    unwatched: list[bool] = []  # this tick wrote an object no watch reports
     # After a tick that decided nothing (409: the watched body was behind, e.g. Kopf's own finalizer
     # patch not yet delivered), the next one reads the CanaryRollout with a GET rather than wait.
     watched = True
@@ -140,17 +163,24 @@ async def run_rollout(
             written[:] = [obj]
         else:
             _deployments.remember(obj)
+        if obj.get("kind") not in _WATCHED_KINDS:
+            # A route set to a new weight, a Service or an HPA created: no watch tells this loop, which
+            # observes the result at its next tick; that tick comes within tick_seconds, not at the next due
+            # time (and no sooner: a route someone keeps reverting costs one write per tick_seconds, as before).
+            unwatched[:] = [True]
 
     try:
         async with kube.Client(on_write=remember) as api:
             while not stopped:
                 target = str(((body.get("spec") or {}).get("targetRef") or {}).get("name", ""))
                 waker = _deployments.waker(namespace, name, target)
+                _deployments.deciding(namespace, name, body)
                 rollout = caching.newer(dict(body), written[0] if written else None) if watched else None
                 decision = None
+                unwatched.clear()
+                now = datetime.datetime.now(datetime.UTC)
                 with telemetry.reconcile_duration.time():
                     try:
-                        now = datetime.datetime.now(datetime.UTC)
                         decision = await reconciling.tick(
                             api, namespace, name, now, memo.metrics, rollout=rollout, deployments=_deployments
                         )
@@ -163,7 +193,11 @@ async def run_rollout(
                     except Exception as exc:  # never let one rollout's bug stop its loop or the operator
                         await _failed(api, namespace, name, f"{type(exc).__name__}: {exc}")
                         log.exception("tick crashed; retrying next tick")
-                await _sleep(waker, stopped, _tick_seconds(decision, settings))
+                wait = _wait(decision, now, settings)
+                if unwatched and wait.seconds > settings.tick_seconds:
+                    wait = rollouts.Wait(settings.tick_seconds, "unwatched")
+                telemetry.tick_waits.labels(wait.until).observe(wait.seconds)
+                await _sleep(waker, stopped, wait.seconds)
     finally:
         _deployments.release(namespace, name)
 

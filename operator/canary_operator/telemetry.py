@@ -38,6 +38,15 @@ reconcile_duration = prometheus_client.Histogram(
     buckets=_DURATION_BUCKETS,
     registry=REGISTRY,
 )
+tick_waits = prometheus_client.Histogram(
+    f"{_PREFIX}_tick_wait_seconds",
+    "How long a rollout's loop sleeps after a tick (a change wakes it sooner), by what it waits for: check,"
+    " continuous, pause, deadline, gate (the clock), resync (nothing due), unsure, overdue, retry or unwatched"
+    " (the busy tick).",
+    ["until"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
 rollout_phase = prometheus_client.Gauge(
     f"{_PREFIX}_rollout_phase",
     "1 for the phase a CanaryRollout is in, 0 for the others.",

@@ -168,3 +168,45 @@ def test_the_cache_keeps_the_targets_claim_so_a_claimed_target_is_not_claimed_ag
         "spec": {"replicas": 0},
     }
     assert caching.trim(body)["metadata"]["annotations"] == {"canary.dev/claimed-by": "uid-1"}
+
+
+def rollout_body(generation: int = 1, rv: str = "10", annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "canary.dev/v1alpha1",
+        "kind": "CanaryRollout",
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "generation": generation,
+            "resourceVersion": rv,
+            "annotations": {"kopf.dev/last-handled-configuration": "{}", **(annotations or {})},
+        },
+        "status": {"phase": "Progressing"},
+    }
+
+
+async def test_a_spec_edit_or_a_request_wakes_the_rollout_but_its_own_status_write_does_not() -> None:
+    cache = caching.Deployments()
+    waker = cache.waker("shop", "web", target="web")
+    cache.deciding("shop", "web", rollout_body())
+    own = rollout_body(rv="11")
+    own["status"] = {"phase": "Progressing", "lastCheckAt": "2026-11-01T12:00:10+00:00"}
+    own["metadata"]["annotations"]["kopf.dev/last-handled-configuration"] = '{"spec": {}}'  # Kopf's own writes too
+    cache.rollout_changed("shop", "web", own)
+    assert await waker.sleep(0.01) is False, "the loop decided this status itself: its schedule says when next"
+    cache.rollout_changed("shop", "web", rollout_body(rv="12", annotations={"canary.dev/abort": "true"}))
+    assert await waker.sleep(5) is True, "a request"
+    cache.rollout_changed("shop", "web", rollout_body(generation=2, rv="13"))
+    assert await waker.sleep(5) is True, "a spec edit"
+    deleting = rollout_body(rv="14")
+    deleting["metadata"]["deletionTimestamp"] = "2026-11-01T12:00:00Z"
+    cache.rollout_changed("shop", "web", deleting)
+    assert await waker.sleep(5) is True, "a deletion"
+
+
+async def test_a_request_annotation_removed_wakes_the_rollout_that_acted_on_it() -> None:
+    cache = caching.Deployments()
+    waker = cache.waker("shop", "web", target="web")
+    cache.deciding("shop", "web", rollout_body(annotations={"canary.dev/retry": "true"}))
+    cache.rollout_changed("shop", "web", rollout_body(rv="11"))
+    assert await waker.sleep(5) is True, "what it acted on is gone: the next tick may start what the request allowed"

@@ -53,6 +53,7 @@ class Window:
     cpu_cores: float
     api_per_second: dict[str, float]
     promql_per_second: float
+    ticks_per_second: float  # the operator's reconcile ticks, all rollouts together
 
 
 @dataclasses.dataclass
@@ -103,7 +104,7 @@ def rollout(i: int, prometheus_url: str, interval: int) -> dict[str, Any]:
             "analysis": {
                 "interval": f"{interval}s",
                 "failureThreshold": 2,
-                "inconclusiveThreshold": 100_000,  # keep checking: the busy window measures checks
+                "inconclusiveThreshold": 1000,  # the schema's most: keep checking, the busy window measures checks
                 "minRequests": 50,
                 "prometheus": {"address": prometheus_url, "timeout": "5s"},
                 "metrics": [
@@ -116,10 +117,13 @@ def rollout(i: int, prometheus_url: str, interval: int) -> dict[str, Any]:
 
 
 class Probe:
-    """Reads the operator process's RSS and CPU time, the emulator's request counts, Prometheus's query count."""
+    """Reads the operator process's RSS, CPU time and ticks, the emulator's request counts, Prometheus's query count."""
 
-    def __init__(self, cluster: clusters.EmulatedCluster, pid: int, prometheus_url: str) -> None:
-        self.cluster, self.pid, self.prometheus_url = cluster, pid, prometheus_url
+    def __init__(
+        self, cluster: clusters.EmulatedCluster, operator: stages.OperatorProcess, prometheus_url: str
+    ) -> None:
+        self.cluster, self.operator, self.prometheus_url = cluster, operator, prometheus_url
+        self.pid = operator.process.pid
 
     def rss_mb(self) -> float:
         pages = int(pathlib.Path(f"/proc/{self.pid}/statm").read_text().split()[1])
@@ -143,8 +147,12 @@ class Probe:
             and ('handler="/api/v1/query"' in line or 'handler="/api/v1/query_range"' in line)
         )
 
+    def ticks(self) -> float:
+        metrics = self.operator.metrics()
+        return sum(v for (name, _), v in metrics.items() if name == "canary_operator_reconciles_total")
+
     def window(self, seconds: float) -> Window:
-        verbs, cpu, promql = self.verbs(), self.cpu_seconds(), self.promql()
+        verbs, cpu, promql, ticks = self.verbs(), self.cpu_seconds(), self.promql(), self.ticks()
         started = time.monotonic()
         rss = []
         while time.monotonic() - started < seconds:
@@ -158,6 +166,7 @@ class Probe:
             cpu_cores=(self.cpu_seconds() - cpu) / elapsed,
             api_per_second={verb: count / elapsed for verb, count in sorted(served.items())},
             promql_per_second=(self.promql() - promql) / elapsed,
+            ticks_per_second=(self.ticks() - ticks) / elapsed,
         )
 
 
@@ -218,7 +227,7 @@ def measure(n: int, *, interval: int, idle_seconds: float, busy_seconds: float) 
             env.pop(name, None)  # the operator's defaults
         operator = stages.OperatorProcess.start(env, workdir / "operator.log")
         try:
-            probe = Probe(cluster, operator.process.pid, prom.url)
+            probe = Probe(cluster, operator, prom.url)
             time.sleep(5)
             base_rss = probe.rss_mb()
 
@@ -293,6 +302,8 @@ def report(result: Result, interval: int) -> str:
             f"  ({idle_per_minute:.2f} requests per rollout per minute)",
             f"  API req/s busy: {_rates(result.busy.api_per_second)}",
             f"  PromQL/s: idle {result.idle.promql_per_second:.1f}, busy {result.busy.promql_per_second:.1f}",
+            f"  ticks per rollout per second: idle {result.idle.ticks_per_second / n:.3f},"
+            f" busy {result.busy.ticks_per_second / n:.3f}",
             f"  check lag p50/p99 (taken vs due): {lag}",
             f"  CanaryStarted missed: {result.missed}, doubled: {result.doubled}",
         ]

@@ -43,14 +43,25 @@ def continuous_due(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutS
     Every ``continuousInterval`` while analysing, from the canary's start, on ticks without a check (a
     check carries the same evidence).
     """
-    if not spec.analysis.continuous or status.phase not in models.ANALYSING_PHASES:
+    since = last_reading(spec, status)
+    if since is None or due(spec, status, now):
         return False
-    started = plan.time(status.canary_started_at)
-    if started is None or due(spec, status, now):
-        return False
-    last = plan.time(status.evidence.at) if status.evidence is not None else None
-    since = max(started, last) if last is not None else started
     return (now - since).total_seconds() >= models.parse_duration(spec.analysis.continuous_interval)
+
+
+def last_reading(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> datetime.datetime | None:
+    """What the continuous test counts its interval from: its last reading, or the canary's start (None: off).
+
+    A check is not counted as a reading, though it carries the same evidence: the two cadences add up, and
+    fewer looks at the evidence would mean a later rollback on average.
+    """
+    if not spec.analysis.continuous or status.phase not in models.ANALYSING_PHASES:
+        return None
+    started = plan.time(status.canary_started_at)
+    if started is None:
+        return None
+    last = plan.time(status.evidence.at) if status.evidence is not None else None
+    return max(started, last) if last is not None else started
 
 
 def failing_evidence(tick: drafting.Tick, check: models.CheckRecord | None) -> str | None:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from typing import TYPE_CHECKING
 
 from canary_operator import models, observations
 from canary_operator.rollouts import plan
+
+if TYPE_CHECKING:  # schedule reads checks, which drafts: the type only, no import cycle
+    from canary_operator.rollouts import schedule
 
 RECENT_RELEASES = 10
 
@@ -24,6 +28,7 @@ class Decision:
     events: tuple[models.EventRecord, ...] = ()  # recorded this tick (also in status.pending_events)
     finished: tuple[models.ReleaseRecord, ...] = ()  # releases that reached a verdict this tick
     restored: models.ReleaseRecord | None = None  # a rolled-back release whose traffic is back on the primary
+    due: schedule.Due | None = None  # when the clock next brings something to do (None: not computed)
 
 
 def add_event(
@@ -66,6 +71,7 @@ class Tick:
         self.events: list[models.EventRecord] = []
         self.finished: list[models.ReleaseRecord] = []
         self.restored: models.ReleaseRecord | None = None
+        self.due: schedule.Due | None = None
 
     @property
     def now_text(self) -> str:
@@ -108,4 +114,4 @@ class Tick:
         return record
 
     def decision(self) -> Decision:
-        return Decision(self.status, tuple(self.events), tuple(self.finished), self.restored)
+        return Decision(self.status, tuple(self.events), tuple(self.finished), self.restored, self.due)

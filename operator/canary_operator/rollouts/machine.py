@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 
 from canary_operator import gating, models, observations
-from canary_operator.rollouts import budget, checks, conditions, drafting, plan, requests
+from canary_operator.rollouts import budget, checks, conditions, drafting, plan, requests, schedule
 
 Phase = models.Phase
 Reason = models.Reason
@@ -64,6 +64,8 @@ def reconcile(
     tick.status.observed_generation = obs.generation
     tick.status.step = models.step_label(tick.status.phase, tick.status.current_step_index, len(spec.steps))
     tick.status.conditions = conditions.derive(tick)
+    # When the clock next brings something to do, from what is now decided: the loop sleeps until then.
+    tick.due = schedule.next_due(spec, tick.status, now, target.revision if target is not None else None)
     return tick.decision()
 
 

@@ -1,0 +1,199 @@
+"""When a rollout next has something to do that only the clock brings, so that its loop sleeps until then.
+
+The state machine compares the clock with the recorded status in a few places, and only there: a check
+falls due one ``interval`` after the last one (or after the weight settled, ``checks.due``), the
+continuous test every ``continuousInterval`` (``checks.continuous_due``), a timed pause ends, the
+progress deadline passes, a canary blocked mid-way reaches its deadline, a gate is asked again every
+interval (``actions.gates_due``) and a pre-rollout gate's deadline passes (``machine``). ``next_due``
+computes the earliest of those times from the spec and the status a tick decided. Everything else a
+tick waits for (pods becoming ready, a new revision, a request annotation, a spec edit) is a change of
+the CanaryRollout or of a Deployment, which wakes the loop (``caching``); after the operator's own
+writes to objects no watch reports (routes, Services, HPAs), the loop ticks again within the busy tick
+(``main``). A blocked decision (a route or Prometheus refused: fixed where no watch looks) computes no
+time, so the loop polls at the busy tick as before.
+
+``wait`` turns that time into the loop's sleep, failing safe: the busy tick when nothing can be
+computed while a canary is under way, or when something was due at the tick and the tick did not do
+it (it was blocked); the idle resync at the most; never less than a floor. Pure: no clock of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+from canary_operator import gating, models
+from canary_operator.rollouts import checks, plan
+
+Phase = models.Phase
+
+FLOOR_SECONDS = 0.05  # the shortest sleep, whatever is due: no tight loop on a time a tick cannot reach
+MARGIN_SECONDS = 0.01  # wake just after the due time, so that the comparison the tick makes is then true
+
+
+@dataclasses.dataclass(frozen=True)
+class Due:
+    """The next time-based thing a rollout has to do."""
+
+    at: datetime.datetime | None  # None: nothing time-based is ahead (only a change can bring progress)
+    what: str  # what falls due then: check, continuous, pause, deadline, gate ("" when nothing)
+    busy: bool  # a takeover, a canary or a promotion is under way
+
+
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    """How long the loop sleeps (unless woken by a change), and why: the label of the tick's telemetry."""
+
+    seconds: float
+    until: str  # check, continuous, pause, deadline, gate, overdue, unsure, retry or resync
+
+
+def next_due(
+    spec: models.CanaryRolloutSpec,
+    status: models.CanaryRolloutStatus,
+    now: datetime.datetime,
+    target_revision: str | None = None,
+) -> Due:
+    """The earliest time after which a tick on the same observations would decide something new.
+
+    Recurring work (checks, gate questions) is returned even when already due (at or before ``now``): the
+    tick that computed this status did not do it. The end of a pause and a deadline are returned only
+    while ahead: once passed, the tick at ``now`` saw it and acted. ``target_revision`` is the revision a
+    pre-rollout gate waits for (the target's, as observed); without it, that gate is left to the resync.
+    """
+    phase = status.phase
+    found: list[tuple[datetime.datetime, str]] = []
+    check = _check_at(spec, status, now)
+    if check is not None:
+        found.append((check, "check"))
+    continuous = _continuous_at(spec, status)
+    if continuous is not None:
+        found.append((continuous, "continuous"))
+    if phase is Phase.PROGRESSING:
+        step = spec.steps[plan.current_index(spec, status)]
+        started = plan.time(status.step_started_at)
+        if step.pause is not None and step.pause.seconds is not None and started is not None:
+            ends = started + datetime.timedelta(seconds=step.pause.seconds)
+            if ends > now:  # once over, what the step waits for is a check (or a gate), due on its own
+                found.append((ends, "pause"))
+    for deadline in (_deadline_at(spec, status), _blocked_deadline_at(spec, status)):
+        if deadline is not None and deadline >= now:
+            found.append((deadline, "deadline"))
+    found.extend(_gates_at(spec, status, now, target_revision))
+    busy = phase not in models.IDLE_PHASES
+    if not found:
+        return Due(None, "", busy)
+    at, what = min(found, key=lambda item: item[0])
+    return Due(at, what, busy)
+
+
+def nothing_due(status: models.CanaryRolloutStatus) -> Due:
+    """A decision that took no clock into account (blocked): the loop ticks as if it could not tell."""
+    return Due(None, "", status.phase not in models.IDLE_PHASES)
+
+
+def wait(
+    due: Due | None,
+    decided_at: datetime.datetime,
+    now: datetime.datetime,
+    tick_seconds: float,
+    idle_tick_seconds: float,
+) -> Wait:
+    """The loop's sleep after a tick decided at ``decided_at``; ``due`` None when the tick decided nothing.
+
+    At most the idle resync (``max(tick, idle)``, as an idle rollout always had), at least the floor; the
+    busy tick when unsure: a failed tick, nothing computable while a canary is under way, or something
+    due at the tick that the tick did not do (blocked: an ownership conflict, the target gone).
+    """
+    resync = max(tick_seconds, idle_tick_seconds)
+    if due is None:
+        return Wait(tick_seconds, "retry")
+    if due.at is None:
+        return Wait(tick_seconds, "unsure") if due.busy else Wait(resync, "resync")
+    if due.at <= decided_at:
+        return Wait(tick_seconds, "overdue")
+    left = (due.at - now).total_seconds() + MARGIN_SECONDS
+    if left >= resync:
+        return Wait(resync, "resync")
+    return Wait(max(left, FLOOR_SECONDS), due.what)
+
+
+def _check_at(
+    spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, now: datetime.datetime
+) -> datetime.datetime | None:
+    """When the next check is due, as ``checks.due`` reads the status (``now``: at once)."""
+    if status.phase is Phase.PAUSED:
+        last = plan.time(status.last_check_at) or plan.time(status.canary_started_at)
+    elif status.phase is Phase.PROGRESSING and status.weight_settled_at is not None:
+        settled = plan.time(status.weight_settled_at)
+        last_check = plan.time(status.last_check_at)
+        last = max(settled, last_check) if settled and last_check else settled
+    else:
+        return None
+    return now if last is None else last + datetime.timedelta(seconds=spec.analysis.interval_seconds)
+
+
+def _continuous_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> datetime.datetime | None:
+    """When the continuous test is next due (``checks.continuous_due``; a due check takes its place)."""
+    since = checks.last_reading(spec, status)
+    if since is None:
+        return None
+    return since + datetime.timedelta(seconds=models.parse_duration(spec.analysis.continuous_interval))
+
+
+def _deadline_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> datetime.datetime | None:
+    """When the progress deadline passes, in the phases that compare it (``machine._deadline_passed``)."""
+    phase = status.phase
+    held = phase is Phase.PAUSED and status.hold is not models.Hold.INCONCLUSIVE  # a person or a deadline holds it
+    if phase not in (Phase.INITIALIZING, Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING) or held:
+        return None
+    since = plan.time(status.last_progress_at) or plan.time(status.step_started_at)
+    if since is None:
+        return None
+    return since + datetime.timedelta(seconds=models.parse_duration(spec.progress_deadline))
+
+
+def _blocked_deadline_at(
+    spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus
+) -> datetime.datetime | None:
+    """When a canary blocked mid-way (target gone, ...) gives its traffic back (``machine._block``)."""
+    exposed = status.phase in models.ANALYSING_PHASES or status.phase is Phase.PROMOTING
+    since = plan.time(status.blocked.since) if status.blocked is not None and exposed else None
+    if since is None:
+        return None
+    return since + datetime.timedelta(seconds=models.parse_duration(spec.progress_deadline))
+
+
+def _gates_at(
+    spec: models.CanaryRolloutSpec,
+    status: models.CanaryRolloutStatus,
+    now: datetime.datetime,
+    target_revision: str | None,
+) -> list[tuple[datetime.datetime, str]]:
+    """The next question to a waiting gate (``actions.gates_due``), and a pre-rollout gate's deadline."""
+    found: list[tuple[datetime.datetime, str]] = []
+    every = datetime.timedelta(seconds=spec.analysis.interval_seconds)
+    waiting: list[tuple[models.WebhookType, str]] = []
+    if (
+        status.phase in models.IDLE_PHASES
+        and target_revision is not None
+        and target_revision not in (status.stable_revision, status.rejected_revision)
+    ):
+        waiting.append((models.WebhookType.PRE_ROLLOUT, target_revision))
+    last_step = (status.current_step_index or 0) >= len(spec.steps) - 1 or status.promote_full
+    if status.phase is Phase.PROGRESSING and last_step and status.canary_revision is not None:
+        waiting.append((models.WebhookType.CONFIRM_PROMOTION, status.canary_revision))
+    for kind, revision in waiting:
+        if not any(h.type is kind for h in spec.webhooks):
+            continue
+        if gating.state(spec.webhooks, kind, status.gates, revision).gate is not gating.Gate.WAITING:
+            continue
+        records = [g for g in status.gates if g.type == kind.value and g.revision == revision]
+        asked = [datetime.datetime.fromisoformat(g.at) for g in records]
+        found.append((max(asked) + every if asked else now, "gate"))
+        first = [t for t in (plan.time(g.since or g.at) for g in records) if t is not None]
+        if kind is models.WebhookType.PRE_ROLLOUT and first:
+            deadline = min(first) + datetime.timedelta(seconds=models.parse_duration(spec.progress_deadline))
+            if deadline >= now:
+                found.append((deadline, "deadline"))
+    return found
