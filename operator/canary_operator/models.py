@@ -877,6 +877,7 @@ class Reason(enum.StrEnum):
     RETRIED = "Retried"
     REQUEST_IGNORED = "RequestIgnored"
     WEBHOOK_REFUSED = "WebhookRefused"
+    WEBHOOK_NOT_ALLOWED = "WebhookNotAllowed"  # a webhook or notification URL outside the operator's allow-list
     PAUSED_BY_REQUEST = "PausedByRequest"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     # A canary blocked (invalid spec, route or Prometheus refused, target gone) for progressDeadline: given back.

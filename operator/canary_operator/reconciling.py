@@ -126,6 +126,9 @@ async def tick(
         metrics.check(spec.analysis)  # before anything is taken over: no address, or one the operator forbids
     except endpoints.AccessError as exc:
         return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
+    if (why := webhooks.refused(spec)) is not None:
+        refused = _refused(models.Reason.WEBHOOK_NOT_ALLOWED, why, spec, applied)
+        return await _blocked(api, body, status, generation, refused, now)
 
     target_name = spec.target_ref.name
     router = routing.for_rollout(spec, api, body)
@@ -276,7 +279,7 @@ class Blocked:
 def _refused(
     reason: models.Reason, message: str, spec: models.CanaryRolloutSpec, applied: models.CanaryRolloutSpec | None
 ) -> Blocked:
-    """A valid spec whose Prometheus or route is refused: its own deadline, the router last acted with."""
+    """A valid spec whose Prometheus, route or webhook URL is refused: its own deadline, the router last acted with."""
     return Blocked(reason, message, deadline=spec, acting=applied or spec)
 
 
