@@ -1242,6 +1242,13 @@ class CanaryRolloutStatus(_Status):
             " that cannot be found) gives its traffic back with this spec's router and target."
         ),
     )
+    services_digest: str | None = pydantic.Field(
+        default=None,
+        description=(
+            "A digest of the Services (ports, selectors) as last made; a spec whose Services differ (service.port,"
+            " the router) makes them again, and this is written once they are."
+        ),
+    )
     gates: list[GateRecord] = pydantic.Field(default=[], description="The gate webhooks' last answers.")
     conditions: list[Condition] = []
 
