@@ -26,6 +26,8 @@ CANARY_PROMETHEUS_CREDENTIALS_DIR      (none)      Files ``token`` or ``username
                                                    ``ca.crt``, for the default address only.
 CANARY_PROMETHEUS_INSECURE_SKIP_VERIFY false       Skip TLS verification of the default address.
 CANARY_PROMETHEUS_HEADERS              {}          JSON object of headers for the default address.
+CANARY_WEBHOOK_ALLOWED_URLS            (any)       Comma-separated base URLs webhooks and notifications
+                                                   may call (the SSRF control for them).
 CANARY_PEERING                         (none)      The ClusterKopfPeering of the replicas; none: standalone.
 CANARY_PEERING_LIFETIME                15          Seconds a silent replica's record lives (handover time).
 CANARY_PEERING_PRIORITY                (start)     Fixed priority; by default the earlier start acts.
@@ -85,6 +87,8 @@ class Settings:
     http_port: int = 8080
     http_host: str = "0.0.0.0"
     prometheus: PrometheusSettings = PrometheusSettings()
+    # Base URLs webhooks and notifications may call; empty: any (see ``webhooks.Policy``).
+    webhook_allowed_urls: tuple[str, ...] = ()
     peering: peering.Peering = peering.Peering(name=None, priority=0, lifetime=peering.DEFAULT_LIFETIME)
 
     def with_log_format(self, fmt: LogFormat) -> Settings:
@@ -212,6 +216,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         insecure_skip_verify=read.get("CANARY_PROMETHEUS_INSECURE_SKIP_VERIFY", False, _boolean),
         headers=read.get("CANARY_PROMETHEUS_HEADERS", (), _headers),
     )
+    no_urls: tuple[str, ...] = ()
+    hooks = read.get("CANARY_WEBHOOK_ALLOWED_URLS", no_urls, _addresses)
     try:
         peers = peering.from_environment(read.environ)
     except peering.PeeringConfigError as exc:
@@ -225,5 +231,6 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         http_port=http_port,
         http_host=http_host,
         prometheus=prometheus,
+        webhook_allowed_urls=hooks,
         peering=peers,
     )

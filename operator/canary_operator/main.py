@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from canary_operator import caching, config, endpoints, kube, logs, models, reconciling, rollouts, telemetry
+from canary_operator import caching, config, endpoints, kube, logs, models, reconciling, rollouts, telemetry, webhooks
 
 # The Deployments as the watch sees them, shared by every rollout's loop (one per operator process).
 _deployments = caching.Deployments()
@@ -65,6 +65,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     ours = _settings(memo)
     logs.configure(ours.log_format)
     memo.metrics = endpoints.Source(ours.prometheus)
+    webhooks.configure(webhooks.Policy(ours.webhook_allowed_urls))
     settings.persistence.finalizer = f"{models.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=models.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

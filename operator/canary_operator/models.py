@@ -877,6 +877,7 @@ class Reason(enum.StrEnum):
     RETRIED = "Retried"
     REQUEST_IGNORED = "RequestIgnored"
     WEBHOOK_REFUSED = "WebhookRefused"
+    WEBHOOK_NOT_ALLOWED = "WebhookNotAllowed"  # a webhook or notification URL outside the operator's allow-list
     PAUSED_BY_REQUEST = "PausedByRequest"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     # A canary blocked (invalid spec, route or Prometheus refused, target gone) for progressDeadline: given back.
@@ -1239,6 +1240,13 @@ class CanaryRolloutStatus(_Status):
         description=(
             "The spec the rollout last acted with. A canary blocked by a spec that became invalid (or a route"
             " that cannot be found) gives its traffic back with this spec's router and target."
+        ),
+    )
+    services_digest: str | None = pydantic.Field(
+        default=None,
+        description=(
+            "A digest of the Services (ports, selectors) as last made; a spec whose Services differ (service.port,"
+            " the router) makes them again, and this is written once they are."
         ),
     )
     gates: list[GateRecord] = pydantic.Field(default=[], description="The gate webhooks' last answers.")

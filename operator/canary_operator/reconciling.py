@@ -126,6 +126,9 @@ async def tick(
         metrics.check(spec.analysis)  # before anything is taken over: no address, or one the operator forbids
     except endpoints.AccessError as exc:
         return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
+    if (why := webhooks.refused(spec)) is not None:
+        refused = _refused(models.Reason.WEBHOOK_NOT_ALLOWED, why, spec, applied)
+        return await _blocked(api, body, status, generation, refused, now)
 
     target_name = spec.target_ref.name
     router = routing.for_rollout(spec, api, body)
@@ -223,6 +226,12 @@ async def tick(
         return None
     _observe(namespace, name, spec, decision, check)
     actions = rollouts.derive(spec, decision.status, seen)
+    services = workloads.services_digest(recorded, spec)
+    ensures = any(isinstance(a, rollouts.EnsureServices) for a in actions)
+    if not ensures and actions and decision.status.services_digest != services:
+        # The Services as the spec wants them differ from those last made (service.port, the router changed
+        # in Git, or made by an older operator): made again, and the digest written only once they are.
+        actions, ensures = (*actions, rollouts.EnsureServices()), True
     if spec.autoscaler_ref is not None:
         actions = tuple(autoscaling.adapt(action, arms.primary) for action in actions)
     cleanups = [a for a in actions if isinstance(a, rollouts.ClearRequest)]
@@ -233,6 +242,8 @@ async def tick(
             await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
     if arms.primary is not None and autoscaler is not None:
         await autoscaling.ensure_primary_hpa(api, recorded, spec, autoscaler)
+    if ensures:
+        recorded = await _services_made(api, recorded, services)
     recorded = await _post_events(api, recorded, decision.status)
     if status.reconcile_errors:  # the tick went through: the failures in a row are over (the outbox is posted)
         over = decision.status.model_copy(update={"pending_events": []})
@@ -276,7 +287,7 @@ class Blocked:
 def _refused(
     reason: models.Reason, message: str, spec: models.CanaryRolloutSpec, applied: models.CanaryRolloutSpec | None
 ) -> Blocked:
-    """A valid spec whose Prometheus or route is refused: its own deadline, the router last acted with."""
+    """A valid spec whose Prometheus, route or webhook URL is refused: its own deadline, the router last acted with."""
     return Blocked(reason, message, deadline=spec, acting=applied or spec)
 
 
@@ -507,6 +518,20 @@ async def _record_and_post(api: kube.Client, body: Body, decision: rollouts.Deci
     recorded = await _record(api, body, decision)
     if recorded is not None:
         await _post_events(api, recorded, decision.status)
+
+
+async def _services_made(api: kube.Client, body: Body, digest: str) -> Body:
+    """Record that the Services are as ``digest`` says (after making them: a crash before makes them again)."""
+    meta = body["metadata"]
+    if (body.get("status") or {}).get("servicesDigest") == digest:
+        return body
+    try:
+        return await api.patch(
+            kube.rollout_path(meta["namespace"], meta["name"]) + "/status",
+            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": {"servicesDigest": digest}},
+        )
+    except kube.ConflictError:
+        return body  # made again next tick: idempotent
 
 
 async def _post_events(api: kube.Client, body: Body, status: models.CanaryRolloutStatus) -> Body:

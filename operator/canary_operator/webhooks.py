@@ -6,6 +6,12 @@ request itself is wrong), so a dead receiver costs a tick at most
 ``(retries + 1) * timeout`` plus short backoffs, never an open-ended wait.
 Header secrets are read from a Secret at every call, so a rotated token is
 used at once and never lands in the CanaryRollout or the logs.
+
+Any team that can write a CanaryRollout chooses these URLs, so the operator's
+network position is at stake (cloud metadata endpoints, in-cluster admin APIs):
+the operator's allow-list (``Policy``, ``CANARY_WEBHOOK_ALLOWED_URLS``) is
+checked before every POST, a notifier's URL read from a Secret included, and
+redirects are never followed.
 """
 
 from __future__ import annotations
@@ -19,11 +25,42 @@ from typing import Any
 
 import aiohttp
 
-from canary_operator import kube, models
+from canary_operator import endpoints, kube, models, providers
 
 Sleep = Callable[[float], Awaitable[None]]
 BACKOFF_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """Where webhooks and notifications may be sent: below one of ``allowed`` (scheme, host, port, path); empty: any."""
+
+    allowed: tuple[str, ...] = ()
+
+    def refuses(self, url: str) -> str | None:
+        """Why ``url`` may not be called, or None."""
+        if not self.allowed or any(endpoints.is_under(url, base) for base in self.allowed):
+            return None
+        allowed = ", ".join(providers.display_url(base) for base in self.allowed)
+        return f"URL {providers.display_url(url)} is not allowed by the operator (allowed: {allowed})"
+
+
+# The operator's policy, set once at startup from its settings (``main.configure``); any URL until then.
+_policy = Policy()
+
+
+def configure(policy: Policy) -> None:
+    global _policy
+    _policy = policy
+
+
+def refused(spec: models.CanaryRolloutSpec) -> str | None:
+    """Why the spec's webhook or notification URLs may not be called (a URL read from a Secret is checked at send)."""
+    named = [(f"webhook {hook.name}", str(hook.url)) for hook in spec.webhooks]
+    named += [(f"notification {n.name}", str(n.url)) for n in spec.notifications if n.url is not None]
+    problems = [f"{what}: {why}" for what, url in named if (why := _policy.refuses(url)) is not None]
+    return "; ".join(problems) or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,13 +81,20 @@ async def post_json(
     headers: Mapping[str, str] | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> Answer:
-    """POST ``body`` as JSON; retried after timeouts, connection errors and 5xx answers."""
+    """POST ``body`` as JSON; retried after timeouts, connection errors and 5xx answers; never to a refused URL."""
+    why = _policy.refuses(url)
+    if why is not None:
+        return Answer(False, None, 0, why)
     message = ""
     code: int | None = None
     for attempt in range(1, retries + 2):
         try:
             async with session.post(
-                url, json=body, headers=dict(headers or {}), timeout=aiohttp.ClientTimeout(total=timeout)
+                url,
+                json=body,
+                headers=dict(headers or {}),
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,  # a redirect would lead past the allow-list
             ) as response:
                 code = response.status
                 text = (await response.text())[:200].strip()

@@ -93,6 +93,12 @@ def arm_deployment(
     }
 
 
+def services_digest(rollout: Mapping[str, Any], spec: models.CanaryRolloutSpec) -> str:
+    """What the Services' specs (ports and selectors) come to, short: they are made again when it changes."""
+    specs = [desired["spec"] for desired in services(rollout, spec)]
+    return hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def services(rollout: Mapping[str, Any], spec: models.CanaryRolloutSpec) -> list[dict[str, Any]]:
     """The apex Service (both arms) and one Service per arm."""
     rollout_name = rollout["metadata"]["name"]

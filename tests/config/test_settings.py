@@ -36,6 +36,7 @@ def test_every_variable_is_read(tmp_path: pathlib.Path) -> None:
             "CANARY_PROMETHEUS_CREDENTIALS_DIR": str(tmp_path),
             "CANARY_PROMETHEUS_INSECURE_SKIP_VERIFY": "true",
             "CANARY_PROMETHEUS_HEADERS": '{"X-Scope-OrgID": "platform"}',
+            "CANARY_WEBHOOK_ALLOWED_URLS": "https://hooks.slack.com/services, http://smoke.qa:8080",
             "CANARY_PEERING": "canary-operator",
             "CANARY_PEERING_LIFETIME": "20",
             "CANARY_PEERING_PRIORITY": "7",
@@ -58,6 +59,7 @@ def test_every_variable_is_read(tmp_path: pathlib.Path) -> None:
             insecure_skip_verify=True,
             headers=(("X-Scope-OrgID", "platform"),),
         ),
+        webhook_allowed_urls=("https://hooks.slack.com/services", "http://smoke.qa:8080"),
         peering=peering.Peering(name="canary-operator", priority=7, lifetime=20),
     )
 
@@ -77,6 +79,7 @@ def test_every_bad_value_is_named_at_once() -> None:
                 "CANARY_PROMETHEUS_INSECURE_SKIP_VERIFY": "maybe",
                 "CANARY_PROMETHEUS_HEADERS": '{"Authorization": "x"}',
                 "CANARY_PROMETHEUS_CONCURRENCY": "0",
+                "CANARY_WEBHOOK_ALLOWED_URLS": "hooks.slack.com",
                 "CANARY_PEERING": "canary-operator",
                 "CANARY_PEERING_LIFETIME": "1",
             }
@@ -94,6 +97,7 @@ def test_every_bad_value_is_named_at_once() -> None:
         "CANARY_PROMETHEUS_INSECURE_SKIP_VERIFY='maybe': must be true or false",
         "is set by the operator",
         "CANARY_PROMETHEUS_CONCURRENCY='0': must be an integer from 1 to 64",
+        "CANARY_WEBHOOK_ALLOWED_URLS='hooks.slack.com': must be an http:// or https:// URL",
         "CANARY_PEERING_LIFETIME must be at least 2 seconds, not 1",
     ):
         assert words in message

@@ -90,7 +90,9 @@ async def test_the_takeover_records_the_target_size_then_creates_services_and_ar
         "create services/web-canary",
         "create deployments/web-primary",
         "create deployments/web-canary",
+        RECORD,  # the Services as made (servicesDigest): a spec that wants others makes them again
     ]
+    assert first[-1].body["status"] == {"servicesDigest": world.status()["servicesDigest"]}
     assert first[0].body["metadata"]["annotations"] == {
         "canary.dev/claimed-by": world.get("canaryrollouts", "web")["metadata"]["uid"]
     }
@@ -333,3 +335,28 @@ async def test_events_refused_for_good_never_keep_a_bad_canary_from_being_rolled
     assert world.status()["phase"] == "RolledBack"
     assert world.get("deployments", "web-canary")["spec"]["replicas"] == 0
     assert world.status()["pendingEvents"] == [], "an Event refused for good is dropped, not kept for ever"
+
+
+async def test_a_service_port_changed_in_git_after_the_takeover_reaches_the_services_once(world: World) -> None:
+    world.create_target()
+    world.create_rollout()
+    await world.until_stable()
+    await world.tick()
+    world.cluster.patch(world.path("canaryrollouts", "web"), {"spec": {"service": {"port": 8080}}})
+
+    failing = world.cluster.inject(
+        emulation.Fault("patch", "services", emulation.server_error(), name="web-canary", namespace=world.namespace)
+    )
+    with pytest.raises(kube.ApiError):
+        await world.tick()  # a Service patch is refused: the digest is not written, so the next tick makes them again
+    world.cluster.remove_fault(failing)
+    assert world.get("services", "web-canary")["spec"]["ports"][0]["port"] == 80
+    changed = await world.tick()
+    ports = {
+        name: world.get("services", name)["spec"]["ports"][0]["port"] for name in ("web", "web-primary", "web-canary")
+    }
+    assert ports == {"web": 8080, "web-primary": 8080, "web-canary": 8080}
+    assert "patch canaryrollouts/web/status" in whats(changed)
+
+    quiet = await world.tick()
+    assert whats(quiet) == [], "made once: no Service is read or written again"

@@ -464,6 +464,19 @@ def test_the_default_values_are_the_operators_defaults(chart: helm.Chart) -> Non
     assert settings.peering.lifetime == peering.DEFAULT_LIFETIME
 
 
+def test_the_webhook_allow_list_becomes_the_operators_setting_and_an_empty_one_is_warned_about(
+    chart: helm.Chart,
+) -> None:
+    urls = ["https://hooks.slack.com/services", "http://smoke.qa:8080/hooks"]
+    objects = render(chart, {"webhooks": {"allowedUrls": urls}})
+    assert operator_settings(objects).webhook_allowed_urls == tuple(urls)
+    notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)
+    warned = [text for path, text in notes.items() if path.endswith("NOTES.txt")]
+    assert "webhooks.allowedUrls is empty" in warned[0]
+    quiet = chart.render({"webhooks": {"allowedUrls": urls}}, name=RELEASE, namespace=NAMESPACE)
+    assert not [t for p, t in quiet.items() if p.endswith("NOTES.txt") and "webhooks.allowedUrls is empty" in t]
+
+
 def test_the_prometheus_values_become_the_operators_settings(chart: helm.Chart) -> None:
     values = {
         "prometheus": {
