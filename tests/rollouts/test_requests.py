@@ -109,6 +109,20 @@ def test_promote_full_skips_the_remaining_steps_after_the_next_passed_check() ->
     assert world.reasons().count("StepAdvanced") == 0
 
 
+def test_a_promote_full_of_the_old_plan_does_not_skip_the_steps_of_a_new_one() -> None:
+    world = canary_under_way()
+    world.request(Request.PROMOTE, "full")
+    world.tick()
+    assert world.status.promote_full
+    raw = world.spec.model_dump(by_alias=True, exclude_none=True)
+    world.spec = models.parse_spec({**raw, "steps": [{"setWeight": 10}, {"setWeight": 40}]})  # Git, mid-canary
+    world.tick()
+    assert not world.status.promote_full
+    assert any("promote=full request is dropped" in e.message for e in world.events if e.reason == "StepsChanged")
+    world.run_checks(Verdict.PASS, until=Phase.PROMOTING, limit=120)
+    assert world.reasons().count("StepAdvanced") == 2, "both steps of the new plan are walked"
+
+
 def test_a_revision_that_appears_during_the_takeover_is_released_as_a_canary_not_slipped_onto_the_primary() -> None:
     world = World(spec=helpers.example_spec(interval="10s"), template=V1)
     world.tick()  # takeover recorded: the primary will run V1

@@ -513,11 +513,14 @@ def _follow_plan_changes(tick: drafting.Tick) -> None:
         status.step_started_at = tick.now_text
         status.weight_settled_at = None
         tick.progressed()
+        # A promote=full asked of the old plan does not skip the new one's steps: that is asked again, if wanted.
+        dropped = "; the canary.dev/promote=full request is dropped" if status.promote_full else ""
+        status.promote_full = False
         tick.event(
             Normal,
             Reason.STEPS_CHANGED,
             f"the steps changed mid-canary; the new plan starts at step 1/{len(tick.spec.steps)}:"
-            f" {plan.summary(tick.spec.steps)}",
+            f" {plan.summary(tick.spec.steps)}{dropped}",
         )
     status.steps_digest = digest
 
