@@ -59,6 +59,8 @@ class Window:
 @dataclasses.dataclass
 class Result:
     rollouts: int
+    takeover_seconds: float  # from creating them all to every rollout Stable with an empty outbox
+    load_average: float  # the machine's 1-minute load average at the end (the machine is shared)
     base_rss_mb: float
     idle: Window
     busy: Window
@@ -171,9 +173,13 @@ class Probe:
 
 
 def _phases(cluster: clusters.EmulatedCluster) -> collections.Counter[str]:
+    """Rollouts by phase; ``outbox`` counts those with Events still to post (``status.pendingEvents``)."""
+
     def count() -> collections.Counter[str]:
         objects = cluster.emulator.list_objects(ROLLOUTS, NAMESPACE)
-        return collections.Counter(str((o.get("status") or {}).get("phase")) for o in objects)
+        counts = collections.Counter(str((o.get("status") or {}).get("phase")) for o in objects)
+        counts["outbox"] = sum(1 for o in objects if (o.get("status") or {}).get("pendingEvents"))
+        return counts
 
     return cluster.call(count)
 
@@ -236,9 +242,18 @@ def measure(n: int, *, interval: int, idle_seconds: float, busy_seconds: float) 
                     cluster.emulator.create_object(DEPLOYMENTS, NAMESPACE, deployment(i))
                     cluster.emulator.create_object(ROLLOUTS, NAMESPACE, rollout(i, prom.url, interval))
 
+            created = time.monotonic()
             cluster.call(create_all)
-            _wait(cluster, f"{n} rollouts Stable", lambda p: p["Stable"] == n, timeout=120 + 3 * n)
-            time.sleep(interval)  # let the takeover's writes settle
+            # Idle means idle: every rollout Stable and its Event outbox empty (the takeover's last
+            # writes are an Event and the patch that clears it), not the tail of the takeover.
+            _wait(
+                cluster,
+                f"{n} rollouts Stable with no Event to post",
+                lambda p: p["Stable"] == n and p["outbox"] == 0,
+                timeout=120 + 3 * n,
+            )
+            takeover = time.monotonic() - created
+            time.sleep(interval)  # one more interval: a takeover write still in flight would land here
             idle = probe.window(idle_seconds)
 
             def release_all() -> None:
@@ -266,6 +281,8 @@ def measure(n: int, *, interval: int, idle_seconds: float, busy_seconds: float) 
             counts = cluster.call(started)
             return Result(
                 rollouts=n,
+                takeover_seconds=takeover,
+                load_average=os.getloadavg()[0],
                 base_rss_mb=base_rss,
                 idle=idle,
                 busy=busy,
@@ -293,7 +310,8 @@ def report(result: Result, interval: int) -> str:
     )
     return "\n".join(
         [
-            f"N={n} (interval {interval}s)",
+            f"N={n} (interval {interval}s; load average {result.load_average:.2f};"
+            f" all Stable with empty outboxes {result.takeover_seconds:.0f} s after creation)",
             f"  RSS: none {result.base_rss_mb:.0f} MB, idle {result.idle.rss_mb:.0f} MB"
             f" (+{result.marginal_idle_kb:.0f} KB/rollout), busy {result.busy.rss_mb:.0f} MB"
             f" (+{result.marginal_busy_kb:.0f} KB/rollout)",
