@@ -829,7 +829,9 @@ class FidelityEmulator(kmock.KubernetesEmulator):
             and all(mine is theirs for mine, theirs in zip(own, self._payloads, strict=True))
         )
 
-    async def _serve_directly(self, raw_request: aiohttp.web.BaseRequest, route: routes.Route) -> aiohttp.web.StreamResponse:
+    async def _serve_directly(
+        self, raw_request: aiohttp.web.BaseRequest, route: routes.Route
+    ) -> aiohttp.web.StreamResponse:
         """
         Serve a resource request without kmock's reaction matching: the same answer, at a constant cost.
 
