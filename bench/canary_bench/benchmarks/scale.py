@@ -150,7 +150,8 @@ class Probe:
 
     def promql(self) -> float:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"{self.prometheus_url}/metrics", timeout=10) as response:
+        # A Prometheus busy with hundreds of queries a second can take long to answer its own /metrics.
+        with opener.open(f"{self.prometheus_url}/metrics", timeout=120) as response:
             text = response.read().decode()
         return sum(
             float(line.rsplit(" ", 1)[1])
