@@ -31,6 +31,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from typing import Any
@@ -51,14 +52,24 @@ class Window:
     seconds: float
     rss_mb: float
     cpu_cores: float
+    emulator_cpu_cores: float  # the emulated API server's thread (1.0: it is the bottleneck)
     api_per_second: dict[str, float]
     promql_per_second: float
     ticks_per_second: float  # the operator's reconcile ticks, all rollouts together
 
 
 @dataclasses.dataclass
+class Tail:
+    seconds: float  # from every rollout Stable with an empty outbox to the last API request
+    requests: dict[str, int]  # by verb, in that time
+
+
+@dataclasses.dataclass
 class Result:
     rollouts: int
+    takeover_seconds: float  # from creating them all to every rollout Stable with an empty outbox
+    load_average: float  # the machine's 1-minute load average at the end (the machine is shared)
+    tail: Tail
     base_rss_mb: float
     idle: Window
     busy: Window
@@ -124,13 +135,14 @@ class Probe:
     ) -> None:
         self.cluster, self.operator, self.prometheus_url = cluster, operator, prometheus_url
         self.pid = operator.process.pid
+        self.emulator_stat = pathlib.Path(f"/proc/self/task/{cluster.call(threading.get_native_id)}/stat")
 
     def rss_mb(self) -> float:
         pages = int(pathlib.Path(f"/proc/{self.pid}/statm").read_text().split()[1])
         return pages * PAGE / 2**20
 
-    def cpu_seconds(self) -> float:
-        fields = pathlib.Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    def cpu_seconds(self, stat: pathlib.Path | None = None) -> float:
+        fields = (stat or pathlib.Path(f"/proc/{self.pid}/stat")).read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def verbs(self) -> collections.Counter[str]:
@@ -138,7 +150,8 @@ class Probe:
 
     def promql(self) -> float:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"{self.prometheus_url}/metrics", timeout=10) as response:
+        # A Prometheus busy with hundreds of queries a second can take long to answer its own /metrics.
+        with opener.open(f"{self.prometheus_url}/metrics", timeout=120) as response:
             text = response.read().decode()
         return sum(
             float(line.rsplit(" ", 1)[1])
@@ -151,8 +164,23 @@ class Probe:
         metrics = self.operator.metrics()
         return sum(v for (name, _), v in metrics.items() if name == "canary_operator_reconciles_total")
 
+    def quiet(self, seconds: float, *, deadline: float) -> Tail:
+        """Wait until no API request (but watches) came for ``seconds``; what came until then."""
+        started = last_seen = time.monotonic()
+        first = previous = self.verbs()
+        while (now := time.monotonic()) - last_seen < seconds and now - started < deadline:
+            time.sleep(1)
+            current = self.verbs()
+            if any(verb != "watch" for verb in current - previous):
+                last_seen = time.monotonic()
+            previous = current
+        requests = self.verbs() - first
+        requests.pop("watch", None)
+        return Tail(seconds=last_seen - started, requests=dict(sorted(requests.items())))
+
     def window(self, seconds: float) -> Window:
         verbs, cpu, promql, ticks = self.verbs(), self.cpu_seconds(), self.promql(), self.ticks()
+        emulator_cpu = self.cpu_seconds(self.emulator_stat)
         started = time.monotonic()
         rss = []
         while time.monotonic() - started < seconds:
@@ -164,6 +192,7 @@ class Probe:
             seconds=elapsed,
             rss_mb=max(rss),
             cpu_cores=(self.cpu_seconds() - cpu) / elapsed,
+            emulator_cpu_cores=(self.cpu_seconds(self.emulator_stat) - emulator_cpu) / elapsed,
             api_per_second={verb: count / elapsed for verb, count in sorted(served.items())},
             promql_per_second=(self.promql() - promql) / elapsed,
             ticks_per_second=(self.ticks() - ticks) / elapsed,
@@ -171,9 +200,13 @@ class Probe:
 
 
 def _phases(cluster: clusters.EmulatedCluster) -> collections.Counter[str]:
+    """Rollouts by phase; ``outbox`` counts those with Events still to post (``status.pendingEvents``)."""
+
     def count() -> collections.Counter[str]:
         objects = cluster.emulator.list_objects(ROLLOUTS, NAMESPACE)
-        return collections.Counter(str((o.get("status") or {}).get("phase")) for o in objects)
+        counts = collections.Counter(str((o.get("status") or {}).get("phase")) for o in objects)
+        counts["outbox"] = sum(1 for o in objects if (o.get("status") or {}).get("pendingEvents"))
+        return counts
 
     return cluster.call(count)
 
@@ -236,9 +269,22 @@ def measure(n: int, *, interval: int, idle_seconds: float, busy_seconds: float) 
                     cluster.emulator.create_object(DEPLOYMENTS, NAMESPACE, deployment(i))
                     cluster.emulator.create_object(ROLLOUTS, NAMESPACE, rollout(i, prom.url, interval))
 
+            created = time.monotonic()
             cluster.call(create_all)
-            _wait(cluster, f"{n} rollouts Stable", lambda p: p["Stable"] == n, timeout=120 + 3 * n)
-            time.sleep(interval)  # let the takeover's writes settle
+            # Idle means idle: every rollout Stable and its Event outbox empty (the takeover's last
+            # writes are an Event and the patch that clears it), not the tail of the takeover.
+            _wait(
+                cluster,
+                f"{n} rollouts Stable with no Event to post",
+                lambda p: p["Stable"] == n and p["outbox"] == 0,
+                timeout=120 + 3 * n,
+            )
+            takeover = time.monotonic() - created
+            # Kopf's own part of the takeover can trail the statuses: it stores its diff base (an
+            # annotation patch per rollout) as it works through the watch events of the takeover, and
+            # on a loaded machine that backlog outlasts the rollouts' own writes. It is measured apart,
+            # as the tail, until the API has been quiet for one interval (or for at most 10 minutes).
+            tail = probe.quiet(interval, deadline=600)
             idle = probe.window(idle_seconds)
 
             def release_all() -> None:
@@ -266,6 +312,9 @@ def measure(n: int, *, interval: int, idle_seconds: float, busy_seconds: float) 
             counts = cluster.call(started)
             return Result(
                 rollouts=n,
+                takeover_seconds=takeover,
+                load_average=os.getloadavg()[0],
+                tail=tail,
                 base_rss_mb=base_rss,
                 idle=idle,
                 busy=busy,
@@ -293,11 +342,14 @@ def report(result: Result, interval: int) -> str:
     )
     return "\n".join(
         [
-            f"N={n} (interval {interval}s)",
+            f"N={n} (interval {interval}s; load average {result.load_average:.2f};"
+            f" all Stable with empty outboxes {result.takeover_seconds:.0f} s after creation)",
+            f"  takeover's tail after that: {result.tail.seconds:.0f} s, requests {result.tail.requests or 0}",
             f"  RSS: none {result.base_rss_mb:.0f} MB, idle {result.idle.rss_mb:.0f} MB"
             f" (+{result.marginal_idle_kb:.0f} KB/rollout), busy {result.busy.rss_mb:.0f} MB"
             f" (+{result.marginal_busy_kb:.0f} KB/rollout)",
-            f"  CPU: idle {result.idle.cpu_cores:.3f}, busy {result.busy.cpu_cores:.3f} cores",
+            f"  CPU: idle {result.idle.cpu_cores:.3f}, busy {result.busy.cpu_cores:.3f} cores"
+            f" (the emulator: idle {result.idle.emulator_cpu_cores:.3f}, busy {result.busy.emulator_cpu_cores:.3f})",
             f"  API req/s idle: {_rates(result.idle.api_per_second)}"
             f"  ({idle_per_minute:.2f} requests per rollout per minute)",
             f"  API req/s busy: {_rates(result.busy.api_per_second)}",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Final
@@ -198,10 +199,19 @@ class Fault:
 
 
 class Faults:
-    """The faults registered on one emulator, in registration order."""
+    """
+    The faults registered on one emulator, in registration order.
+
+    Iteration and ``len`` see every registered fault. Serving a request looks only at the live
+    faults (not exhausted) registered for its verb and plural, or for ``"*"``: a test that injects
+    many faults, or a long run after its faults fired, does not slow down every other request.
+    """
 
     def __init__(self) -> None:
         self._faults: list[Fault] = []
+        self._order = itertools.count()
+        # (verb or ANY, plural or ANY) -> {registration number: fault}, live faults only.
+        self._live: dict[tuple[str, str], dict[int, Fault]] = {}
 
     def __iter__(self) -> Iterator[Fault]:
         return iter(list(self._faults))
@@ -209,16 +219,34 @@ class Faults:
     def __len__(self) -> int:
         return len(self._faults)
 
+    @property
+    def live(self) -> bool:
+        """Whether any fault can still fire."""
+        return bool(self._live)
+
     def add(self, fault: Fault) -> Fault:
         self._faults.append(fault)
+        if not fault.exhausted:
+            plural = fault.resource if fault.resource == ANY else fault.resource.split("/")[-1]
+            self._live.setdefault((fault.verb, plural), {})[next(self._order)] = fault
         return fault
 
     def remove(self, fault: Fault) -> None:
         if fault in self._faults:
             self._faults.remove(fault)
+        self._forget(lambda registered: registered is fault)
 
     def clear(self) -> None:
         self._faults.clear()
+        self._live.clear()
+
+    def _forget(self, gone: Callable[[Fault], bool]) -> None:
+        for key, bucket in list(self._live.items()):
+            for number, registered in list(bucket.items()):
+                if gone(registered):
+                    del bucket[number]
+            if not bucket:
+                del self._live[key]
 
     def on_arrival(self, request: Request) -> Iterator[Fault]:
         """The faults that fire as this request arrives, one at a time (all but those acting once applied).
@@ -232,12 +260,23 @@ class Faults:
         """The faults whose callbacks run now that this request is applied."""
         return self._fire(request, applied=True)
 
+    def _candidates(self, request: Request) -> list[tuple[int, tuple[str, str], Fault]]:
+        found = []
+        for key in ((request.verb, request.plural), (ANY, request.plural), (request.verb, ANY), (ANY, ANY)):
+            found += [(number, key, fault) for number, fault in self._live.get(key, {}).items()]
+        return sorted(found, key=lambda item: item[0])
+
     def _fire(self, request: Request, *, applied: bool) -> Iterator[Fault]:
-        for fault in list(self._faults):
+        for number, key, fault in self._candidates(request):
             is_applied = isinstance(fault.effect, Call) and fault.effect.moment is Moment.APPLIED
             if is_applied != applied or fault.exhausted or not fault.matches(request):
                 continue
-            if fault.take(request):
+            due = fault.take(request)
+            if fault.exhausted and number in (bucket := self._live.get(key, {})):
+                del bucket[number]
+                if not bucket:
+                    del self._live[key]
+            if due:
                 yield fault
 
 
