@@ -26,6 +26,14 @@ def due(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, now:
     weight change measures only traffic at the new weight. A paused rollout keeps checking, so that it can
     resume, and so that a canary failing while held is still rolled back.
     """
+    at = next_check_at(spec, status, now)
+    return at is not None and now >= at
+
+
+def next_check_at(
+    spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, now: datetime.datetime
+) -> datetime.datetime | None:
+    """When the next check is due (``now`` when at once); None when no check is taken in this phase."""
     if status.phase is Phase.PAUSED:
         last = plan.time(status.last_check_at) or plan.time(status.canary_started_at)
     elif status.phase is Phase.PROGRESSING and status.weight_settled_at is not None:
@@ -33,8 +41,8 @@ def due(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, now:
         last_check = plan.time(status.last_check_at)
         last = max(settled, last_check) if settled and last_check else settled
     else:
-        return False
-    return last is None or (now - last).total_seconds() >= spec.analysis.interval_seconds
+        return None
+    return now if last is None else last + datetime.timedelta(seconds=spec.analysis.interval_seconds)
 
 
 def continuous_due(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, now: datetime.datetime) -> bool:

@@ -122,15 +122,7 @@ def _check_at(
     spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, now: datetime.datetime
 ) -> datetime.datetime | None:
     """When the next check is due, as ``checks.due`` reads the status (``now``: at once)."""
-    if status.phase is Phase.PAUSED:
-        last = plan.time(status.last_check_at) or plan.time(status.canary_started_at)
-    elif status.phase is Phase.PROGRESSING and status.weight_settled_at is not None:
-        settled = plan.time(status.weight_settled_at)
-        last_check = plan.time(status.last_check_at)
-        last = max(settled, last_check) if settled and last_check else settled
-    else:
-        return None
-    return now if last is None else last + datetime.timedelta(seconds=spec.analysis.interval_seconds)
+    return checks.next_check_at(spec, status, now)
 
 
 def _continuous_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> datetime.datetime | None:
