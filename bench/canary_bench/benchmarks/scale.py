@@ -56,6 +56,8 @@ class Window:
     api_per_second: dict[str, float]
     promql_per_second: float
     ticks_per_second: float  # the operator's reconcile ticks, all rollouts together
+    # What the loops' sleeps waited for (canary_operator_tick_wait_seconds{until}), per second, all rollouts
+    waits_per_second: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -164,6 +166,14 @@ class Probe:
         metrics = self.operator.metrics()
         return sum(v for (name, _), v in metrics.items() if name == "canary_operator_reconciles_total")
 
+    def waits(self) -> collections.Counter[str]:
+        """The sleeps so far by what they waited for (a check, a continuous reading, the resync, a change...)."""
+        found: collections.Counter[str] = collections.Counter()
+        for (name, labels), value in self.operator.metrics().items():
+            if name == "canary_operator_tick_wait_seconds_count":
+                found[dict(labels).get("until", "")] += int(value)
+        return found
+
     def quiet(self, seconds: float, *, deadline: float) -> Tail:
         """Wait until no API request (but watches) came for ``seconds``; what came until then."""
         started = last_seen = time.monotonic()
@@ -179,7 +189,7 @@ class Probe:
         return Tail(seconds=last_seen - started, requests=dict(sorted(requests.items())))
 
     def window(self, seconds: float) -> Window:
-        verbs, cpu, promql, ticks = self.verbs(), self.cpu_seconds(), self.promql(), self.ticks()
+        verbs, cpu, promql, ticks, waits = self.verbs(), self.cpu_seconds(), self.promql(), self.ticks(), self.waits()
         emulator_cpu = self.cpu_seconds(self.emulator_stat)
         started = time.monotonic()
         rss = []
@@ -196,7 +206,12 @@ class Probe:
             api_per_second={verb: count / elapsed for verb, count in sorted(served.items())},
             promql_per_second=(self.promql() - promql) / elapsed,
             ticks_per_second=(self.ticks() - ticks) / elapsed,
+            waits_per_second={until: n / elapsed for until, n in sorted((self.waits() - waits).items())},
         )
+
+
+def _per(window: Window, n: int) -> dict[str, float]:
+    return {until: 60 * rate / n for until, rate in window.waits_per_second.items()}
 
 
 def _phases(cluster: clusters.EmulatedCluster) -> collections.Counter[str]:
@@ -356,6 +371,8 @@ def report(result: Result, interval: int) -> str:
             f"  PromQL/s: idle {result.idle.promql_per_second:.1f}, busy {result.busy.promql_per_second:.1f}",
             f"  ticks per rollout per second: idle {result.idle.ticks_per_second / n:.3f},"
             f" busy {result.busy.ticks_per_second / n:.3f}",
+            f"  sleeps per rollout per minute, by what they waited for: idle {_rates(_per(result.idle, n))};"
+            f" busy {_rates(_per(result.busy, n))}",
             f"  check lag p50/p99 (taken vs due): {lag}",
             f"  CanaryStarted missed: {result.missed}, doubled: {result.doubled}",
         ]
