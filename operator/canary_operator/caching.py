@@ -131,6 +131,8 @@ class Deployments:
         self._targets: dict[Key, set[Key]] = {}  # (namespace, target) -> rollouts releasing it
         self._target_of: dict[Key, str] = {}  # (namespace, rollout) -> its target
         self._decided: dict[Key, tuple[Any, ...]] = {}  # (namespace, rollout) -> ``decided_on`` at its last tick
+        # (namespace, rollout) -> the API's answer to our last write of the CanaryRollout, until the watch delivers it
+        self._rollouts_written: dict[Key, Mapping[str, Any]] = {}
 
     def use(self, index: Mapping[Key, Collection[Body]]) -> None:
         """Read from ``index`` from now on (Kopf hands the same live index to every daemon)."""
@@ -164,6 +166,21 @@ class Deployments:
         """Our own delete: the watch's copy (until its DELETED event) must not bring it back."""
         self._written.pop((namespace, name), None)
 
+    def wrote_rollout(self, namespace: str, rollout: str, body: Mapping[str, Any]) -> None:
+        """The API's answer to our own write of a CanaryRollout: newer than the watched body until delivered."""
+        key = (namespace, rollout)
+        if _version(body) > _version(self._rollouts_written.get(key)):
+            self._rollouts_written[key] = body
+
+    def rollout(self, namespace: str, rollout: str, watched: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The newer of the watched CanaryRollout and our last write of it (held only until the watch catches up)."""
+        key = (namespace, rollout)
+        written = self._rollouts_written.get(key)
+        if written is not None and _version(watched) >= _version(written):
+            del self._rollouts_written[key]
+            return watched
+        return newer(watched, written)
+
     # ------------------------------------------------------------ wake-ups
 
     def waker(self, namespace: str, rollout: str, target: str) -> Waker:
@@ -184,6 +201,9 @@ class Deployments:
 
     def rollout_changed(self, namespace: str, rollout: str, body: Mapping[str, Any]) -> None:
         """A watch event of the CanaryRollout: wake its loop unless the loop already decided on what changed."""
+        written = self._rollouts_written.get((namespace, rollout))
+        if written is not None and _version(body) >= _version(written):
+            del self._rollouts_written[(namespace, rollout)]  # delivered: one copy (Kopf's) is enough
         if self._decided.get((namespace, rollout)) != decided_on(body):
             self.wake(namespace, rollout)
 
@@ -192,6 +212,7 @@ class Deployments:
         key = (namespace, rollout)
         self._wakers.pop(key, None)
         self._decided.pop(key, None)
+        self._rollouts_written.pop(key, None)
         target = self._target_of.pop(key, None)
         if target is not None:
             self._targets.get((namespace, target), set()).discard(key)

@@ -152,7 +152,6 @@ async def run_rollout(
     settings = _settings(memo)
     index: Mapping[caching.Key, Collection[caching.Body]] = kwargs["deployments"]  # Kopf passes indices by name
     _deployments.use(index)
-    written: list[Mapping[str, Any]] = []  # the last version of this CanaryRollout we wrote
     unwatched: list[bool] = []  # this tick wrote an object no watch reports
     # After a tick that decided nothing (409: the watched body was behind, e.g. Kopf's own finalizer
     # patch not yet delivered), the next one reads the CanaryRollout with a GET rather than wait.
@@ -161,7 +160,7 @@ async def run_rollout(
     def remember(obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         if obj.get("kind") == models.KIND and (meta.get("namespace"), meta.get("name")) == (namespace, name):
-            written[:] = [obj]
+            _deployments.wrote_rollout(namespace, name, obj)
         else:
             _deployments.remember(obj)
         if obj.get("kind") not in _WATCHED_KINDS:
@@ -176,7 +175,7 @@ async def run_rollout(
                 target = str(((body.get("spec") or {}).get("targetRef") or {}).get("name", ""))
                 waker = _deployments.waker(namespace, name, target)
                 _deployments.deciding(namespace, name, body)
-                rollout = caching.newer(dict(body), written[0] if written else None) if watched else None
+                rollout = _deployments.rollout(namespace, name, dict(body)) if watched else None
                 decision = None
                 unwatched.clear()
                 now = datetime.datetime.now(datetime.UTC)

@@ -210,3 +210,26 @@ async def test_a_request_annotation_removed_wakes_the_rollout_that_acted_on_it()
     cache.deciding("shop", "web", rollout_body(annotations={"canary.dev/retry": "true"}))
     cache.rollout_changed("shop", "web", rollout_body(rv="11"))
     assert await waker.sleep(5) is True, "what it acted on is gone: the next tick may start what the request allowed"
+
+
+def test_our_write_of_the_rollout_is_used_until_the_watch_delivers_it_then_only_one_copy_is_kept() -> None:
+    def rollout(version: int, phase: str) -> dict[str, Any]:
+        return {
+            "kind": "CanaryRollout",
+            "metadata": {"name": "web", "namespace": "shop", "resourceVersion": str(version), "generation": 1},
+            "status": {"phase": phase},
+        }
+
+    cache = caching.Deployments()
+    cache.wrote_rollout("shop", "web", rollout(12, "Progressing"))
+    assert cache.rollout("shop", "web", rollout(11, "Stable"))["status"]["phase"] == "Progressing", "the watch lags"
+    cache.wrote_rollout("shop", "web", rollout(10, "Old"))  # an older answer never replaces a newer one
+    assert cache.rollout("shop", "web", rollout(11, "Stable"))["status"]["phase"] == "Progressing"
+
+    cache.rollout_changed("shop", "web", rollout(12, "Progressing"))  # the watch delivers our write
+    assert cache._rollouts_written == {}, "Kopf's body holds it now: the answer to our write is let go"
+    assert cache.rollout("shop", "web", rollout(12, "Progressing"))["status"]["phase"] == "Progressing"
+
+    cache.wrote_rollout("shop", "web", rollout(13, "Paused"))
+    cache.release("shop", "web")
+    assert cache._rollouts_written == {}, "a rollout's loop that ended holds nothing"
