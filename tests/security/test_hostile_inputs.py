@@ -452,9 +452,14 @@ def test_hostile_input(table: Table, case: Case) -> None:
             assert says in answer["message"], answer["message"]
         case Blocked(reason=reason, says=says):
             assert code == 201, answer
+            # Stalled, and its outbox posted: the Event follows the status write that records it.
             status = table.wait_for(
-                f"{case.id}: Stalled {reason}",
-                lambda: stalled_status(cluster, namespace, manifest_name, reason),
+                f"{case.id}: Stalled {reason}, its Event posted",
+                lambda: (
+                    (found := stalled_status(cluster, namespace, manifest_name, reason))
+                    and not found.get("pendingEvents")
+                    and found
+                ),
             )
             assert says in status["message"], status["message"]
             warnings = [
