@@ -1,7 +1,8 @@
 """The CustomResourceDefinition, generated from the pydantic models.
 
 Kubernetes wants a *structural* OpenAPI v3 schema: no ``$ref``, no ``anyOf``
-with nulls, no ``additionalProperties`` beside ``properties``. pydantic's JSON
+with nulls, no ``additionalProperties`` beside ``properties``, and free-form
+objects marked ``x-kubernetes-preserve-unknown-fields`` (pruning would empty them). pydantic's JSON
 schema is close; this module folds it into that shape and adds what only
 Kubernetes knows about (printer columns, the status subresource). Rules that
 span several fields ("a step is either setWeight or pause") are expressed as
@@ -84,6 +85,11 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         if key == "default" and value in (None, {}, []):
             continue
         if key == "additionalProperties" and value is False:
+            continue
+        if key == "additionalProperties" and value is True:
+            # A free-form object (a pod template, a spec): kube-apiserver prunes what ``additionalProperties: true``
+            # holds against no schema, emptying every object inside it; only this keeps it whole.
+            out["x-kubernetes-preserve-unknown-fields"] = True
             continue
         if key == "const":  # Kubernetes knows enum, not const
             out["enum"] = [value]

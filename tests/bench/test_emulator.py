@@ -16,7 +16,7 @@ from helpers import deployment
 
 from canary_bench import cluster as clusters
 from canary_bench import emulation
-from canary_bench.emulation import tables, times
+from canary_bench.emulation import schemas, tables, times
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/shop/deployments"
 SERVICES = "/api/v1/namespaces/shop/services"
@@ -912,3 +912,21 @@ def test_the_history_of_every_object_is_kept_for_assertions(cluster: clusters.Em
         ]
     )
     assert history == ["1", "2", "2", None]
+
+
+def test_a_free_form_object_survives_pruning_only_with_preserve_unknown_fields() -> None:
+    """As kube-apiserver's pruning does it: ``additionalProperties: true`` keeps the keys, not what is inside them."""
+    template = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "w:1"}]}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "open": {"type": "object", "additionalProperties": True},
+            "kept": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        },
+    }
+    unknown: list[str] = []
+    pruned = schemas.prune({"open": template, "kept": template, "flat": {"a": 1}}, schema, unknown=unknown)
+    assert pruned["open"] == {"metadata": {}, "spec": {}}, "nested objects are emptied"
+    assert schemas.prune({"open": {"n": 1, "xs": [{"a": 1}, 2]}}, schema)["open"] == {"n": 1, "xs": [{}, 2]}
+    assert pruned["kept"] == template
+    assert "flat" not in pruned and unknown == ["flat"]

@@ -33,13 +33,26 @@ def prune(
                     result[key] = prune(item, properties[key], path=subpath, unknown=unknown)
             elif isinstance(additional, dict):
                 result[key] = prune(item, additional, path=subpath, unknown=unknown)
-            elif additional is True or preserve:
+            elif additional is True:
+                # kube-apiserver prunes the value with no schema at all: the key stays, every object inside it
+                # is emptied (only x-kubernetes-preserve-unknown-fields keeps a free-form object whole).
+                result[key] = _schemaless(item)
+            elif preserve:
                 result[key] = item
             elif unknown is not None:
                 unknown.append(subpath)
         return result
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         return [prune(item, schema["items"], path=f"{path}[{i}]", unknown=unknown) for i, item in enumerate(value)]
+    return value
+
+
+def _schemaless(value: Any) -> Any:
+    """What pruning against no schema leaves of a value: objects emptied, lists of them too, scalars kept."""
+    if isinstance(value, dict):
+        return {}
+    if isinstance(value, list):
+        return [_schemaless(item) for item in value]
     return value
 
 
