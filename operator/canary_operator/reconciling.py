@@ -308,7 +308,7 @@ async def _blocked(
     generation: int,
     blocked: Blocked,
     now: datetime.datetime,
-) -> rollouts.Decision:
+) -> rollouts.Decision | None:
     """Progress is impossible until someone acts: record why (once), and bound a canary under way.
 
     Nothing is read or written for an idle rollout. For a canary under way, the acting router observes the
@@ -344,7 +344,9 @@ async def _blocked(
     )
     recorded = await _record(api, body, decision)
     if recorded is None:
-        return decision
+        # None, as for any 409: nothing of it happened (a rollback decided at the deadline included), and the
+        # loop reads the CanaryRollout again within tick_seconds rather than sleep as the decision's phase says.
+        return None
     recorded_block = decision.status.blocked
     if hands is not None and acting is not None and recorded_block is not None and recorded_block.gave_back:
         seen = observations.Observations(generation=generation, target=workloads.target_of(hands.target_doc))
