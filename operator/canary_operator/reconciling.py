@@ -246,7 +246,9 @@ async def tick(
         recorded = await _services_made(api, recorded, services)
     recorded = await _post_events(api, recorded, decision.status)
     if status.reconcile_errors:  # the tick went through: the failures in a row are over (the outbox is posted)
-        over = decision.status.model_copy(update={"pending_events": []})
+        # The Services as made this tick stay recorded (the decision holds the digest from before they were).
+        made = (recorded.get("status") or {}).get("servicesDigest")
+        over = decision.status.model_copy(update={"pending_events": [], "services_digest": made})
         recorded = await _record(api, recorded, dataclasses.replace(decision, status=over)) or recorded
     for action in cleanups:  # last: it changes the resourceVersion the outbox is cleared under
         await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
