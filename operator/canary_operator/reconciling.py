@@ -826,11 +826,21 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
 
 
 async def _finalize_router(api: kube.Client, body: Mapping[str, Any]) -> None:
-    """Give back the user's route as it was, while the Services it named still exist."""
+    """Give back the user's route as it was, while the Services it named still exist.
+
+    The routes of the current spec and of the spec last acted with (``status.appliedSpec``): Git may have made
+    the spec invalid, or named another route, after the operator changed the first one. Left as it is, that
+    route would send its traffic to the Services removed next. Each router gives back only what it marked ours.
+    """
+    specs: list[models.CanaryRolloutSpec] = []
     try:
-        spec = models.parse_spec(body.get("spec"))
+        specs.append(models.parse_spec(body.get("spec")))
     except pydantic.ValidationError:
-        # A spec that never validated never routed; one edited into invalidity keeps what the last valid one did.
-        logs.get().warning("finalize: invalid spec, the traffic router is not finalized")
-        return
-    await routing.for_rollout(spec, api, body).finalize(body)
+        pass  # a spec that never validated never routed; one edited into invalidity routed as the applied one
+    applied = _applied_spec(models.parse_status(body.get("status")))
+    if applied is not None and all(applied.traffic_routing != spec.traffic_routing for spec in specs):
+        specs.append(applied)
+    if not specs:
+        logs.get().warning("finalize: invalid spec and none acted with, the traffic router is not finalized")
+    for spec in specs:
+        await routing.for_rollout(spec, api, body).finalize(body)
