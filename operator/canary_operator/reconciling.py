@@ -838,7 +838,8 @@ async def _finalize_router(api: kube.Client, body: Mapping[str, Any]) -> None:
     except pydantic.ValidationError:
         pass  # a spec that never validated never routed; one edited into invalidity routed as the applied one
     applied = _applied_spec(models.parse_status(body.get("status")))
-    if applied is not None and all(applied.traffic_routing != spec.traffic_routing for spec in specs):
+    routed = [(spec.traffic_routing, spec.target_ref.name) for spec in specs]
+    if applied is not None and (applied.traffic_routing, applied.target_ref.name) not in routed:
         specs.append(applied)
     if not specs:
         logs.get().warning("finalize: invalid spec and none acted with, the traffic router is not finalized")
