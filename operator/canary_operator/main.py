@@ -117,7 +117,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def deployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[caching.Key, caching.Body]:
     """Every Deployment, trimmed; Kopf lists them all before any daemon starts, and drops deleted ones."""
     # Woken after Kopf has stored what this returns: the woken tick reads the new version.
-    asyncio.get_running_loop().call_soon(_deployments.deleted, dict(body))
+    asyncio.get_running_loop().call_soon(_deployments.changed, dict(body))
     return {(namespace or "", name): caching.trim(body)}
 
 
