@@ -162,6 +162,16 @@ class Deployments:
         if _version(body) > max(_version(self.get(*key)), -1):
             self._written[key] = trim(body)
 
+    def deleted(self, body: Mapping[str, Any]) -> None:
+        """A Deployment's DELETED event: Kopf drops it from the index; an answer to our own earlier write of it,
+        not yet delivered by the watch, must not keep it alive in its place. Then its rollouts are woken."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        written = self._written.get(key)
+        if written is not None and _version(written) <= _version(body):  # not a newer create of ours
+            del self._written[key]
+        self.changed(body)
+
     def forget(self, namespace: str, name: str) -> None:
         """Our own delete: the watch's copy (until its DELETED event) must not bring it back."""
         self._written.pop((namespace, name), None)

@@ -127,8 +127,9 @@ def _deleted(type: str, **_: Any) -> bool:
 
 @kopf.on.event("apps", "v1", "deployments", when=_deleted)
 async def deployment_deleted(body: kopf.Body, **_: Any) -> None:
-    """Kopf drops a deleted Deployment from the index without calling it: its rollouts look at once all the same."""
-    asyncio.get_running_loop().call_soon(_deployments.changed, dict(body))
+    """Kopf drops a deleted Deployment from the index without calling it: its rollouts look at once all the same,
+    and an answer to our own write of it that the watch had not delivered yet is dropped too (``caching``)."""
+    asyncio.get_running_loop().call_soon(_deployments.deleted, dict(body))
 
 
 @kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)

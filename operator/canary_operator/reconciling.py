@@ -246,7 +246,9 @@ async def tick(
         recorded = await _services_made(api, recorded, services)
     recorded = await _post_events(api, recorded, decision.status)
     if status.reconcile_errors:  # the tick went through: the failures in a row are over (the outbox is posted)
-        over = decision.status.model_copy(update={"pending_events": []})
+        # The Services as made this tick stay recorded (the decision holds the digest from before they were).
+        made = (recorded.get("status") or {}).get("servicesDigest")
+        over = decision.status.model_copy(update={"pending_events": [], "services_digest": made})
         recorded = await _record(api, recorded, dataclasses.replace(decision, status=over)) or recorded
     for action in cleanups:  # last: it changes the resourceVersion the outbox is cleared under
         await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
@@ -308,7 +310,7 @@ async def _blocked(
     generation: int,
     blocked: Blocked,
     now: datetime.datetime,
-) -> rollouts.Decision:
+) -> rollouts.Decision | None:
     """Progress is impossible until someone acts: record why (once), and bound a canary under way.
 
     Nothing is read or written for an idle rollout. For a canary under way, the acting router observes the
@@ -344,7 +346,9 @@ async def _blocked(
     )
     recorded = await _record(api, body, decision)
     if recorded is None:
-        return decision
+        # None, as for any 409: nothing of it happened (a rollback decided at the deadline included), and the
+        # loop reads the CanaryRollout again within tick_seconds rather than sleep as the decision's phase says.
+        return None
     recorded_block = decision.status.blocked
     if hands is not None and acting is not None and recorded_block is not None and recorded_block.gave_back:
         seen = observations.Observations(generation=generation, target=workloads.target_of(hands.target_doc))
@@ -822,11 +826,22 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
 
 
 async def _finalize_router(api: kube.Client, body: Mapping[str, Any]) -> None:
-    """Give back the user's route as it was, while the Services it named still exist."""
+    """Give back the user's route as it was, while the Services it named still exist.
+
+    The routes of the current spec and of the spec last acted with (``status.appliedSpec``): Git may have made
+    the spec invalid, or named another route, after the operator changed the first one. Left as it is, that
+    route would send its traffic to the Services removed next. Each router gives back only what it marked ours.
+    """
+    specs: list[models.CanaryRolloutSpec] = []
     try:
-        spec = models.parse_spec(body.get("spec"))
+        specs.append(models.parse_spec(body.get("spec")))
     except pydantic.ValidationError:
-        # A spec that never validated never routed; one edited into invalidity keeps what the last valid one did.
-        logs.get().warning("finalize: invalid spec, the traffic router is not finalized")
-        return
-    await routing.for_rollout(spec, api, body).finalize(body)
+        pass  # a spec that never validated never routed; one edited into invalidity routed as the applied one
+    applied = _applied_spec(models.parse_status(body.get("status")))
+    routed = [(spec.traffic_routing, spec.target_ref.name) for spec in specs]
+    if applied is not None and (applied.traffic_routing, applied.target_ref.name) not in routed:
+        specs.append(applied)
+    if not specs:
+        logs.get().warning("finalize: invalid spec and none acted with, the traffic router is not finalized")
+    for spec in specs:
+        await routing.for_rollout(spec, api, body).finalize(body)

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import dataclasses
 import datetime
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -40,10 +41,19 @@ class Policy:
 
     def refuses(self, url: str) -> str | None:
         """Why ``url`` may not be called, or None."""
-        if not self.allowed or any(endpoints.is_under(url, base) for base in self.allowed):
+        if not self.allowed or (_plain(url) and any(endpoints.is_under(url, base) for base in self.allowed)):
             return None
         allowed = ", ".join(providers.display_url(base) for base in self.allowed)
         return f"URL {providers.display_url(url)} is not allowed by the operator (allowed: {allowed})"
+
+
+def _plain(url: str) -> bool:
+    """Whether ``url``'s path is compared as it will be requested: the allow-list compares paths as written, but
+    the HTTP client resolves . and .. segments (escaped ones too) and a receiver may unescape a slash, so
+    ``<entry>/../admin`` would leave the entry. A URL from the spec is normalized already; one read from a
+    Secret is not. Backslashes are refused as well: parsers disagree on where they end the host."""
+    path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+    return "\\" not in url and not any(part in (".", "..") for part in path.split("/"))
 
 
 # The operator's policy, set once at startup from its settings (``main.configure``); any URL until then.

@@ -233,3 +233,24 @@ def test_our_write_of_the_rollout_is_used_until_the_watch_delivers_it_then_only_
     cache.wrote_rollout("shop", "web", rollout(13, "Paused"))
     cache.release("shop", "web")
     assert cache._rollouts_written == {}, "a rollout's loop that ended holds nothing"
+
+
+async def test_a_deployment_deleted_before_the_watch_delivered_our_write_is_gone_and_wakes_its_rollout() -> None:
+    # The operator scaled the target (its answer is kept until the watch delivers it); the user deletes the target
+    # first. Kopf drops it from the index: the answer kept must not make it exist for good.
+    index = indexed(deployment("web", 5))
+    cache = caching.Deployments(index)
+    web = cache.waker("shop", "web", target="web")
+    cache.remember(deployment("web", 6, replicas=0))
+    del index[("shop", "web")]
+    cache.deleted(deployment("web", 7, replicas=0))
+    assert cache.get("shop", "web") is None
+    assert await web.sleep(5) is True
+
+
+def test_a_deletion_older_than_our_create_keeps_the_create() -> None:
+    # The arm was deleted and the operator made it again; the DELETED event of the old one comes in after.
+    cache = caching.Deployments({})
+    cache.remember(deployment("web-canary", 9, replicas=0, arm="canary"))
+    cache.deleted(deployment("web-canary", 8, arm="canary"))
+    assert cache.get("shop", "web-canary") is not None

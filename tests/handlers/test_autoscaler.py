@@ -78,3 +78,27 @@ async def test_an_hpa_of_someone_else_under_the_primarys_name_is_left_alone_and_
     assert world.posted().count(("Warning", "ObjectConflict")) == 1, world.posted()
     untouched = world.cluster.get(hpas(world, "web-primary"))
     assert untouched is not None and untouched["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+
+
+async def test_a_canary_blocked_and_unblocked_does_not_say_again_that_the_hpa_is_missing(world: World) -> None:
+    # Blocked mid-canary (here Git made the spec invalid), the tick reads no HPA: what was said of it stays said.
+    world.create_target()
+    create_rollout_with_hpa(world)
+    await world.until_stable()
+    world.set_image("example/web:2.0")
+    await world.tick()
+    await world.tick()
+    assert world.status()["phase"] == "Progressing"
+    assert world.posted().count(("Warning", "AutoscalerNotFound")) == 1, world.posted()
+
+    world.cluster.patch(world.path("canaryrollouts", "web"), {"spec": {"analysis": {"interval": "0s"}}})
+    await world.tick()
+    assert ("Warning", "InvalidSpec") in world.posted()
+    condition = autoscaled(world)
+    assert condition is not None and condition[:2] == ("False", "AutoscalerNotFound"), "not observed: kept"
+
+    world.cluster.patch(world.path("canaryrollouts", "web"), {"spec": {"analysis": {"interval": "10s"}}})
+    await world.tick()
+    await world.tick()
+    assert world.status()["phase"] == "Progressing"
+    assert world.posted().count(("Warning", "AutoscalerNotFound")) == 1, world.posted()

@@ -16,7 +16,7 @@ import pytest
 from ticking import Metrics, World, Write
 
 from canary_bench import emulation
-from canary_operator import endpoints, kube, models, reconciling
+from canary_operator import config, endpoints, kube, main, models, reconciling
 
 RECORD = "patch canaryrollouts/web/status"
 MINUTE = datetime.timedelta(minutes=1)
@@ -219,3 +219,32 @@ async def test_steps_emptied_by_git_are_refused_at_admission_and_the_canary_goes
     await world.tick()
     assert world.status()["phase"] in ("Progressing", "Promoting", "Succeeded")
     assert "blocked" not in world.status()
+
+
+async def test_a_blocked_rollback_refused_with_409_is_retried_at_the_busy_tick_not_the_idle_resync(
+    world: World,
+) -> None:
+    # The rollback decided at the deadline is not recorded (409): the canary still serves, unchecked. The loop
+    # must look again within tick_seconds, as after any 409, not sleep the idle resync of a rolled-back rollout.
+    await canary_serving(world)
+    edit_spec(world, {"analysis": {"interval": "0s"}})
+    await world.tick()
+    world.now += 11 * MINUTE
+    refusal = world.cluster.inject(
+        emulation.Fault(
+            "patch",
+            "canaryrollouts",
+            emulation.conflict(),
+            subresource="status",
+            namespace=world.namespace,
+            when=lambda r: (r.body.get("status") or {}).get("phase") == "RolledBack",
+        )
+    )
+    decision = await reconciling.tick(world.api, world.namespace, "web", world.now, Refusing(world.metrics))
+    assert refusal.fired == 1 and world.status()["phase"] == "Progressing", "nothing recorded"
+    settings = config.Settings(tick_seconds=1, idle_tick_seconds=30)
+    assert main._wait(decision, world.now, settings).seconds <= settings.tick_seconds
+    world.settle()
+    await world.tick()
+    assert world.status()["phase"] == "RolledBack" and replicas(world, "web-canary") == 0
+    assert [reason for _, reason in world.posted()].count("BlockedDeadlineExceeded") == 1

@@ -360,3 +360,27 @@ async def test_a_service_port_changed_in_git_after_the_takeover_reaches_the_serv
 
     quiet = await world.tick()
     assert whats(quiet) == [], "made once: no Service is read or written again"
+
+
+async def test_services_made_after_a_failed_tick_stay_recorded_as_made(world: World) -> None:
+    # The tick after a failure writes the failure count back to 0 once it went through: not the digest of the
+    # Services as they were before this tick made them again.
+    world.create_target()
+    world.create_rollout()
+    await world.until_stable()
+    await world.tick()
+    world.cluster.patch(world.path("canaryrollouts", "web"), {"spec": {"service": {"port": 8080}}})
+    failing = world.cluster.inject(
+        emulation.Fault("patch", "services", emulation.server_error(), name="web-canary", namespace=world.namespace)
+    )
+    await tick_as_the_daemon_does(world)
+    world.cluster.remove_fault(failing)
+    assert world.status()["reconcileErrors"] == 1
+    before = world.status()["servicesDigest"]
+
+    await tick_as_the_daemon_does(world)
+    assert world.status()["reconcileErrors"] == 0
+    assert world.get("services", "web-canary")["spec"]["ports"][0]["port"] == 8080
+    assert world.status()["servicesDigest"] != before, "the Services are recorded as made for port 8080"
+    quiet = await world.tick()
+    assert whats(quiet) == [], "made once: no Service is read or written again"

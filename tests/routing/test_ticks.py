@@ -168,3 +168,42 @@ async def test_a_route_reference_edited_to_a_missing_route_mid_canary_gives_the_
     assert cluster.get(kube.deployment_path(NS, "web-canary"))["spec"]["replicas"] == 0  # type: ignore[index]
     reasons = [reason for _, reason in events(cluster)]
     assert reasons.count("RouteNotFound") == 1 and reasons.count("BlockedDeadlineExceeded") == 1
+
+
+async def finalized(api: kube.Client, cluster: clusters.EmulatedCluster) -> None:
+    """The delete handler, retried as Kopf does while it waits for the user's Deployment to be ready again."""
+    for _ in range(60):
+        try:
+            await reconciling.finalize(api, cluster.rollout(NS, "web") or {})
+            return
+        except reconciling.NotYet:
+            await asyncio.sleep(0.03)
+    raise AssertionError("never finalized")
+
+
+@pytest.mark.parametrize("kind", ["gatewayAPI", "istio"])
+@pytest.mark.parametrize("edit", ["invalid", "renamed"])
+async def test_a_rollout_deleted_mid_canary_after_git_broke_its_spec_gives_the_users_route_back(
+    cluster: clusters.EmulatedCluster, api: kube.Client, metrics: endpoints.Source, kind: str, edit: str
+) -> None:
+    # The way out of a broken spec is to delete the CanaryRollout: the user's route must not be left naming the
+    # Services that the deletion removes (every request through it would fail).
+    setup(cluster, kind)
+    user_route = KINDS[kind].route_path
+    as_written = (cluster.get(user_route) or {})["spec"]
+    await ticks(api, phase("Stable"), cluster, metrics)
+    cluster.patch(
+        kube.deployment_path(NS, "web"),
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
+    )
+    await ticks(api, lambda body: (body.get("status") or {}).get("weight") == 10, cluster, metrics)
+    if edit == "invalid":
+        cluster.patch(f"{ROLLOUTS}/web", {"spec": {"analysis": {"interval": "0s"}}})  # the schema admits it
+    else:
+        field = "httpRoute" if kind == "gatewayAPI" else "virtualService"
+        cluster.patch(f"{ROLLOUTS}/web", {"spec": {"trafficRouting": {kind: {field: "web-v2"}}}})
+    await reconciling.tick(api, NS, "web", NOW, metrics)
+
+    await finalized(api, cluster)
+    assert cluster.get(kube.service_path(NS, "web-primary")) is None, "the operator's Services are gone"
+    assert (cluster.get(user_route) or {})["spec"] == as_written, "the route is given back as it was written"

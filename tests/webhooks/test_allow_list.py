@@ -43,6 +43,30 @@ def test_a_url_is_allowed_under_an_entry_only_with_the_same_scheme_host_port_and
     assert webhooks.Policy().refuses("http://169.254.169.254/") is None, "no list: any URL (the documented default)"
 
 
+def test_a_url_climbing_out_of_an_entry_with_dot_segments_is_refused() -> None:
+    # A notifier's URL read from a Secret is checked as written; the HTTP client resolves . and .. before sending.
+    policy = webhooks.Policy(("https://hooks.example.com/team-a",))
+    for url in (
+        "https://hooks.example.com/team-a/../admin",
+        "https://hooks.example.com/team-a/%2e%2e/admin",
+        "https://hooks.example.com/team-a/%2E./admin",
+        "https://hooks.example.com/team-a/..%2fadmin",
+        "https://hooks.example.com/team-a/./../admin",
+    ):
+        refused = policy.refuses(url)
+        assert refused is not None and "is not allowed by the operator" in refused, url
+    assert policy.refuses("https://hooks.example.com/team-a/deploys%20v2") is None, "an escaped name is still below"
+
+
+async def test_a_post_climbing_out_of_the_allowed_path_reaches_nothing(
+    receiver: Receiver, session: aiohttp.ClientSession, only_the_receivers_host: str
+) -> None:
+    climbing = only_the_receivers_host + "/../hook"  # resolves to the receiver's /hook, outside /allowed
+    answer = await webhooks.post_json(session, climbing, {"a": 1}, timeout=1, retries=0)
+    assert not answer.ok and answer.attempts == 0 and "is not allowed by the operator" in answer.message
+    assert receiver.received == []
+
+
 async def test_a_post_to_a_refused_url_sends_nothing_and_says_why(
     receiver: Receiver, session: aiohttp.ClientSession, only_the_receivers_host: str
 ) -> None:

@@ -59,8 +59,10 @@ AUTOSCALED = "Autoscaled"
 
 def autoscaled(tick: drafting.Tick) -> Wanted:
     """With ``autoscalerRef``: whether the primary carries the user's HPA (a condition of its own, not kstatus')."""
-    if tick.spec.autoscaler_ref is None or tick.obs.target is None:
+    if tick.spec.autoscaler_ref is None:
         return []
+    if tick.obs.target is None:  # blocked (target gone, spec invalid, a route refused): the HPAs were not read
+        return _kept(tick.old.conditions)
     if tick.obs.autoscaler_problem is not None:
         reason, message = tick.obs.autoscaler_problem
         return [(AUTOSCALED, "False", reason, message)]
@@ -71,10 +73,12 @@ def autoscaled(tick: drafting.Tick) -> Wanted:
 def blocked(
     old: list[models.Condition], reason: str, message: str, generation: int, now: datetime.datetime
 ) -> list[models.Condition]:
-    kept: Wanted = [
-        (c.type, c.status, c.reason, c.message) for c in old if c.type == AUTOSCALED
-    ]  # not observed meanwhile
-    return merge(old, _blocked(reason, message) + kept, generation, now)
+    return merge(old, _blocked(reason, message) + _kept(old), generation, now)
+
+
+def _kept(old: list[models.Condition]) -> Wanted:
+    """The Autoscaled condition as it was: not observed meanwhile, and dropping it would tell its Event again."""
+    return [(c.type, c.status, c.reason, c.message) for c in old if c.type == AUTOSCALED]
 
 
 def merge(
