@@ -74,7 +74,15 @@ async def observe(api: kube.Client, rollout: Mapping[str, Any], spec: models.Can
         return None
     namespace = rollout["metadata"]["namespace"]
     name = names.primary(spec.target_ref.name)
-    user, primary = await asyncio.gather(api.get(hpa_path(namespace, ref.name)), api.get(hpa_path(namespace, name)))
+    try:
+        user, primary = await asyncio.gather(api.get(hpa_path(namespace, ref.name)), api.get(hpa_path(namespace, name)))
+    except (kube.ApiError, kube.UnreachableError) as exc:
+        # Said, not raised: a tick that fails here would decide nothing, not even a rollback.
+        problem = (
+            models.Reason.AUTOSCALER_UNREADABLE,
+            f"cannot read HorizontalPodAutoscaler {ref.name} or {name}: {exc}; the primary's HPA is left as it is",
+        )
+        return Observed(None, None, problem)
     if user is None:
         problem = (
             models.Reason.AUTOSCALER_NOT_FOUND,

@@ -889,6 +889,7 @@ class Reason(enum.StrEnum):
     # The user's HPA (spec.autoscalerRef) and the primary's copy of it (condition Autoscaled).
     AUTOSCALER_CARRIED_OVER = "AutoscalerCarriedOver"
     AUTOSCALER_NOT_FOUND = "AutoscalerNotFound"
+    AUTOSCALER_UNREADABLE = "AutoscalerUnreadable"  # the HPAs cannot be read (RBAC, the API): decisions go on
     # Why a traffic router cannot split the user's route (routing.RouterError).
     ROUTE_NOT_FOUND = "RouteNotFound"
     ROUTE_RULE_NOT_FOUND = "RouteRuleNotFound"

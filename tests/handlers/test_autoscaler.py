@@ -6,6 +6,8 @@ from typing import Any
 
 from ticking import World, rollout_manifest
 
+from canary_bench import emulation
+
 HPA_SPEC = {
     "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
     "minReplicas": 2,
@@ -102,3 +104,31 @@ async def test_a_canary_blocked_and_unblocked_does_not_say_again_that_the_hpa_is
     await world.tick()
     assert world.status()["phase"] == "Progressing"
     assert world.posted().count(("Warning", "AutoscalerNotFound")) == 1, world.posted()
+
+
+async def test_hpas_the_operator_cannot_read_are_said_once_and_a_failing_canary_is_still_rolled_back(
+    world: World,
+) -> None:
+    world.create_target()
+    create_rollout_with_hpa(world)
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler"}
+    world.cluster.create(
+        hpas(world), {**hpa, "metadata": {"name": "web", "namespace": world.namespace}, "spec": HPA_SPEC}
+    )
+    await world.until_stable()
+    forbidden = emulation.Respond(403, "Forbidden", "horizontalpodautoscalers is forbidden: RBAC")
+    world.cluster.inject(
+        emulation.Fault("get", "horizontalpodautoscalers", forbidden, namespace=world.namespace, count=None)
+    )
+    world.set_image("example/web:2.0")
+    world.metrics.error_percent["canary"] = 30.0
+    for _ in range(20):
+        await world.tick(advance=2.0)
+        if world.status().get("phase") == "RolledBack":
+            break
+
+    assert world.status()["phase"] == "RolledBack", world.status().get("message")
+    condition = autoscaled(world)
+    assert condition is not None and condition[:2] == ("False", "AutoscalerUnreadable"), condition
+    assert world.posted().count(("Warning", "AutoscalerUnreadable")) == 1, world.posted()
+    assert not world.status().get("reconcileErrors")
