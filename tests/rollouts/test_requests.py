@@ -141,3 +141,15 @@ def test_a_target_scaled_to_zero_gives_the_canary_no_traffic() -> None:
     world.run_checks(Verdict.PASS, limit=5)
     assert world.canary_replicas == 0, "one canary pod beside no primary pod would take all the traffic"
     assert rollouts.needs(world.spec, world.status, None, world.now).primary_replicas == 0
+
+
+def test_a_rolled_back_rollout_keeps_saying_why_while_it_waits_for_a_new_revision() -> None:
+    world = canary_under_way()
+    world.run_checks(Verdict.FAIL, until=Phase.ROLLED_BACK)
+    why = world.status.releases[-1].reason
+    assert why
+    for _ in range(3):
+        world.tick()
+    assert (
+        world.status.message == f"revision rev-2.0 rolled back: {why}; waiting for a new revision (or canary.dev/retry)"
+    )

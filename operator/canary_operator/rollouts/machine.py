@@ -339,7 +339,10 @@ def _idle(
             status.stable_template = dict(target.template)
         return request
     if target.revision == status.rejected_revision:
-        status.message = f"revision {target.revision} was rolled back; waiting for a new revision (or canary.dev/retry)"
+        # Why it was rolled back stays in the message (what an SRE reads first), not only in the release record.
+        last = next((r for r in reversed(status.releases) if r.revision == target.revision), None)
+        why = f"rolled back: {last.reason}" if last is not None and last.reason else "was rolled back"
+        status.message = f"revision {target.revision} {why}; waiting for a new revision (or canary.dev/retry)"
         return request
     if not budget.wanted(tick.spec, tick.old, target.revision) and budget.wanted(tick.spec, status, target.revision):
         # Released again by this tick's retry: the budget (and the gates) were not read for it; next tick.
