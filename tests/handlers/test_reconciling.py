@@ -337,16 +337,20 @@ async def test_events_refused_for_good_never_keep_a_bad_canary_from_being_rolled
     assert world.status()["pendingEvents"] == [], "an Event refused for good is dropped, not kept for ever"
 
 
-async def test_a_service_port_changed_in_git_after_the_takeover_reaches_the_services_once(world: World) -> None:
+async def port_changed_in_git_with_a_service_patch_refused(world: World) -> emulation.Fault:
+    """A Stable rollout whose spec.service.port Git changes to 8080; the next patch of web-canary answers 500."""
     world.create_target()
     world.create_rollout()
     await world.until_stable()
     await world.tick()
     world.cluster.patch(world.path("canaryrollouts", "web"), {"spec": {"service": {"port": 8080}}})
-
-    failing = world.cluster.inject(
+    return world.cluster.inject(
         emulation.Fault("patch", "services", emulation.server_error(), name="web-canary", namespace=world.namespace)
     )
+
+
+async def test_a_service_port_changed_in_git_after_the_takeover_reaches_the_services_once(world: World) -> None:
+    failing = await port_changed_in_git_with_a_service_patch_refused(world)
     with pytest.raises(kube.ApiError):
         await world.tick()  # a Service patch is refused: the digest is not written, so the next tick makes them again
     world.cluster.remove_fault(failing)
@@ -365,14 +369,7 @@ async def test_a_service_port_changed_in_git_after_the_takeover_reaches_the_serv
 async def test_services_made_after_a_failed_tick_stay_recorded_as_made(world: World) -> None:
     # The tick after a failure writes the failure count back to 0 once it went through: not the digest of the
     # Services as they were before this tick made them again.
-    world.create_target()
-    world.create_rollout()
-    await world.until_stable()
-    await world.tick()
-    world.cluster.patch(world.path("canaryrollouts", "web"), {"spec": {"service": {"port": 8080}}})
-    failing = world.cluster.inject(
-        emulation.Fault("patch", "services", emulation.server_error(), name="web-canary", namespace=world.namespace)
-    )
+    failing = await port_changed_in_git_with_a_service_patch_refused(world)
     await tick_as_the_daemon_does(world)
     world.cluster.remove_fault(failing)
     assert world.status()["reconcileErrors"] == 1
