@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
+import kopf
 import pytest
 
+from canary_bench import cluster as clusters
 from canary_bench import prometheus
+from canary_operator import kube
 from canary_operator.providers import prometheus as prometheus_provider
 
 SLOW_BY_PLACE = frozenset({"scenarios"})
@@ -46,6 +49,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(
         key=lambda item: (item.get_closest_marker("e2e") is not None, item.get_closest_marker("slow") is not None)
     )
+
+
+@pytest.fixture
+async def api(cluster: clusters.EmulatedCluster) -> AsyncIterator[kube.Client]:
+    """The operator's API client on the test's emulated cluster (each folder's ``cluster`` fixture says which)."""
+    async with kube.Client(kopf.ConnectionInfo(server=cluster.url)) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,9 @@ import asyncio
 import base64
 import datetime
 import pathlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import kopf
 import pytest
 
 from canary_bench import cluster as clusters
@@ -65,12 +64,6 @@ def cluster() -> Iterator[clusters.EmulatedCluster]:
     with clusters.EmulatedCluster(ready_delay=0.1) as running:
         running.create_namespace("shop")
         yield running
-
-
-@pytest.fixture
-async def api(cluster: clusters.EmulatedCluster) -> AsyncIterator[kube.Client]:
-    async with kube.Client(kopf.ConnectionInfo(server=cluster.url)) as client:
-        yield client
 
 
 def secret(cluster: clusters.EmulatedCluster, name: str, **data: str) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
-import kopf
 import pytest
 from router_beds import KINDS, NS, Bed
 
@@ -17,12 +16,6 @@ def cluster() -> Iterator[clusters.EmulatedCluster]:
     with clusters.EmulatedCluster(ready_delay=0.02) as running:
         running.create_namespace(NS)
         yield running
-
-
-@pytest.fixture
-async def api(cluster: clusters.EmulatedCluster) -> AsyncIterator[kube.Client]:
-    async with kube.Client(kopf.ConnectionInfo(server=cluster.url)) as client:
-        yield client
 
 
 @pytest.fixture

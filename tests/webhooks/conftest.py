@@ -10,12 +10,11 @@ from typing import Any
 import aiohttp
 import aiohttp.test_utils
 import aiohttp.web
-import kopf
 import pytest
 from receivers import Received, Receiver
 
 from canary_bench import cluster as clusters
-from canary_operator import config, endpoints, kube
+from canary_operator import config, endpoints
 
 
 @pytest.fixture
@@ -47,12 +46,6 @@ def cluster() -> Iterator[clusters.EmulatedCluster]:
     with clusters.EmulatedCluster(ready_delay=0.05) as running:
         running.create_namespace("shop")
         yield running
-
-
-@pytest.fixture
-async def api(cluster: clusters.EmulatedCluster) -> AsyncIterator[kube.Client]:
-    async with kube.Client(kopf.ConnectionInfo(server=cluster.url)) as client:
-        yield client
 
 
 @pytest.fixture
