@@ -20,8 +20,7 @@ from canary_operator import kube, models, names, observations, rollouts, workloa
 
 
 def hpa_path(namespace: str, name: str | None = None) -> str:
-    base = f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
-    return base if name is None else f"{base}/{name}"
+    return kube.object_path("/apis/autoscaling/v2", "horizontalpodautoscalers", namespace, name)
 
 
 def primary_hpa(rollout: Mapping[str, Any], user_hpa: Mapping[str, Any], target: str) -> dict[str, Any]:

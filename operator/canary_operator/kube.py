@@ -85,29 +85,30 @@ def segment(name: str) -> str:
     return urllib.parse.quote(name, safe="")
 
 
-def _object_path(prefix: str, plural: str, namespace: str, name: str | None) -> str:
+def object_path(prefix: str, plural: str, namespace: str, name: str | None = None) -> str:
+    """An object's (or, without a name, its collection's) path, each name one quoted segment."""
     base = f"{prefix}/namespaces/{segment(namespace)}/{plural}"
     return base if name is None else f"{base}/{segment(name)}"
 
 
 def deployment_path(namespace: str, name: str | None = None) -> str:
-    return _object_path("/apis/apps/v1", "deployments", namespace, name)
+    return object_path("/apis/apps/v1", "deployments", namespace, name)
 
 
 def service_path(namespace: str, name: str | None = None) -> str:
-    return _object_path("/api/v1", "services", namespace, name)
+    return object_path("/api/v1", "services", namespace, name)
 
 
 def events_path(namespace: str) -> str:
-    return _object_path("/api/v1", "events", namespace, None)
+    return object_path("/api/v1", "events", namespace, None)
 
 
 def secret_path(namespace: str, name: str) -> str:
-    return _object_path("/api/v1", "secrets", namespace, name)
+    return object_path("/api/v1", "secrets", namespace, name)
 
 
 def rollout_path(namespace: str, name: str) -> str:
-    return _object_path("/apis/canary.dev/v1alpha1", "canaryrollouts", namespace, name)
+    return object_path("/apis/canary.dev/v1alpha1", "canaryrollouts", namespace, name)
 
 
 def identity_of_path(path: str) -> tuple[str, str] | None:

@@ -132,6 +132,11 @@ async def tick(
 
     target_name = spec.target_ref.name
     router = routing.for_rollout(spec, api, body)
+    try:
+        await router.reconcile(body)  # the user's route as the spec names it: once a tick, not per read
+    except routing.RouterError as exc:
+        return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
+    route = routing.route_in_force(spec, status)
     fresh = deployments is None
     while True:
         target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target_name, deployments, fresh)
@@ -142,8 +147,6 @@ async def tick(
         )
         primary_replicas = autoscaling.primary_replicas(spec, arms.primary, needs.primary_replicas)
         try:
-            await router.reconcile(body)
-            route = routing.route_in_force(spec, status)
             traffic = await router.observe(arms, needs.weight, primary_replicas, route)
         except routing.RouterError as exc:
             return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)

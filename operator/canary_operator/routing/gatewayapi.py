@@ -26,7 +26,7 @@ _MATCH_TYPES = {"exact": "Exact", "regex": "RegularExpression"}
 
 
 def route_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP_VERSION}/namespaces/{namespace}/httproutes/{name}"
+    return kube.object_path(f"/apis/{GROUP_VERSION}", "httproutes", namespace, name)
 
 
 def _is_service(ref: Mapping[str, Any], name: str) -> bool:

@@ -25,11 +25,11 @@ GROUP_VERSION = "networking.istio.io/v1"
 
 
 def virtual_service_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP_VERSION}/namespaces/{namespace}/virtualservices/{name}"
+    return kube.object_path(f"/apis/{GROUP_VERSION}", "virtualservices", namespace, name)
 
 
 def destination_rule_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP_VERSION}/namespaces/{namespace}/destinationrules/{name}"
+    return kube.object_path(f"/apis/{GROUP_VERSION}", "destinationrules", namespace, name)
 
 
 def short_host(host: str) -> str:

@@ -30,8 +30,7 @@ _CANARY_KEYS = (CANARY, WEIGHT, WEIGHT_TOTAL, BY_HEADER, BY_HEADER_VALUE, BY_HEA
 
 
 def ingress_path(namespace: str, name: str | None = None) -> str:
-    base = f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses"
-    return base if name is None else f"{base}/{name}"
+    return kube.object_path("/apis/networking.k8s.io/v1", "ingresses", namespace, name)
 
 
 def canary_ingress_name(ingress: str) -> str:
