@@ -197,6 +197,33 @@ async def test_a_rollback_refused_with_409_does_nothing_and_the_next_tick_does_i
     assert [reason for _, reason in world.posted()].count("RolledBack") == 1
 
 
+@pytest.mark.parametrize(
+    "effect",
+    [emulation.conflict(), emulation.Call(lambda request: None, apply=False)],
+    ids=["409", "lost"],
+)
+async def test_an_outbox_clear_refused_or_lost_posts_each_event_once(world: World, effect: emulation.Effect) -> None:
+    await started(world)
+    world.metrics.error_percent["canary"] = 5.0
+    clearing = world.cluster.inject(
+        emulation.Fault(
+            "patch",
+            "canaryrollouts",
+            effect,
+            subresource="status",
+            namespace=world.namespace,
+            when=lambda r: r.body["status"] == {"pendingEvents": []},
+        )
+    )
+    await tick_as_the_daemon_does(world)  # rollback recorded and acted on, its Event posted; emptying the outbox fails
+    assert clearing.fired == 1
+    # The outbox, still holding the posted Event, is posted again (by the failure report or the next tick): the
+    # same derived name is refused as AlreadyExists, then the outbox is emptied.
+    await tick_as_the_daemon_does(world)
+    assert world.status()["pendingEvents"] == []
+    assert [reason for _, reason in world.posted()].count("RolledBack") == 1
+
+
 async def test_a_rollback_recorded_but_not_acted_on_is_finished_by_the_next_tick_not_undone(world: World) -> None:
     await started(world)
     world.metrics.error_percent["canary"] = 5.0
