@@ -140,4 +140,5 @@ def test_recent_checks_keep_no_promql_but_the_last_check_does() -> None:
     world.now += datetime.timedelta(seconds=10)
     world.tick(helpers.record(Verdict.PASS, at=world.now, query='sum(rate(http_requests_total{code=~"5.."}[10s]))'))
     assert world.status.last_check is not None and world.status.last_check.metrics[0].query
+    assert world.status.recent_checks and world.status.recent_checks[-1].metrics, "there is a recent check to look at"
     assert all(m.query is None for c in world.status.recent_checks for m in c.metrics)
