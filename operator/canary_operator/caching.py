@@ -25,14 +25,12 @@ import copy
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from canary_operator import models, ownership
+from canary_operator import models, ownership, workloads
 
 Key = tuple[str, str]  # (namespace, name)
 Body = dict[str, Any]
 
-ROLLOUT_LABEL = "canary.dev/rollout"
-REVISION_ANNOTATION = "canary.dev/revision"
-_ANNOTATIONS = frozenset({REVISION_ANNOTATION, ownership.CLAIM_ANNOTATION})
+_ANNOTATIONS = frozenset({workloads.REVISION_ANNOTATION, ownership.CLAIM_ANNOTATION})
 
 # What the operator reads of a Deployment (workloads.py, reconciling.py); the rest (managedFields,
 # the last-applied annotation that repeats the whole object, conditions) is dropped to save memory.
@@ -240,7 +238,7 @@ class Deployments:
             self.wake(namespace, rollout)
 
     def _dependents(self, namespace: str, name: str, labels: Mapping[str, str]) -> Iterable[str]:
-        owner = labels.get(ROLLOUT_LABEL)
+        owner = labels.get(workloads.ROLLOUT_LABEL)
         if owner is not None:
             yield owner
         for _, rollout in self._targets.get((namespace, name), ()):

@@ -17,11 +17,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from canary_operator import models, names
+from canary_operator import models, names, workloads
 
 CLAIM_ANNOTATION = f"{models.GROUP}/claimed-by"
-# Labels the operator puts on what it creates (workloads.ROLLOUT_LABEL): a target carrying it is an arm.
-_ROLLOUT_LABEL = f"{models.GROUP}/rollout"
 
 OBJECT_CONFLICT = models.Reason.OBJECT_CONFLICT
 TARGET_CLAIMED = models.Reason.TARGET_CLAIMED
@@ -86,7 +84,7 @@ def target_conflicts(rollout: Doc, target: Doc | None) -> list[Conflict]:
         return []
     name = target["metadata"].get("name", "")
     labels = (target.get("metadata") or {}).get("labels") or {}
-    if _rollout_owners(target) or _ROLLOUT_LABEL in labels:
+    if _rollout_owners(target) or workloads.ROLLOUT_LABEL in labels:  # a label on what the operator creates: an arm
         return [
             Conflict(
                 OBJECT_CONFLICT,
