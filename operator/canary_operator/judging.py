@@ -585,7 +585,11 @@ def judge(
     cleared = _cleared(analysis, measurements, results, causes)
     if cleared and mde:
         # What a promotion on this evidence could have missed: worked out only when it may promote.
-        results = [_judge_metric(r, analysis, measurements, tighten, mde=True)[0] for r in measurements.metrics]
+        # Only a max/min on counts has a detectable effect to add (``_limited``); the others stand as judged.
+        results = [
+            _judge_metric(r, analysis, measurements, tighten, mde=True)[0] if r.limits else result
+            for r, result in zip(measurements.metrics, results, strict=True)
+        ]
     burn = _burn(slo, measurements) if slo is not None else None
     if burn is not None:
         results.append(burn[0])
