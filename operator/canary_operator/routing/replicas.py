@@ -15,7 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from canary_operator import kube, models, names, routing
+from canary_operator import kube, models, routing
+from canary_operator.routing import weighted
 
 MAX_WEIGHT = 90
 
@@ -26,11 +27,6 @@ def canary_replicas(weight: int, primary_replicas: int) -> int:
         return 0
     weight = min(weight, MAX_WEIGHT)
     return max(1, math.ceil(primary_replicas * weight / (100 - weight)))
-
-
-def achieved_weight(canary_ready: int, primary_ready: int) -> int:
-    total = canary_ready + primary_ready
-    return 0 if total == 0 else round(100 * canary_ready / total)
 
 
 class ReplicasRouter:
@@ -47,11 +43,7 @@ class ReplicasRouter:
         self, arms: routing.Arms, weight: int, primary_replicas: int, route: models.RouteMatch | None = None
     ) -> None:
         # A header or cookie route is refused at admission for this router (models.route_problems).
-        wanted = canary_replicas(weight, primary_replicas)
-        if arms.canary is None or arms.canary.replicas == wanted:
-            return
-        path = kube.deployment_path(arms.namespace, names.canary(arms.target))
-        await self.api.patch(path, {"spec": {"replicas": wanted}})
+        await weighted.scale_canary(self.api, arms, canary_replicas(weight, primary_replicas))
 
     async def observe(
         self, arms: routing.Arms, weight: int, primary_replicas: int, route: models.RouteMatch | None = None
@@ -66,4 +58,4 @@ class ReplicasRouter:
             and canary_ready == wanted
             and primary_ready >= primary_replicas
         )
-        return routing.TrafficState(weight=achieved_weight(canary_ready, primary_ready), settled=settled)
+        return routing.TrafficState(weight=weighted.percent(canary_ready, primary_ready), settled=settled)
