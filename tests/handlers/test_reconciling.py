@@ -296,6 +296,31 @@ async def tick_as_the_daemon_does(world: World) -> None:
             await reconciling.report_failure(world.api, world.namespace, "web", str(exc), world.now)
 
 
+async def test_a_claim_of_the_target_refused_with_409_decides_nothing_and_the_next_tick_takes_over(
+    world: World,
+) -> None:
+    world.create_target(replicas=4)
+    world.create_rollout()
+    refusal = world.cluster.inject(
+        emulation.Fault(
+            "patch",
+            "deployments",
+            emulation.conflict(),
+            name="web",
+            namespace=world.namespace,
+            when=lambda r: "claimed-by" in str(r.body),
+        )
+    )
+    refused = await world.tick()
+    assert refusal.fired == 1
+    assert [w for w in whats(refused) if w != "patch deployments/web"] == [], "nothing recorded or created"
+    assert world.status().get("phase") is None and world.get("deployments", "web")["spec"]["replicas"] == 4
+    taken = await world.tick()
+    assert whats(taken)[:2] == ["patch deployments/web", RECORD] and world.status()["phase"] == "Initializing"
+    await world.until_stable()
+    assert [reason for _, reason in world.posted()].count("Initialized") == 1
+
+
 async def test_an_action_refused_every_tick_stalls_the_rollout_once_with_the_cause(world: World) -> None:
     world.create_target()
     world.create_rollout()
