@@ -337,7 +337,7 @@ async def _blocked(
     hands: _Hands | None = None
     if giving:
         assert acting is not None
-        hands = await _hands(api, body, acting, rollouts.needs(acting, status, None, now).primary_replicas)
+        hands = await _hands(api, body, acting, rollouts.plan.primary_replicas(status.target_replicas))
     decision = rollouts.blocked(
         status,
         generation,
