@@ -447,13 +447,14 @@ class Stage:
             raise StageError(f"kubectl set image failed: {result.stderr.strip()}")
 
     def release(self, image: str, timeout: float = 120.0) -> dict[str, Any]:
-        """``kubectl set image``, then wait for that release's verdict (Succeeded or RolledBack)."""
+        """``kubectl set image``, then wait for that release's verdict (Succeeded or RolledBack), its Events posted."""
         previous = self.status().get("releaseId")
         self.set_image(image)
         return self.wait_status(
             f"the release of {image} to finish",
             lambda status: status.get("releaseId") != previous and status.get("phase") in ("Succeeded", "RolledBack"),
             timeout,
+            posted=True,
         )
 
     def delete_rollout(self) -> None:
@@ -504,22 +505,21 @@ class Stage:
         except TimeoutError as exc:
             raise StageError(f"{exc}; status: {json.dumps(self.status())}") from None
 
-    def wait_status(self, what: str, accept: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
-        """The rollout's status once ``accept(status)`` holds."""
+    def wait_status(
+        self, what: str, accept: Callable[[dict[str, Any]], bool], timeout: float = 60.0, posted: bool = False
+    ) -> dict[str, Any]:
+        """The rollout's status once ``accept(status)`` holds; with ``posted``, also once the Events of what it
+        records are posted (its outbox, pendingEvents, empty): an Event follows the status write, never precedes it."""
 
         def probe() -> dict[str, Any] | None:
             status = self.status()
-            return status if accept(status) else None
+            return status if accept(status) and not (posted and status.get("pendingEvents")) else None
 
         return self.wait_for(what, probe, timeout)
 
     def wait_phase(self, phase: str, timeout: float = 60.0) -> dict[str, Any]:
         """The status once in ``phase`` with the transition's Events posted (its outbox, pendingEvents, empty)."""
-        return self.wait_status(
-            f"phase {phase}",
-            lambda status: status.get("phase") == phase and not status.get("pendingEvents"),
-            timeout,
-        )
+        return self.wait_status(f"phase {phase}", lambda status: status.get("phase") == phase, timeout, posted=True)
 
     def wait_traffic(self, timeout: float = 30.0) -> float:
         """Wait until Prometheus sees requests (scraping starts a few seconds after Prometheus does)."""

@@ -55,7 +55,9 @@ def test_a_spec_made_invalid_mid_canary_gives_the_traffic_back_at_the_progress_d
 
         patch_spec(stage, {"analysis": {"interval": "0s"}})  # admitted by the CRD; the model needs at least 1s
         blocked_at = time.monotonic()
-        status = stage.wait_status("the InvalidSpec condition", lambda s: stalled(s) == ("True", "InvalidSpec"))
+        status = stage.wait_status(
+            "the InvalidSpec condition", lambda s: stalled(s) == ("True", "InvalidSpec"), posted=True
+        )
         assert status["phase"] == "Progressing" and "interval" in status["message"]
         warning = stage.events("InvalidSpec")
         assert len(warning) == 1 and warning[0]["type"] == "Warning"
@@ -75,7 +77,7 @@ def test_a_spec_made_invalid_mid_canary_gives_the_traffic_back_at_the_progress_d
         assert "InvalidSpec" in given_back[0]["message"] and "traffic 100% primary" in given_back[0]["message"]
 
         patch_spec(stage, {"analysis": {"interval": stage.plan.interval}})  # fixed in Git
-        status = stage.wait_status("the block lifted", lambda s: stalled(s) == ("True", "RolledBack"))
+        status = stage.wait_status("the block lifted", lambda s: stalled(s) == ("True", "RolledBack"), posted=True)
         assert status["phase"] == "RolledBack" and status["rejectedRevision"] == status["canaryRevision"]
         assert len(stage.events("InvalidSpec")) == 1 and len(stage.events("BlockedDeadlineExceeded")) == 1
         assert [e["reason"] for e in stage.events()].count("CanaryStarted") == 1

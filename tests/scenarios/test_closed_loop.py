@@ -218,6 +218,7 @@ def test_invalid_specs_are_rejected_with_a_specific_message_and_touch_nothing() 
         status = stage.wait_status(
             "the InvalidSpec condition",
             lambda status: any(c["reason"] == "InvalidSpec" for c in status.get("conditions", [])),
+            posted=True,
         )
         assert "unknown query variable(s) pods" in status["message"]
         warning = stage.events("InvalidSpec")

@@ -262,6 +262,7 @@ def release(stage: stages.Stage, flow: str, interrupt: Callable[[stages.Stage], 
                 and status.get("weight") == 0
             ),
             timeout=60,
+            posted=True,
         )
         stage.wait_for("the canary at 0", lambda: (stage.deployment("web-canary") or {})["spec"]["replicas"] == 0)
         stage.wait_ticks(3)  # whatever the operator would still do after that, it has done

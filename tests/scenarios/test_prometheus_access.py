@@ -26,7 +26,9 @@ def test_a_rollout_pointing_outside_the_allow_list_is_stalled_before_anything_is
     allowed = {"CANARY_PROMETHEUS_ALLOWED_ADDRESSES": "http://prometheus.monitoring:9090"}
     with impostors.Impostor("html") as elsewhere, stages.Stage(rollout=False, operator_env=allowed) as stage:
         stage.apply(stage.plan.manifest(elsewhere.url))
-        status = stage.wait_status("Stalled with PrometheusNotAllowed", lambda s: stalled_reason(s) is not None)
+        status = stage.wait_status(
+            "Stalled with PrometheusNotAllowed", lambda s: stalled_reason(s) is not None, posted=True
+        )
         assert stalled_reason(status) == "PrometheusNotAllowed"
         assert "is not allowed by the operator (allowed: http://prometheus.monitoring:9090)" in status["message"]
         seen = ticks(stage)
