@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from canary_operator import kube, models, names, observations, rollouts, workloads
+from canary_operator import kube, models, names, observations, ownership, rollouts, workloads
 
 
 def hpa_path(namespace: str, name: str | None = None) -> str:
@@ -89,7 +89,7 @@ async def observe(api: kube.Client, rollout: Mapping[str, Any], spec: models.Can
             f" its size is the operator's, from the target's replicas",
         )
         return Observed(None, primary, problem)
-    if primary is not None and not workloads.owned_by(primary, rollout):
+    if primary is not None and not ownership.owned_by(primary, rollout):
         problem = (
             models.Reason.OBJECT_CONFLICT,
             f"HorizontalPodAutoscaler {name} exists and is not managed by this CanaryRollout: the primary is not"

@@ -77,11 +77,6 @@ def trim(body: Mapping[str, Any]) -> Body:
     return trimmed
 
 
-def newer(first: Mapping[str, Any], second: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """Of two versions of one object, the later (the first on a tie or when unknown)."""
-    return second if second is not None and _version(second) > _version(first) else first
-
-
 def _version(body: Mapping[str, Any] | None) -> int:
     """The resourceVersion as a number, -1 when absent or not numeric.
 
@@ -92,6 +87,16 @@ def _version(body: Mapping[str, Any] | None) -> int:
         return int(((body or {}).get("metadata") or {}).get("resourceVersion") or -1)
     except (TypeError, ValueError):
         return -1
+
+
+def _unseen(written: dict[Key, Any], key: Key, watched: Mapping[str, Any] | None) -> Any:
+    """Our own written copy of ``key`` while the watch has not delivered it (or a newer version), else None;
+    once the watch has caught up, the copy is dropped: the watch's is the only one kept."""
+    mine = written.get(key)
+    if mine is not None and watched is not None and _version(watched) >= _version(mine):
+        del written[key]
+        return None
+    return mine
 
 
 class Waker:
@@ -140,13 +145,8 @@ class Deployments:
         """The newest known version of a Deployment; None when it does not exist (as far as known)."""
         key = (namespace, name)
         watched = next(iter(self._index.get(key, ())), None)
-        written = self._written.get(key)
-        if written is None:
-            return watched
-        if watched is not None and _version(watched) >= _version(written):
-            del self._written[key]  # the watch caught up with our write
-            return watched
-        return written
+        written = _unseen(self._written, key, watched)
+        return watched if written is None else written
 
     def remember(self, body: Mapping[str, Any]) -> None:
         """The API's answer to one of our own writes: newer than the watch until the watch delivers it.
@@ -170,10 +170,6 @@ class Deployments:
             del self._written[key]
         self.changed(body)
 
-    def forget(self, namespace: str, name: str) -> None:
-        """Our own delete: the watch's copy (until its DELETED event) must not bring it back."""
-        self._written.pop((namespace, name), None)
-
     def wrote_rollout(self, namespace: str, rollout: str, body: Mapping[str, Any]) -> None:
         """The API's answer to our own write of a CanaryRollout: newer than the watched body until delivered."""
         key = (namespace, rollout)
@@ -182,12 +178,8 @@ class Deployments:
 
     def rollout(self, namespace: str, rollout: str, watched: Mapping[str, Any]) -> Mapping[str, Any]:
         """The newer of the watched CanaryRollout and our last write of it (held only until the watch catches up)."""
-        key = (namespace, rollout)
-        written = self._rollouts_written.get(key)
-        if written is not None and _version(watched) >= _version(written):
-            del self._rollouts_written[key]
-            return watched
-        return newer(watched, written)
+        written = _unseen(self._rollouts_written, (namespace, rollout), watched)
+        return watched if written is None else written
 
     # ------------------------------------------------------------ wake-ups
 
@@ -209,9 +201,7 @@ class Deployments:
 
     def rollout_changed(self, namespace: str, rollout: str, body: Mapping[str, Any]) -> None:
         """A watch event of the CanaryRollout: wake its loop unless the loop already decided on what changed."""
-        written = self._rollouts_written.get((namespace, rollout))
-        if written is not None and _version(body) >= _version(written):
-            del self._rollouts_written[(namespace, rollout)]  # delivered: one copy (Kopf's) is enough
+        _unseen(self._rollouts_written, (namespace, rollout), body)  # delivered: one copy (Kopf's) is enough
         if self._decided.get((namespace, rollout)) != decided_on(body):
             self.wake(namespace, rollout)
 

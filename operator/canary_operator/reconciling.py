@@ -739,7 +739,7 @@ async def _ensure_services(api: kube.Client, rollout: Mapping[str, Any], spec: m
         existing = await api.get(kube.service_path(namespace, name))
         if existing is None:
             await api.create(kube.service_path(namespace), desired)
-        elif workloads.owned_by(existing, rollout) and (
+        elif ownership.owned_by(existing, rollout) and (
             existing["spec"].get("selector") != desired["spec"]["selector"]
             or existing["spec"].get("ports") != desired["spec"]["ports"]
         ):
@@ -821,7 +821,7 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
         kube.service_path(namespace, names.primary(target)),
         kube.service_path(namespace, names.apex(target)),
     ):
-        if workloads.owned_by(await api.get(path), body) and await api.delete(path):
+        if ownership.owned_by(await api.get(path), body) and await api.delete(path):
             removed.append(path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1])
     if target_doc is not None and (release := ownership.release_patch(body, target_doc)) is not None:
         await api.patch(kube.deployment_path(namespace, target), release)

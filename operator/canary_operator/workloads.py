@@ -135,14 +135,6 @@ def services(rollout: Mapping[str, Any], spec: models.CanaryRolloutSpec) -> list
     return result
 
 
-def owned_by(obj: Mapping[str, Any] | None, rollout: Mapping[str, Any]) -> bool:
-    if obj is None:
-        return False
-    uid = rollout["metadata"].get("uid")
-    refs = obj.get("metadata", {}).get("ownerReferences") or []
-    return any(ref.get("kind") == models.KIND and ref.get("uid") == uid for ref in refs)
-
-
 def target_of(deployment: Mapping[str, Any] | None) -> observations.Target | None:
     if deployment is None:
         return None

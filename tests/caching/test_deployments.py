@@ -6,7 +6,7 @@ import asyncio
 import copy
 from typing import Any
 
-from canary_operator import caching, workloads
+from canary_operator import caching, ownership, workloads
 
 ROLLOUT = {"metadata": {"name": "web", "namespace": "shop", "uid": "u-1"}}
 
@@ -27,7 +27,7 @@ def deployment(name: str, version: int, *, replicas: int = 3, arm: str | None = 
                 "canary.dev/revision": "abc",
                 "kubectl.kubernetes.io/last-applied-configuration": "x" * 5000,
             },
-            "ownerReferences": [{"kind": "CanaryRollout", "uid": "u-1", "name": "web"}] if arm else [],
+            "ownerReferences": [workloads.owner_reference(ROLLOUT)] if arm else [],
             "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
         },
         "spec": {
@@ -55,7 +55,7 @@ def test_a_trimmed_deployment_reads_the_same_to_the_operator_and_drops_the_rest(
     trimmed = caching.trim(full)
     assert workloads.workload_of(trimmed) == workloads.workload_of(full)
     assert workloads.target_of(trimmed) == workloads.target_of(full)
-    assert workloads.owned_by(trimmed, ROLLOUT) and workloads.owned_by(full, ROLLOUT)
+    assert ownership.owned_by(trimmed, ROLLOUT) and ownership.owned_by(full, ROLLOUT)
     assert "managedFields" not in trimmed["metadata"]
     assert trimmed["metadata"]["annotations"] == {"canary.dev/revision": "abc"}
     assert "conditions" not in trimmed["status"]
@@ -99,7 +99,7 @@ def test_a_created_deployment_is_known_before_the_watch_sees_it() -> None:
     created = deployment("web-canary", 3, replicas=0, arm="canary")
     cache.remember(created)
     assert workloads.workload_of(cache.get("shop", "web-canary")) == workloads.workload_of(created)
-    cache.forget("shop", "web-canary")
+    cache.deleted(created)  # its DELETED event, before the watch ever showed it
     assert cache.get("shop", "web-canary") is None
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from canary_operator import kube, models, names, routing, workloads
+from canary_operator import kube, models, names, ownership, routing, workloads
 from canary_operator.routing import weighted
 
 PREFIX = "nginx.ingress.kubernetes.io/"
@@ -93,7 +93,7 @@ class NginxRouter:
         found = await self.api.get(ingress_path(namespace, name))
         if found is None:
             return None
-        if not workloads.owned_by(found, self.rollout):
+        if not ownership.owned_by(found, self.rollout):
             raise routing.RouterError(
                 models.Reason.ROUTE_CONFLICT, f"Ingress {name} exists and is not managed by this CanaryRollout"
             )
@@ -196,5 +196,5 @@ class NginxRouter:
         namespace = rollout["metadata"]["namespace"]
         name = canary_ingress_name(self.config.ingress)
         found = await self.api.get(ingress_path(namespace, name))
-        if found is not None and workloads.owned_by(found, rollout):
+        if found is not None and ownership.owned_by(found, rollout):
             await self.api.delete(ingress_path(namespace, name))
