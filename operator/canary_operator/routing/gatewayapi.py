@@ -45,9 +45,6 @@ class GatewayAPIRouter(weighted.UserRouteRouter):
     def path(self, namespace: str) -> str:
         return route_path(namespace, self.config.http_route)
 
-    def _ours(self, rule: Mapping[str, Any]) -> bool:
-        return str(rule.get("name") or "").startswith(weighted.ADDED_PREFIX)
-
     def _managed_index(self, rules: list[dict[str, Any]]) -> int:
         """The rule to split, among the user's rules (not the ones the operator added)."""
         sent_to = (self.target, names.primary(self.target))
@@ -58,7 +55,7 @@ class GatewayAPIRouter(weighted.UserRouteRouter):
             found = [
                 i
                 for i, rule in enumerate(rules)
-                if not self._ours(rule)
+                if not weighted.added(rule)
                 and any(_is_service(ref, n) for ref in rule.get("backendRefs") or [] for n in sent_to)
             ]
             what = f"a rule sending to Service {self.target}"
@@ -91,7 +88,7 @@ class GatewayAPIRouter(weighted.UserRouteRouter):
     async def validate(self, obj: Mapping[str, Any], namespace: str) -> None:
         spec = obj.get("spec") or {}
         original = weighted.original_spec(obj)
-        if original is None and any(self._ours(rule) for rule in spec.get("rules") or []):
+        if original is None and any(weighted.added(rule) for rule in spec.get("rules") or []):
             raise routing.RouterError(
                 models.Reason.ROUTE_CONFLICT,
                 f"HTTPRoute {self.config.http_route} has rules named {weighted.ADDED_PREFIX}*, the operator's own",
@@ -100,7 +97,7 @@ class GatewayAPIRouter(weighted.UserRouteRouter):
 
     def routed(self, obj: Mapping[str, Any], weight: int, route: models.RouteMatch | None) -> dict[str, Any]:
         apex = self._apex_ref(obj)
-        rules = [weighted.deep(rule) for rule in (obj.get("spec") or {}).get("rules") or [] if not self._ours(rule)]
+        rules = weighted.users_items(obj, "rules")
         index = self._managed_index(rules)
         managed = rules[index]
         managed["backendRefs"] = [
@@ -124,14 +121,14 @@ class GatewayAPIRouter(weighted.UserRouteRouter):
         return {"rules": rules}
 
     def weight_of(self, obj: Mapping[str, Any]) -> int:
-        rules = [rule for rule in (obj.get("spec") or {}).get("rules") or [] if not self._ours(rule)]
+        rules = weighted.users_items(obj, "rules")
         refs = rules[self._managed_index(rules)].get("backendRefs") or []
         weights = {ref.get("name"): float(ref.get("weight", 1)) for ref in refs}
         canary = weights.get(names.canary(self.target), 0.0)
         return weighted.percent(canary, sum(weights.values()) - canary)
 
     def restored(self, obj: Mapping[str, Any], original: Mapping[str, Any]) -> dict[str, Any]:
-        rules = [weighted.deep(rule) for rule in (obj.get("spec") or {}).get("rules") or [] if not self._ours(rule)]
+        rules = weighted.users_items(obj, "rules")
         original_rules = original.get("rules") or []
         rules[self._managed_index(rules)]["backendRefs"] = weighted.deep(
             original_rules[self._managed_index(original_rules)].get("backendRefs")

@@ -53,9 +53,6 @@ class IstioRouter(weighted.UserRouteRouter):
     def path(self, namespace: str) -> str:
         return virtual_service_path(namespace, self.config.virtual_service)
 
-    def _ours(self, route: Mapping[str, Any]) -> bool:
-        return str(route.get("name") or "").startswith(weighted.ADDED_PREFIX)
-
     def _sends_to_target(self, route: Mapping[str, Any]) -> bool:
         sent_to = (self.target, names.primary(self.target))
         hosts = [str((d.get("destination") or {}).get("host", "")) for d in route.get("route") or []]
@@ -66,7 +63,7 @@ class IstioRouter(weighted.UserRouteRouter):
             found = [i for i, r in enumerate(routes) if r.get("name") == self.config.route]
             what = f"an http route named {self.config.route!r}"
         else:
-            found = [i for i, r in enumerate(routes) if not self._ours(r) and self._sends_to_target(r)]
+            found = [i for i, r in enumerate(routes) if not weighted.added(r) and self._sends_to_target(r)]
             what = f"an http route to host {self.target}"
         return weighted.the_one(
             found,
@@ -93,7 +90,7 @@ class IstioRouter(weighted.UserRouteRouter):
 
     async def validate(self, obj: Mapping[str, Any], namespace: str) -> None:
         spec = obj.get("spec") or {}
-        if weighted.original_spec(obj) is None and any(self._ours(r) for r in spec.get("http") or []):
+        if weighted.original_spec(obj) is None and any(weighted.added(r) for r in spec.get("http") or []):
             raise routing.RouterError(
                 models.Reason.ROUTE_CONFLICT,
                 f"VirtualService {self.config.virtual_service} has routes named {weighted.ADDED_PREFIX}*,"
@@ -131,7 +128,7 @@ class IstioRouter(weighted.UserRouteRouter):
 
     def routed(self, obj: Mapping[str, Any], weight: int, route: models.RouteMatch | None) -> dict[str, Any]:
         base = self._destination(obj)
-        routes = [weighted.deep(r) for r in (obj.get("spec") or {}).get("http") or [] if not self._ours(r)]
+        routes = weighted.users_items(obj, "http")
         index = self._managed_index(routes)
         managed = routes[index]
         managed["route"] = [
@@ -160,7 +157,7 @@ class IstioRouter(weighted.UserRouteRouter):
         return short_host(str(destination.get("host", ""))) == names.canary(self.target)
 
     def weight_of(self, obj: Mapping[str, Any]) -> int:
-        routes = [r for r in (obj.get("spec") or {}).get("http") or [] if not self._ours(r)]
+        routes = weighted.users_items(obj, "http")
         targets = routes[self._managed_index(routes)].get("route") or []
         canary = primary = 0.0
         for item in targets:
@@ -173,7 +170,7 @@ class IstioRouter(weighted.UserRouteRouter):
         return weighted.percent(canary, primary)
 
     def restored(self, obj: Mapping[str, Any], original: Mapping[str, Any]) -> dict[str, Any]:
-        routes = [weighted.deep(r) for r in (obj.get("spec") or {}).get("http") or [] if not self._ours(r)]
+        routes = weighted.users_items(obj, "http")
         original_routes = original.get("http") or []
         routes[self._managed_index(routes)]["route"] = weighted.deep(
             original_routes[self._managed_index(original_routes)].get("route")

@@ -151,31 +151,33 @@ class NginxRouter:
         namespace = arms.namespace
         user = await self._user_ingress(namespace)
         current = await self._canary_ingress(namespace)
-        if current is None and not weighted.primary_ready(arms):
-            return
-        wanted = weighted.canary_size(weight, route, primary_replicas)
-        if arms.canary is not None and wanted > arms.canary.replicas:
-            await weighted.scale_canary(self.api, arms, wanted)
-            return
         desired = self._desired(user, namespace, weight, route)
-        more = weight > self.weight_of(current) or route is not None
-        if self._differs(current, desired) and (not more or wanted == 0 or weighted.canary_ready(arms, wanted)):
+
+        async def write(current: dict[str, Any] | None) -> dict[str, Any] | None:
             if current is None:
-                current = await self.api.create(ingress_path(namespace), desired)
-            else:
-                patch = {
-                    "metadata": {
-                        "resourceVersion": current["metadata"].get("resourceVersion"),
-                        "annotations": {
-                            **{k: None for k in current["metadata"].get("annotations") or {} if k in _CANARY_KEYS},
-                            **desired["metadata"]["annotations"],
-                        },
+                return await self.api.create(ingress_path(namespace), desired)
+            patch = {
+                "metadata": {
+                    "resourceVersion": current["metadata"].get("resourceVersion"),
+                    "annotations": {
+                        **{k: None for k in current["metadata"].get("annotations") or {} if k in _CANARY_KEYS},
+                        **desired["metadata"]["annotations"],
                     },
-                    "spec": desired["spec"],
-                }
-                current = await self.api.patch(ingress_path(namespace, canary_ingress_name(self.config.ingress)), patch)
-        if arms.canary is not None and wanted < arms.canary.replicas and not self._differs(current, desired):
-            await weighted.scale_canary(self.api, arms, wanted)
+                },
+                "spec": desired["spec"],
+            }
+            return await self.api.patch(ingress_path(namespace, canary_ingress_name(self.config.ingress)), patch)
+
+        await weighted.shift(
+            self.api,
+            arms,
+            weighted.canary_size(weight, route, primary_replicas),
+            started=current is not None,
+            more=weight > self.weight_of(current) or route is not None,
+            route=current,
+            differs=lambda current: self._differs(current, desired),
+            write=write,
+        )
 
     async def observe(
         self, arms: routing.Arms, weight: int, primary_replicas: int, route: models.RouteMatch | None = None

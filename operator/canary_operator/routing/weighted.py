@@ -20,14 +20,16 @@ import copy
 import json
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from canary_operator import kube, models, names, routing
 
 MANAGER_ANNOTATION = "canary.dev/managed-by"
 ORIGINAL_ANNOTATION = "canary.dev/original-spec"
 ADDED_PREFIX = "canary-dev-"  # names of the header/cookie routes the operator adds to a user's route
+
+Route = TypeVar("Route")
 
 
 def the_one(found: list[int], missing: str, ambiguous: str) -> int:
@@ -69,6 +71,32 @@ async def scale_canary(api: kube.Client, arms: routing.Arms, replicas: int) -> N
     if arms.canary is not None and arms.canary.replicas != replicas:
         path = kube.deployment_path(arms.namespace, names.canary(arms.target))
         await api.patch(path, {"spec": {"replicas": replicas}})
+
+
+async def shift(
+    api: kube.Client,
+    arms: routing.Arms,
+    wanted: int,
+    *,
+    started: bool,
+    more: bool,
+    route: Route,
+    differs: Callable[[Route], bool],
+    write: Callable[[Route], Awaitable[Route]],
+) -> None:
+    """One step towards ``wanted`` canary replicas and the route ``differs`` compares with, in the order of
+    writes above. ``started``: the route already sends to the arms (else it waits for a ready primary);
+    ``more``: the canary is to get more traffic than the route gives it; ``write`` writes the route and
+    returns it as the API answered, which ``differs`` then reads back."""
+    if not started and not primary_ready(arms):
+        return  # the route keeps sending to the apex until the primary can take it all
+    if arms.canary is not None and wanted > arms.canary.replicas:
+        await scale_canary(api, arms, wanted)
+        return  # more traffic only once the bigger canary is ready
+    if differs(route) and (not more or wanted == 0 or canary_ready(arms, wanted)):
+        route = await write(route)
+    if arms.canary is not None and wanted < arms.canary.replicas and not differs(route):
+        await scale_canary(api, arms, wanted)
 
 
 def managed_by(obj: Mapping[str, Any]) -> str | None:
@@ -151,6 +179,17 @@ def route_name(route: models.RouteMatch) -> str:
     return ADDED_PREFIX + route.name
 
 
+def added(item: Mapping[str, Any]) -> bool:
+    """A rule or http route the operator added to the user's route (a header or cookie route)."""
+    return str(item.get("name") or "").startswith(ADDED_PREFIX)
+
+
+def users_items(obj: Mapping[str, Any], field: str) -> list[dict[str, Any]]:
+    """Copies of the items of ``spec.<field>`` (HTTPRoute rules, VirtualService http routes) the user wrote:
+    the ones the operator added are left out, to be written again or not at all."""
+    return [deep(item) for item in (obj.get("spec") or {}).get(field) or [] if not added(item)]
+
+
 def cookie_regex(route: models.CookieRoute) -> str:
     """A Cookie header holding ``name=value`` among others (RE2 syntax, as Envoy and Istio take it)."""
     return f"^(.*?;\\s*)?({re.escape(route.cookie_name or '')}={re.escape(route.value)})(;.*)?$"
@@ -213,20 +252,21 @@ class UserRouteRouter(abc.ABC):
         self, arms: routing.Arms, weight: int, primary_replicas: int, route: models.RouteMatch | None = None
     ) -> None:
         obj = await self.load(arms.namespace)
-        adopted = original_spec(obj) is not None
-        if not adopted and not primary_ready(arms):
-            return  # the route keeps sending to the apex until the primary can take it all
-        wanted = canary_size(weight, route, primary_replicas)
-        if arms.canary is not None and wanted > arms.canary.replicas:
-            await scale_canary(self.api, arms, wanted)
-            return  # more traffic only once the bigger canary is ready
-        current = self.weight_of(obj)
-        more = weight > current or route is not None
-        changes = self._differs(obj, weight, route)
-        if changes and (not more or wanted == 0 or canary_ready(arms, wanted)):
-            obj = await self.api.patch(self.path(arms.namespace), change_patch(obj, self.rollout_name, changes))
-        if arms.canary is not None and wanted < arms.canary.replicas and not self._differs(obj, weight, route):
-            await scale_canary(self.api, arms, wanted)
+
+        async def write(obj: dict[str, Any]) -> dict[str, Any]:
+            changes = self._differs(obj, weight, route)
+            return await self.api.patch(self.path(arms.namespace), change_patch(obj, self.rollout_name, changes))
+
+        await shift(
+            self.api,
+            arms,
+            canary_size(weight, route, primary_replicas),
+            started=original_spec(obj) is not None,
+            more=weight > self.weight_of(obj) or route is not None,
+            route=obj,
+            differs=lambda obj: bool(self._differs(obj, weight, route)),
+            write=write,
+        )
 
     async def observe(
         self, arms: routing.Arms, weight: int, primary_replicas: int, route: models.RouteMatch | None = None
