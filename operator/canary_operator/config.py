@@ -129,8 +129,11 @@ def _number(low: float, high: float) -> Callable[[str], float]:
 
 def _integer(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
-        value = int(raw)
-        if not low <= value <= high:
+        try:
+            value: int | None = int(raw)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
             raise ValueError(f"must be an integer from {low} to {high}")
         return value
 
@@ -218,10 +221,13 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     )
     no_urls: tuple[str, ...] = ()
     hooks = read.get("CANARY_WEBHOOK_ALLOWED_URLS", no_urls, _addresses)
-    try:
-        peers = peering.from_environment(read.environ)
-    except peering.PeeringConfigError as exc:
-        read.problems.append(str(exc))
+    peers = peering.chosen(
+        name=read.get("CANARY_PEERING", None, str),
+        lifetime=read.get(
+            "CANARY_PEERING_LIFETIME", peering.DEFAULT_LIFETIME, _integer(peering.MIN_LIFETIME, peering.MAX_LIFETIME)
+        ),
+        priority=read.get("CANARY_PEERING_PRIORITY", None, _integer(0, 2**63 - 1)),
+    )
     if read.problems:
         raise ConfigError("invalid operator settings: " + "; ".join(read.problems))
     return Settings(

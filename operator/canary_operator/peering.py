@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
 
 # Priorities are this minus the start time in microseconds: positive, within an int64, and the
 # earlier start the higher priority. Two replicas would need to start in the same microsecond to tie.
 _PRIORITY_CEILING = 10**17
 DEFAULT_LIFETIME = 15
+# Kopf renews a replica's record every max(1, lifetime - 5..10) s: below 2 s a healthy replica would expire.
 MIN_LIFETIME = 2
-
-
-class PeeringConfigError(ValueError):
-    """A peering setting in the environment is not usable."""
+MAX_LIFETIME = 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,27 +45,9 @@ def priority_at(start_ns: int) -> int:
     return _PRIORITY_CEILING - start_ns // 1000
 
 
-def from_environment(env: Mapping[str, str], start_ns: int | None = None) -> Peering:
-    """``CANARY_PEERING`` (the ClusterKopfPeering's name), ``CANARY_PEERING_PRIORITY``, ``CANARY_PEERING_LIFETIME``."""
-    name = env.get("CANARY_PEERING", "").strip() or None
-    raw_lifetime = env.get("CANARY_PEERING_LIFETIME", "").strip() or str(DEFAULT_LIFETIME)
-    try:
-        lifetime = int(raw_lifetime)
-    except ValueError:
-        raise PeeringConfigError(
-            f"CANARY_PEERING_LIFETIME must be a whole number of seconds, not {raw_lifetime!r}"
-        ) from None
-    if lifetime < MIN_LIFETIME:
-        # Kopf renews a record every max(1, lifetime - 5..10) s: below 2 s a healthy replica would expire.
-        raise PeeringConfigError(f"CANARY_PEERING_LIFETIME must be at least {MIN_LIFETIME} seconds, not {lifetime}")
-    raw_priority = env.get("CANARY_PEERING_PRIORITY", "").strip()
-    if raw_priority:
-        try:
-            priority = int(raw_priority)
-        except ValueError:
-            raise PeeringConfigError(f"CANARY_PEERING_PRIORITY must be an integer, not {raw_priority!r}") from None
-    elif name is None:
-        priority = 0  # standalone: no peer to be ranked against
-    else:
-        priority = priority_at(time.time_ns() if start_ns is None else start_ns)
+def chosen(name: str | None, lifetime: int, priority: int | None = None, start_ns: int | None = None) -> Peering:
+    """A replica's peering: an explicit ``priority`` wins; else one from the start time (0 standalone)."""
+    if priority is None:
+        # Standalone there is no peer to be ranked against.
+        priority = 0 if name is None else priority_at(time.time_ns() if start_ns is None else start_ns)
     return Peering(name=name, priority=priority, lifetime=lifetime)

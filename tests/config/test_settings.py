@@ -98,7 +98,7 @@ def test_every_bad_value_is_named_at_once() -> None:
         "is set by the operator",
         "CANARY_PROMETHEUS_CONCURRENCY='0': must be an integer from 1 to 64",
         "CANARY_WEBHOOK_ALLOWED_URLS='hooks.slack.com': must be an http:// or https:// URL",
-        "CANARY_PEERING_LIFETIME must be at least 2 seconds, not 1",
+        "CANARY_PEERING_LIFETIME='1': must be an integer from 2 to 3600",
     ):
         assert words in message
 
