@@ -916,6 +916,33 @@ class Reason(enum.StrEnum):
     PROMETHEUS_CREDENTIALS = "PrometheusCredentials"
 
 
+# The Stalled reasons no tick of the operator can clear, only a person (the spec, someone else's object, a route, an
+# access the operator refuses, the error budget): the alert CanaryRolloutBlocked names exactly these.
+NEEDS_A_PERSON = frozenset(
+    {
+        Reason.INVALID_SPEC,
+        Reason.OBJECT_CONFLICT,
+        Reason.TARGET_CLAIMED,
+        Reason.TARGET_NOT_FOUND,
+        Reason.WEBHOOK_NOT_ALLOWED,
+        Reason.ROUTE_NOT_FOUND,
+        Reason.ROUTE_RULE_NOT_FOUND,
+        Reason.ROUTE_RULE_AMBIGUOUS,
+        Reason.ROUTE_BACKENDS_WRONG,
+        Reason.ROUTE_CONFLICT,
+        Reason.DESTINATION_RULE_NOT_FOUND,
+        Reason.WRONG_SUBSETS,
+        Reason.ERROR_BUDGET_EXHAUSTED,
+        Reason.ERROR_BUDGET_UNKNOWN,
+        Reason.QUERY_REJECTED,
+        Reason.PROMETHEUS_BAD_RESPONSE,
+        Reason.PROMETHEUS_NOT_ALLOWED,
+        Reason.PROMETHEUS_ADDRESS_MISSING,
+        Reason.PROMETHEUS_CREDENTIALS,
+    }
+)
+
+
 class Outcome(enum.StrEnum):
     """How a release ended."""
 

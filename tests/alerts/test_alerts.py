@@ -17,6 +17,8 @@ import helpers
 import pytest
 import yaml
 
+from canary_operator import models
+
 ALERTS = helpers.ROOT / "charts" / "canary-operator" / "files" / "alerts.yaml"
 UNIT_TESTS = helpers.ROOT / "tests" / "alerts" / "alerts.test.yaml"
 RUNBOOKS = helpers.ROOT / "docs" / "runbooks"
@@ -108,3 +110,14 @@ def test_every_runbook_goes_from_first_look_to_escalation(name: str) -> None:
     for section in ("What it looks like", "First look", "Fix"):
         assert f"\n## {section}\n" in text, f"{name}.md has no '{section}' section"
     assert "kubectl" in text, "a runbook starts with a command to run"
+
+
+def test_the_blocked_alert_names_every_reason_only_a_person_can_clear_and_its_runbook_explains_each() -> None:
+    """A reason added to the operator without the alert would leave that rollout stalled in silence."""
+    rule = next(rule for rule in alerting_rules() if rule["alert"] == "CanaryRolloutBlocked")
+    found = re.search(r'reason=~"([^"]+)"', rule["expr"])
+    assert found is not None
+    assert set(found.group(1).split("|")) == {reason.value for reason in models.NEEDS_A_PERSON}
+    runbook = (RUNBOOKS / "CanaryRolloutBlocked.md").read_text()
+    fix = runbook.split("\n## Fix\n", 1)[1]
+    assert {r.value for r in models.NEEDS_A_PERSON if f"`{r.value}`" not in fix} == set(), "reasons without a fix"
