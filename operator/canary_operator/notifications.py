@@ -35,6 +35,7 @@ REASONS: Mapping[str, Event] = {
     models.Reason.BLOCKED_DEADLINE_EXCEEDED: Event.HELD,
     models.Reason.ERROR_BUDGET_EXHAUSTED: Event.HELD,
     models.Reason.ERROR_BUDGET_UNKNOWN: Event.HELD,
+    models.Reason.WEBHOOK_REFUSED: Event.HELD,  # a gate shut: not started, or not promoted
 }
 COLORS = {
     Event.STARTED: "#439FE0",
@@ -86,13 +87,22 @@ def notices(
     ]
 
 
-# The deadlines end a release by rolling it back (progressDeadlineAbort, the default) or hold it.
-_DEADLINES = frozenset({models.Reason.PROGRESS_DEADLINE_EXCEEDED, models.Reason.BLOCKED_DEADLINE_EXCEEDED})
+# These end a release by rolling it back or hold it: the deadlines (by progressDeadlineAbort, true by default),
+# and a shut gate (a confirm-promotion refusal with onFailure fail rolls back; a pre-rollout one never starts it).
+_ROLLBACK_OR_HOLD = frozenset(
+    {
+        models.Reason.PROGRESS_DEADLINE_EXCEEDED,
+        models.Reason.BLOCKED_DEADLINE_EXCEEDED,
+        models.Reason.WEBHOOK_REFUSED,
+    }
+)
 
 
 def event_of(reason: str, status: models.CanaryRolloutStatus) -> Event:
-    """The notification an Event reason is: a deadline that rolled the canary back is a rollback, not a hold."""
-    if reason in _DEADLINES and status.phase is models.Phase.ROLLED_BACK:
+    """The notification an Event reason is: one that rolled this tick's canary back is a rollback, not a hold
+    (a pre-rollout refusal leaves the phase of the release before it, maybe RolledBack, and its canary)."""
+    rolled_back = status.phase is models.Phase.ROLLED_BACK and status.rejected_revision == status.canary_revision
+    if reason in _ROLLBACK_OR_HOLD and rolled_back:
         return Event.ROLLED_BACK
     return REASONS[reason]
 

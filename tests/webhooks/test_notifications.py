@@ -215,3 +215,47 @@ def test_a_progress_deadline_is_told_as_the_rollback_or_the_hold_it_caused(abort
             "shop", "web", [(e.reason, e.message) for e in decision.events], decision.status, world.now
         )
     assert [n.event.value for n in found] == ["started", told]
+
+
+@pytest.mark.parametrize(("on_failure", "told"), [("fail", "rolled-back"), ("wait", None)])
+def test_a_refused_confirm_promotion_is_told_as_the_rollback_it_caused(on_failure: str, told: str | None) -> None:
+    raw = helpers.example_spec(interval="10s").model_dump(by_alias=True, exclude_none=True)
+    raw["webhooks"] = [
+        {"name": "change-board", "type": "confirm-promotion", "url": "http://hooks.shop/", "onFailure": on_failure}
+    ]
+    world = World(spec=models.parse_spec(raw), template=V1)
+    world.tick()
+    world.tick()
+    world.template = V2
+    found: list[notifications.Notice] = []
+    for _ in range(200):
+        asked = rollouts.needs(world.spec, world.status, world.revision(world.template), world.now)
+        if asked.gates:
+            world.gate_answers.append(
+                models.GateRecord(
+                    name="change-board",
+                    type="confirm-promotion",
+                    revision="rev-2.0",
+                    open=False,
+                    at=world.now.isoformat(),
+                    code=503,
+                    message="HTTP 503: frozen",
+                )
+            )
+        decision = world.tick(helpers.record(Verdict.PASS, at=world.now) if asked.check else None)
+        found += notifications.notices(
+            "shop", "web", [(e.reason, e.message) for e in decision.events], decision.status, world.now
+        )
+        if world.status.phase is models.Phase.ROLLED_BACK:
+            break
+    ends = [n for n in found if n.event not in (models.NotificationEvent.STARTED, models.NotificationEvent.STEP_PASSED)]
+    assert [n.event.value for n in ends] == ([told] if told else [])
+    if told:
+        assert ends[0].message.startswith("revision rev-2.0 rolled back: confirm-promotion webhook change-board")
+
+
+def test_a_pre_rollout_refusal_after_a_rolled_back_release_is_told_as_held_not_as_another_rollback() -> None:
+    after_rollback = models.CanaryRolloutStatus.model_validate(
+        {"phase": "RolledBack", "canaryRevision": "rev-2.0", "rejectedRevision": "rev-3.0"}
+    )
+    assert notifications.event_of(models.Reason.WEBHOOK_REFUSED, after_rollback) is models.NotificationEvent.HELD
