@@ -136,6 +136,8 @@ async def tick(
         await router.reconcile(body)  # the user's route as the spec names it: once a tick, not per read
     except routing.RouterError as exc:
         return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
+    if applied is not None and applied.traffic_routing != spec.traffic_routing:
+        await _route_moved(api, body, applied)
     route = routing.route_in_force(spec, status)
     fresh = deployments is None
     while True:
@@ -826,6 +828,16 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
     if target_doc is not None and (release := ownership.release_patch(body, target_doc)) is not None:
         await api.patch(kube.deployment_path(namespace, target), release)
     logs.get().info("finalized", restored_replicas=restore, removed=removed)
+
+
+async def _route_moved(api: kube.Client, body: Body, applied: models.CanaryRolloutSpec) -> None:
+    """Git moved the split to another route or router, and the new one can be used: the route last acted with is
+    given back as the user wrote it, or it would keep sending the canary its share (to no pods, once the canary is
+    scaled down). Before this tick records the new spec as the one acted with, so that a crash in between leaves
+    it to the next tick; a route already given back is not touched again (each router gives back what it marks)."""
+    await routing.for_rollout(applied, api, body).finalize(body)
+    moved_from = applied.model_dump(mode="json", by_alias=True, exclude_none=True).get("trafficRouting")
+    logs.get().info("route moved: the route last acted with is given back", routing=moved_from)
 
 
 async def _finalize_router(api: kube.Client, body: Mapping[str, Any]) -> None:

@@ -207,3 +207,41 @@ async def test_a_rollout_deleted_mid_canary_after_git_broke_its_spec_gives_the_u
     await finalized(api, cluster)
     assert cluster.get(kube.service_path(NS, "web-primary")) is None, "the operator's Services are gone"
     assert (cluster.get(user_route) or {})["spec"] == as_written, "the route is given back as it was written"
+
+
+@pytest.mark.parametrize("kind", ["gatewayAPI", "istio"])
+@pytest.mark.parametrize("edit", ["another route", "no route"])
+async def test_the_split_moved_by_git_mid_canary_gives_the_old_route_back_as_written(
+    cluster: clusters.EmulatedCluster, api: kube.Client, metrics: endpoints.Source, kind: str, edit: str
+) -> None:
+    # Left as it was, the old route would keep sending the canary 10%, and once the canary is scaled down,
+    # 10% of its requests to a Service without pods.
+    setup(cluster, kind)
+    old_route = KINDS[kind].route_path
+    as_written = (cluster.get(old_route) or {})["spec"]
+    collection, manifest = KINDS[kind].objects[0]
+    cluster.create(collection, {**manifest, "metadata": {**manifest["metadata"], "name": "web-v2"}})
+    await ticks(api, phase("Stable"), cluster, metrics)
+    cluster.patch(
+        kube.deployment_path(NS, "web"),
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
+    )
+    await ticks(api, lambda body: (body.get("status") or {}).get("weight") == 10, cluster, metrics)
+    primary, canary = ARM_NAMES[kind]
+    assert KINDS[kind].split(cluster.get(old_route)).get(canary) == 10
+    field = "httpRoute" if kind == "gatewayAPI" else "virtualService"
+    moved: dict[str, Any] = {kind: {field: "web-v2"}} if edit == "another route" else {kind: None, "replicas": {}}
+    cluster.patch(f"{ROLLOUTS}/web", {"spec": {"trafficRouting": moved}})
+
+    def acted_with(body: dict[str, Any]) -> Any:
+        return ((body.get("status") or {}).get("appliedSpec", {}).get("trafficRouting") or {}).get(kind)
+
+    await ticks(api, lambda body: acted_with(body) == moved[kind], cluster, metrics)
+    assert (cluster.get(old_route) or {})["spec"] == as_written, "the old route as the user wrote it"
+    status = (cluster.rollout(NS, "web") or {})["status"]
+    assert status["phase"] == "Progressing", "the release goes on with the new split"
+    if edit == "another route":
+        await ticks(api, lambda body: (body.get("status") or {}).get("weightSettledAt") is not None, cluster, metrics)
+        new_route = old_route.rsplit("/", 1)[0] + "/web-v2"
+        split = KINDS[kind].split(cluster.get(new_route))
+        assert split.get(canary) == 10 and split.get(primary) == 90
