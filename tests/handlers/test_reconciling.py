@@ -15,6 +15,7 @@ import datetime
 from typing import Any
 
 import pytest
+from helpers import assert_not_taken_over
 from ticking import World, Write, target_manifest
 
 from canary_bench import emulation
@@ -98,6 +99,8 @@ async def test_the_takeover_records_the_target_size_then_creates_services_and_ar
     }
     assert (record(first)["phase"], record(first)["targetReplicas"]) == ("Initializing", 4)
     assert world.get("deployments", "web")["spec"]["replicas"] == 4, "web serves until the primary is ready"
+    with pytest.raises(AssertionError, match="the target was claimed"):  # what the stalled cases rule out
+        assert_not_taken_over(world.get("deployments", "web"), 4)
 
 
 async def test_the_takeover_scales_the_target_to_zero_once_the_primary_is_ready_and_then_says_so(
@@ -262,7 +265,7 @@ async def test_a_service_of_somebody_else_in_the_way_stalls_the_takeover_and_tou
     assert whats(writes) == [RECORD, "event ObjectConflict", RECORD], "only the status and its Event"
     stalled = next(c for c in record(writes)["conditions"] if c["type"] == "Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "ObjectConflict")
-    assert world.get("deployments", "web")["spec"]["replicas"] == 4, "the target keeps serving"
+    assert_not_taken_over(world.get("deployments", "web"), 4)  # it keeps serving, unclaimed
     await world.tick()
     assert world.status().get("phase") != "Stable", "the status never claims what the cluster does not run"
     assert world.posted() == [("Warning", "ObjectConflict")], "one Event for one problem"
@@ -362,7 +365,7 @@ async def test_a_target_ref_changed_after_the_takeover_stalls_and_touches_neithe
     stalled = next(c for c in world.status()["conditions"] if c["type"] == "Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
     assert "targetRef" in stalled["message"]
-    assert world.get("deployments", "api")["spec"]["replicas"] == 3, "api keeps serving"
+    assert_not_taken_over(world.get("deployments", "api"), 3)  # api keeps serving, unclaimed
     assert world.cluster.get(world.path("deployments", "api-primary")) is None
     assert image_of(world, "web-primary") == "example/web:1.0", "web keeps being served by its primary"
 
