@@ -13,30 +13,16 @@ import datetime
 from typing import Any
 
 import pytest
-from ticking import Metrics, World, Write
+from ticking import RECORD, Metrics, World, Write, image_of, stalled, whats
 
 from canary_bench import emulation
 from canary_operator import config, endpoints, kube, main, models, reconciling
 
-RECORD = "patch canaryrollouts/web/status"
 MINUTE = datetime.timedelta(minutes=1)
-
-
-def whats(writes: list[Write]) -> list[str]:
-    return [w.what for w in writes]
 
 
 def replicas(world: World, name: str) -> int:
     return int(world.get("deployments", name)["spec"]["replicas"])
-
-
-def image_of(world: World, name: str) -> str:
-    return str(world.get("deployments", name)["spec"]["template"]["spec"]["containers"][0]["image"])
-
-
-def stalled(world: World) -> tuple[str, str]:
-    found = next(c for c in world.status()["conditions"] if c["type"] == "Stalled")
-    return found["status"], found["reason"]
 
 
 def edit_spec(world: World, spec: dict[str, Any]) -> None:
