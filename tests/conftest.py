@@ -52,8 +52,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
+def ready_delay() -> float:
+    """Seconds the emulated Deployment controller takes to make a pod ready; a folder overrides it as it needs."""
+    return 0.05
+
+
+@pytest.fixture
+def cluster(ready_delay: float) -> Iterator[clusters.EmulatedCluster]:
+    """An emulated cluster with namespace ``shop``, one per test (tests/handlers shares one per module)."""
+    with clusters.EmulatedCluster(ready_delay=ready_delay) as running:
+        running.create_namespace("shop")
+        yield running
+
+
+@pytest.fixture
 async def api(cluster: clusters.EmulatedCluster) -> AsyncIterator[kube.Client]:
-    """The operator's API client on the test's emulated cluster (each folder's ``cluster`` fixture says which)."""
+    """The operator's API client on the test's emulated cluster."""
     async with kube.Client(kopf.ConnectionInfo(server=cluster.url)) as client:
         yield client
 

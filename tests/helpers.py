@@ -7,11 +7,12 @@ import dataclasses
 import datetime
 import pathlib
 import tomllib
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from canary_operator import models, observations, rollouts
+from canary_operator import models, observations, ownership, rollouts, workloads
 from canary_operator.routing import replicas as replicas_router
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -232,3 +233,21 @@ def deployment(name: str = "web", replicas: int = 2, image: str = "example/web:1
             },
         },
     }
+
+
+def assert_not_taken_over(target: Mapping[str, Any] | None, replicas: int) -> None:
+    """The user's Deployment as they left it: there, at its size, with no claim or label of the operator on it.
+
+    What "nothing taken over" means to its owner: no ``web-primary`` alone would not show a target scaled down
+    or claimed (``canary.dev/claimed-by``) by a tick that stopped before creating the arms.
+    """
+    assert target is not None, "the target Deployment is gone"
+    meta = target.get("metadata") or {}
+    assert target["spec"]["replicas"] == replicas, f"the target was scaled to {target['spec']['replicas']}"
+    assert ownership.CLAIM_ANNOTATION not in (meta.get("annotations") or {}), "the target was claimed"
+    marks = {
+        key: value
+        for key, value in {**(meta.get("annotations") or {}), **(meta.get("labels") or {})}.items()
+        if key.startswith(f"{models.GROUP}/") or key in workloads.MANAGED_BY
+    }
+    assert marks == {}, f"the operator marked the target: {marks}"

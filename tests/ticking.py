@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from helpers import T0
 
 from canary_bench import cluster as clusters
 from canary_operator import kube, models, reconciling
+
+RECORD = "patch canaryrollouts/web/status"  # the decision, or (last in a tick) the outbox cleared
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +37,10 @@ class Write:
             return f"event {self.body.get('reason')}"
         path = "/".join(p for p in (self.plural, self.name, self.subresource) if p)
         return f"{self.verb} {path}"
+
+
+def whats(writes: list[Write]) -> list[str]:
+    return [w.what for w in writes]
 
 
 class Metrics:
@@ -194,3 +201,21 @@ class World:
             if self.status().get("phase") == models.Phase.STABLE:
                 return
         raise AssertionError(f"not Stable after 5 ticks: {self.status()}")
+
+
+def image_of(world: World, name: str) -> str:
+    """The image a Deployment of the world runs (its first container's)."""
+    return str(world.get("deployments", name)["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def stalled_condition(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``Stalled`` condition of a rollout's status (recorded or as written by a tick)."""
+    found: list[Mapping[str, Any]] = [c for c in status.get("conditions") or [] if c["type"] == "Stalled"]
+    assert found, f"no Stalled condition in {status}"
+    return found[0]
+
+
+def stalled(world: World) -> tuple[str, str]:
+    """The (status, reason) of the rollout's ``Stalled`` condition, as ``kubectl describe`` shows it."""
+    found = stalled_condition(world.status())
+    return found["status"], found["reason"]

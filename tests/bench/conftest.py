@@ -1,17 +1,11 @@
-"""Fixtures of the emulated cluster: one per test, stopped within milliseconds."""
+"""The emulated cluster of tests/conftest.py (one per test, stopped within milliseconds), pods ready after 0.1 s."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-
-from canary_bench import cluster as clusters
 
 
 @pytest.fixture
-def cluster() -> Iterator[clusters.EmulatedCluster]:
-    """An emulated cluster with namespace ``shop``, as the scenarios use."""
-    with clusters.EmulatedCluster(ready_delay=0.1) as running:
-        running.create_namespace("shop")
-        yield running
+def ready_delay() -> float:
+    """As the scenarios' Stage: a rollout takes visible time."""
+    return 0.1

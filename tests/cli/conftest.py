@@ -6,7 +6,7 @@ import os
 import pathlib
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import helpers
 import pytest
@@ -17,12 +17,11 @@ Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def cluster() -> Iterator[clusters.EmulatedCluster]:
-    with clusters.EmulatedCluster(ready_delay=0.05) as running:
-        running.create_namespace("shop")
-        applied = running.kubectl("apply", "-f", str(helpers.EXAMPLE))
-        assert applied.returncode == 0, applied.stderr
-        yield running
+def cluster(cluster: clusters.EmulatedCluster) -> clusters.EmulatedCluster:
+    """The cluster of tests/conftest.py with the example applied, as a user would with kubectl."""
+    applied = cluster.kubectl("apply", "-f", str(helpers.EXAMPLE))
+    assert applied.returncode == 0, applied.stderr
+    return cluster
 
 
 @pytest.fixture

@@ -15,16 +15,11 @@ import datetime
 from typing import Any
 
 import pytest
-from ticking import World, Write, target_manifest
+from helpers import assert_not_taken_over
+from ticking import RECORD, World, Write, image_of, stalled, stalled_condition, target_manifest, whats
 
 from canary_bench import emulation
 from canary_operator import kube, reconciling
-
-RECORD = "patch canaryrollouts/web/status"  # the decision, or (last in a tick) the outbox cleared
-
-
-def whats(writes: list[Write]) -> list[str]:
-    return [w.what for w in writes]
 
 
 def record(writes: list[Write]) -> dict[str, Any]:
@@ -46,10 +41,6 @@ def replicas_of(write: Write) -> int | None:
     if isinstance(write.body, list):
         return next((op["value"] for op in write.body if op.get("path") == "/spec/replicas"), None)
     return (write.body.get("spec") or {}).get("replicas")
-
-
-def image_of(world: World, name: str) -> str:
-    return str(world.get("deployments", name)["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
 def refuse(world: World, effect: emulation.Effect, phase: str) -> emulation.Fault:
@@ -98,6 +89,8 @@ async def test_the_takeover_records_the_target_size_then_creates_services_and_ar
     }
     assert (record(first)["phase"], record(first)["targetReplicas"]) == ("Initializing", 4)
     assert world.get("deployments", "web")["spec"]["replicas"] == 4, "web serves until the primary is ready"
+    with pytest.raises(AssertionError, match="the target was claimed"):  # what the stalled cases rule out
+        assert_not_taken_over(world.get("deployments", "web"), 4)
 
 
 async def test_the_takeover_scales_the_target_to_zero_once_the_primary_is_ready_and_then_says_so(
@@ -260,9 +253,9 @@ async def test_a_service_of_somebody_else_in_the_way_stalls_the_takeover_and_tou
     world.create_rollout()
     writes = await world.tick()
     assert whats(writes) == [RECORD, "event ObjectConflict", RECORD], "only the status and its Event"
-    stalled = next(c for c in record(writes)["conditions"] if c["type"] == "Stalled")
-    assert (stalled["status"], stalled["reason"]) == ("True", "ObjectConflict")
-    assert world.get("deployments", "web")["spec"]["replicas"] == 4, "the target keeps serving"
+    found = stalled_condition(record(writes))
+    assert (found["status"], found["reason"]) == ("True", "ObjectConflict")
+    assert_not_taken_over(world.get("deployments", "web"), 4)  # it keeps serving, unclaimed
     await world.tick()
     assert world.status().get("phase") != "Stable", "the status never claims what the cluster does not run"
     assert world.posted() == [("Warning", "ObjectConflict")], "one Event for one problem"
@@ -338,14 +331,13 @@ async def test_an_action_refused_every_tick_stalls_the_rollout_once_with_the_cau
     world.set_image("example/web:2.0")
     for _ in range(5):
         await tick_as_the_daemon_does(world)
-    stalled = next(c for c in world.status()["conditions"] if c["type"] == "Stalled")
-    assert (stalled["status"], stalled["reason"]) == ("True", "ReconcileError")
-    assert "is not allowed" in stalled["message"]
+    assert stalled(world) == ("True", "ReconcileError")
+    assert "is not allowed" in stalled_condition(world.status())["message"]
     assert [reason for _, reason in world.posted()].count("ReconcileError") == 1
     world.cluster.remove_fault(refusal)  # the policy is fixed: the next tick goes through and clears it
     await tick_as_the_daemon_does(world)
     assert world.status()["reconcileErrors"] == 0 and image_of(world, "web-canary") == "example/web:2.0"
-    assert next(c for c in world.status()["conditions"] if c["type"] == "Stalled")["status"] == "False"
+    assert stalled(world)[0] == "False"
 
 
 async def test_a_target_ref_changed_after_the_takeover_stalls_and_touches_neither_deployment(world: World) -> None:
@@ -359,10 +351,9 @@ async def test_a_target_ref_changed_after_the_takeover_stalls_and_touches_neithe
     writes = await world.tick()
     await world.tick()
     assert whats(writes) == [RECORD, "event InvalidSpec", RECORD], "only the status and its Event"
-    stalled = next(c for c in world.status()["conditions"] if c["type"] == "Stalled")
-    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
-    assert "targetRef" in stalled["message"]
-    assert world.get("deployments", "api")["spec"]["replicas"] == 3, "api keeps serving"
+    assert stalled(world) == ("True", "InvalidSpec")
+    assert "targetRef" in stalled_condition(world.status())["message"]
+    assert_not_taken_over(world.get("deployments", "api"), 3)  # api keeps serving, unclaimed
     assert world.cluster.get(world.path("deployments", "api-primary")) is None
     assert image_of(world, "web-primary") == "example/web:1.0", "web keeps being served by its primary"
 

@@ -59,13 +59,6 @@ def gateway(upstream: prometheus.PrometheusServer) -> Iterator[Callable[..., imp
         server.stop()
 
 
-@pytest.fixture
-def cluster() -> Iterator[clusters.EmulatedCluster]:
-    with clusters.EmulatedCluster(ready_delay=0.1) as running:
-        running.create_namespace("shop")
-        yield running
-
-
 def secret(cluster: clusters.EmulatedCluster, name: str, **data: str) -> None:
     encoded = {key.replace("_", "."): base64.b64encode(value.encode()).decode() for key, value in data.items()}
     cluster.create(

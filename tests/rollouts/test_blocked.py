@@ -179,7 +179,13 @@ def test_a_rollback_recorded_while_blocked_stays_recorded_through_a_tick_that_ma
     blocked_tick(world)
     conflict = rollouts.blocked(world.status, 1, Reason.OBJECT_CONFLICT, "Deployment web-canary is not ours", world.now)
     assert conflict.status.blocked is not None and conflict.status.blocked.gave_back
-    assert rollouts.give_back(conflict.status, world.observe(None)) != ()
+    assert conflict.status.phase is Phase.ROLLED_BACK
+    # What the next tick that may write does: no traffic to the canary (the router scales it to 0 next to a
+    # primary of the target's 9), and the primary on the stable template at that size; nothing else.
+    assert rollouts.give_back(conflict.status, world.observe(None)) == (
+        rollouts.SetWeight(0, 9),
+        rollouts.EnsurePrimary(V1, "rev-1.0", 9),
+    )
 
 
 def test_a_canary_whose_target_is_deleted_is_given_back_at_the_deadline_with_the_primary_untouched() -> None:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from router_beds import KINDS, NS, Bed
+from router_beds import KINDS, Bed
 
 from canary_bench import cluster as clusters
 from canary_operator import kube
 
 
 @pytest.fixture
-def cluster() -> Iterator[clusters.EmulatedCluster]:
-    with clusters.EmulatedCluster(ready_delay=0.02) as running:
-        running.create_namespace(NS)
-        yield running
+def ready_delay() -> float:
+    """The cluster of tests/conftest.py (its namespace ``shop`` is NS), pods ready quickly: the ticks poll them."""
+    return 0.02
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 import pytest
-from helpers import deployment
+from helpers import assert_not_taken_over, deployment
 from router_beds import ARM_NAMES, KINDS, NS, ROLLOUTS, rollout_manifest
 
 from canary_bench import cluster as clusters
@@ -92,6 +92,7 @@ async def test_a_missing_route_stalls_the_rollout_with_a_condition_and_one_event
     assert stalled["message"] == "HTTPRoute web not found"
     assert events(cluster) == [("Warning", "RouteNotFound")]
     assert cluster.get(kube.deployment_path(NS, "web-primary")) is None, "nothing was touched"
+    assert_not_taken_over(cluster.get(kube.deployment_path(NS, "web")), 4)
 
 
 @pytest.mark.parametrize("kind", ["gatewayAPI", "istio", "nginx"])

@@ -111,6 +111,18 @@ def records(phase: str) -> Predicate:
     return predicate
 
 
+def records_services_digest(request: emulation.Request) -> bool:
+    """The status write that says the Services are made (a merge patch: only a changed digest is in it)."""
+    return bool(request.body["status"].get("servicesDigest"))
+
+
+def posts(reason: str) -> Predicate:
+    def predicate(request: emulation.Request) -> bool:
+        return bool(request.body["reason"] == reason)
+
+    return predicate
+
+
 @dataclasses.dataclass(frozen=True)
 class Boundary:
     """One write of the operator: the request that carries it."""
@@ -131,6 +143,10 @@ CANARY_TEMPLATE = Boundary("patch", "apps/v1/deployments", "web-canary", sets_te
 CANARY_SCALE_UP = Boundary("patch", "apps/v1/deployments", "web-canary", scales_up)
 CANARY_TO_ZERO = Boundary("patch", "apps/v1/deployments", "web-canary", scales_to_zero)
 PRIMARY_TEMPLATE = Boundary("patch", "apps/v1/deployments", "web-primary", sets_template)
+# The Event of the rollback, posted from the recorded outbox after the canary is scaled to 0: killed as it
+# arrives, the restarted operator posts it from the outbox; killed once it is stored, the repost is refused
+# (AlreadyExists, by its derived name). Either way there is one RolledBack Event.
+EVENT_ROLLEDBACK = Boundary("create", "v1/events", None, posts("RolledBack"))
 
 
 def status_write(phase: str) -> Boundary:
@@ -149,6 +165,7 @@ PROMOTION_WRITES = {
 ROLLBACK_WRITES = {
     "canary-to-zero": CANARY_TO_ZERO,
     "status-rolledback": status_write("RolledBack"),
+    "event-rolledback": EVENT_ROLLEDBACK,
 }
 FLOWS = {"promotion": ("Succeeded", PROMOTION_WRITES), "rollback": ("RolledBack", ROLLBACK_WRITES)}
 
@@ -339,7 +356,7 @@ def reference(bench: Bench, flow: str) -> dict[str, Any]:
     """The end state and transitions of an uninterrupted release of this kind (run once per module)."""
     if flow not in bench.references:
         done = release(bench.ready(), flow, None)
-        bench.references[flow] = {"outcome": done.outcome, "transitions": done.transitions}
+        bench.references[flow] = {"outcome": done.outcome, "transitions": done.transitions, "events": done.events}
     return bench.references[flow]
 
 
@@ -394,6 +411,11 @@ def test_the_operator_killed_at_a_write_ends_as_if_it_was_not(bench: Bench, flow
     done = release(bench.ready(), flow, kill)
     print(f"{flow} killed {moment} {write}: {done.seconds:.1f}s")
     assert_like_uninterrupted(bench, flow, done)
+    if write.startswith("event-"):
+        # Killed at the Event itself: not only each transition's Event, every Event of the release, once.
+        assert done.events == reference(bench, flow)["events"], (
+            f"events {dict(done.events)}; uninterrupted {dict(reference(bench, flow)['events'])}"
+        )
 
 
 CONFLICTS = [
@@ -428,6 +450,11 @@ SERVICE_CANARY = Boundary("create", "v1/services", "web-canary", lambda _: True)
 PRIMARY_CREATED = Boundary("create", "apps/v1/deployments", "web-primary", lambda _: True)
 CANARY_CREATED = Boundary("create", "apps/v1/deployments", "web-canary", lambda _: True)
 TARGET_TO_ZERO = Boundary("patch", "apps/v1/deployments", "web", scales_to_zero)
+# The status write that records the Services as made (servicesDigest), the last write of the tick that creates
+# the arms: killed before it is killed after the canary's creation, in the table already.
+SERVICES_DIGEST = Boundary(
+    "patch", "canary.dev/v1alpha1/canaryrollouts", "web", records_services_digest, subresource="status"
+)
 TAKEOVER_KILLS = {
     "before-status-initializing": (status_write("Initializing"), "before"),
     "after-status-initializing": (status_write("Initializing"), "after"),
@@ -435,6 +462,7 @@ TAKEOVER_KILLS = {
     "after-service-web-canary": (SERVICE_CANARY, "after"),
     "after-primary-created": (PRIMARY_CREATED, "after"),
     "after-canary-created": (CANARY_CREATED, "after"),
+    "after-status-services-digest": (SERVICES_DIGEST, "after"),
     "before-status-stable": (status_write("Stable"), "before"),
     "after-status-stable": (status_write("Stable"), "after"),
     "after-target-to-zero": (TARGET_TO_ZERO, "after"),
@@ -488,6 +516,7 @@ def takeover(stage: stages.Stage, kill: tuple[Boundary, str] | None) -> Release:
         "phase": status.get("phase"),
         "targetReplicas": status.get("targetReplicas"),
         "weight": status.get("weight"),
+        "servicesDigest": status.get("servicesDigest"),  # the Services recorded as made: not made again each tick
         "conditions": sorted((c["type"], c["status"], c["reason"]) for c in status.get("conditions", [])),
     }
     return Release(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import assert_not_taken_over
 
 from canary_bench import impostors
 from canary_bench import stage as stages
@@ -35,8 +36,7 @@ def test_a_rollout_pointing_outside_the_allow_list_is_stalled_before_anything_is
         stage.wait_for("five more ticks", lambda: ticks(stage) >= seen + 5)
         assert elsewhere.requests == 0, "no request reached the refused address"
         assert stage.deployment("web-primary") is None and stage.service("web-primary") is None
-        web = stage.deployment("web")
-        assert web is not None and web["spec"]["replicas"] == 4, "the target was not taken over"
+        assert_not_taken_over(stage.deployment("web"), 4)
         assert len(stage.events("PrometheusNotAllowed")) == 1, "one Warning Event, not one per tick"
 
 

@@ -83,8 +83,7 @@ def test_an_operator_watching_one_namespace_works_there_only_within_its_roles() 
             )
             assert operator.poll() is None, log.read_text()[-2000:]
             assert "status" not in (cluster.rollout("team-b", "web") or {}), "team-b is not watched"
-            web_b = cluster.deployment("team-b", "web")
-            assert web_b is not None and web_b["spec"]["replicas"] == 2
+            helpers.assert_not_taken_over(cluster.deployment("team-b", "web"), 2)
             assert cluster.deployment("team-b", "web-primary") is None
             used = cluster.grants_used(("kopf/", kube.USER_AGENT))
             calls = cluster.call(lambda: {(agent, path) for agent, _, path, _ in cluster.emulator.calls})

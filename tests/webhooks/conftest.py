@@ -1,10 +1,10 @@
-"""A local HTTP receiver on 127.0.0.1 that records what it is sent and answers as each test scripts it; an
-emulated cluster with namespace ``shop``, a client on it, and the operator's metric source."""
+"""A local HTTP receiver on 127.0.0.1 that records what it is sent and answers as each test scripts it, and the
+operator's metric source (the emulated cluster with namespace ``shop`` and a client on it: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -13,7 +13,6 @@ import aiohttp.web
 import pytest
 from receivers import Received, Receiver
 
-from canary_bench import cluster as clusters
 from canary_operator import config, endpoints
 
 
@@ -39,13 +38,6 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield state
     finally:
         await server.close()
-
-
-@pytest.fixture
-def cluster() -> Iterator[clusters.EmulatedCluster]:
-    with clusters.EmulatedCluster(ready_delay=0.05) as running:
-        running.create_namespace("shop")
-        yield running
 
 
 @pytest.fixture

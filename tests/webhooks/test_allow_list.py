@@ -117,4 +117,5 @@ async def test_a_rollout_naming_a_refused_url_is_stalled_before_anything_is_take
     events = [e for e in cluster.list("/api/v1/namespaces/shop/events") if e["reason"] == "WebhookNotAllowed"]
     assert len(events) == 1 and events[0]["type"] == "Warning"
     assert cluster.get("/apis/apps/v1/namespaces/shop/deployments/web-primary") is None, "nothing taken over"
+    helpers.assert_not_taken_over(cluster.deployment("shop", "web"), 2)
     assert receiver.received == []
