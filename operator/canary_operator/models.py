@@ -993,6 +993,9 @@ class Request(enum.StrEnum):
 
 
 ANALYSING_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
+# A canary is under way and users may be served by it: analysed, or being promoted (it serves until the primary
+# has rolled out its revision). Its weight is the step's, a rollback applies, and a block is bounded.
+EXPOSED_PHASES = ANALYSING_PHASES | {Phase.PROMOTING}
 
 
 class Verdict(enum.StrEnum):
@@ -1195,7 +1198,7 @@ def step_label(phase: Phase | None, current_step_index: int | None, steps: int) 
 
     ``currentStepIndex`` equals the number of steps once they are all done, so it is capped at N.
     """
-    if phase not in ANALYSING_PHASES and phase is not Phase.PROMOTING:
+    if phase not in EXPOSED_PHASES:
         return None
     index = current_step_index or 0
     return f"{min(index + 1, steps)}/{steps}"

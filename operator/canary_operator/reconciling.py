@@ -330,11 +330,7 @@ async def _blocked(
     giving = (
         acting is not None
         and deadline is not None
-        and (
-            status.phase in models.ANALYSING_PHASES
-            or status.phase is models.Phase.PROMOTING
-            or (status.blocked is not None and status.blocked.gave_back)
-        )
+        and (status.phase in models.EXPOSED_PHASES or (status.blocked is not None and status.blocked.gave_back))
     )
     hands: _Hands | None = None
     if giving:

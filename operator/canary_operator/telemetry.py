@@ -149,7 +149,7 @@ def observe_status(
         rollout_phase.labels(namespace, name, phase.value).set(1 if status.phase is phase else 0)
     rollout_weight.labels(namespace, name).set(status.weight)
     rollout_inconclusive.labels(namespace, name).set(status.inconclusive_checks)
-    running = status.phase in models.ANALYSING_PHASES or status.phase is models.Phase.PROMOTING
+    running = status.phase in models.EXPOSED_PHASES
     started = status.canary_started_at if running else None
     rollout_started.labels(namespace, name).set(datetime.datetime.fromisoformat(started).timestamp() if started else 0)
     if spec is not None:

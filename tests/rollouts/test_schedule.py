@@ -49,7 +49,7 @@ def text(seconds: float) -> str:
 
 def status(phase: Phase | None, **fields: Any) -> models.CanaryRolloutStatus:
     base: dict[str, Any] = {"phase": phase, "stable_revision": "rev-1.0"}
-    if phase in models.ANALYSING_PHASES or phase is Phase.PROMOTING:
+    if phase in models.EXPOSED_PHASES:
         base |= {"canary_revision": "rev-2.0", "canary_started_at": text(0), "step_started_at": text(0)}
     return models.CanaryRolloutStatus(**(base | fields))
 

@@ -128,7 +128,7 @@ class View:
     def desired_weight(self) -> int:
         if self.spec is None:
             return 0
-        if self.status.phase in models.ANALYSING_PHASES or self.status.phase is Phase.PROMOTING:
+        if self.status.phase in models.EXPOSED_PHASES:
             index = min(self.status.current_step_index or 0, len(self.steps) - 1)
             for step in reversed(self.steps[: index + 1]):
                 if step.set_weight is not None:
@@ -253,7 +253,7 @@ def get(
         f"Weight:      {status.weight}% (desired {view.desired_weight()}%)",
         f"Stable:      {status.stable_revision or '-'}   {image_of(primary)}",
     ]
-    if status.canary_revision and status.phase in (*models.ANALYSING_PHASES, Phase.PROMOTING):
+    if status.canary_revision and status.phase in models.EXPOSED_PHASES:
         lines.append(f"Canary:      {status.canary_revision}   {image_of(canary)}")
     elif status.canary_revision and status.canary_revision != status.stable_revision:
         lines.append(f"Last canary: {status.canary_revision}   ({status.phase.value if status.phase else '-'})")
@@ -351,7 +351,7 @@ def history(body: Mapping[str, Any]) -> list[str]:
         return [f"No releases of {view.name} yet: the first new revision of its Deployment starts one."]
     current = view.status
     lines = table(rows)
-    if current.phase in (*models.ANALYSING_PHASES, Phase.PROMOTING) and current.release_id:
+    if current.phase in models.EXPOSED_PHASES and current.release_id:
         lines.insert(
             1,
             table(
@@ -435,7 +435,7 @@ def explain(body: Mapping[str, Any]) -> list[str]:
         )
         return lines
     if not status.releases:
-        if status.phase in models.ANALYSING_PHASES or status.phase is Phase.PROMOTING:
+        if status.phase in models.EXPOSED_PHASES:
             return [
                 f"Revision {status.canary_revision} is under way ({view.phase}, step {view.step}); nothing ended yet."
             ]

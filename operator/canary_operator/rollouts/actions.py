@@ -89,8 +89,8 @@ def derive(
     primary = primary_intent(status)
     if primary is not None:
         found.append(EnsurePrimary(primary[0], primary[1], replicas))
-    analysing = phase in models.ANALYSING_PHASES or phase is Phase.PROMOTING
-    if analysing and status.canary_revision is not None and target.revision == status.canary_revision:
+    exposed = phase in models.EXPOSED_PHASES
+    if exposed and status.canary_revision is not None and target.revision == status.canary_revision:
         found.append(EnsureCanary(target.template, target.revision))
     elif obs.canary is None and primary is not None:
         found.append(EnsureCanary(primary[0], primary[1]))  # the idle arm, at 0 replicas, for the router

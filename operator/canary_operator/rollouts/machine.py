@@ -117,15 +117,10 @@ def blocked(
         _note_restored(tick)
     tick.status.weight = traffic.weight
     tick.status.observed_generation = generation
-    if not _exposed(tick.status.phase):
+    if tick.status.phase not in models.EXPOSED_PHASES:
         tick.status.step = None
     tick.status.conditions = conditions.derive(tick)
     return tick.decision()
-
-
-def _exposed(phase: Phase | None) -> bool:
-    """A canary is under way: users may be served by it."""
-    return phase in models.ANALYSING_PHASES or phase is Phase.PROMOTING
 
 
 def _new_block(status: models.CanaryRolloutStatus, generation: int, reason: Reason, message: str) -> bool:
@@ -150,7 +145,7 @@ def _block(tick: drafting.Tick, reason: Reason, message: str, idle: str = "") ->
     status.blocked = models.Block(
         reason=reason, message=message, since=since, gave_back=before is not None and before.gave_back
     )
-    exposed = _exposed(status.phase)
+    exposed = status.phase in models.EXPOSED_PHASES
     deadline = tick.spec.progress_deadline
     if _new_block(old, tick.obs.generation, reason, message):
         if exposed:
@@ -264,7 +259,7 @@ def _act_on_request(tick: drafting.Tick, target: observations.Target, request: o
     status = tick.status
     phase = status.phase
     kind = request.kind
-    if kind is models.Request.ABORT and (phase in models.ANALYSING_PHASES or phase is Phase.PROMOTING):
+    if kind is models.Request.ABORT and phase in models.EXPOSED_PHASES:
         requests.acknowledge(tick, request, f"rolled back revision {status.canary_revision}")
         _rollback(tick, "aborted by request (canary.dev/abort)", models.Outcome.ABORTED)
         return True

@@ -12,8 +12,6 @@ import json
 
 from canary_operator import models
 
-Phase = models.Phase
-
 
 def time(text: str | None) -> datetime.datetime | None:
     return datetime.datetime.fromisoformat(text) if text else None
@@ -38,7 +36,7 @@ def primary_replicas(target_replicas: int | None) -> int:
 
 
 def desired_weight(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> int:
-    if status.phase in models.ANALYSING_PHASES or status.phase is Phase.PROMOTING:
+    if status.phase in models.EXPOSED_PHASES:
         return step_weight(spec.steps, current_index(spec, status))
     return 0
 

@@ -65,7 +65,7 @@ class UnknownRouterError(ValueError):
 
 def route_in_force(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> models.RouteMatch | None:
     """The header or cookie route the current step wants, derived like the weight (none while idle)."""
-    if status.phase in models.ANALYSING_PHASES or status.phase is models.Phase.PROMOTING:
+    if status.phase in models.EXPOSED_PHASES:
         return models.step_route(spec.steps, min(status.current_step_index or 0, len(spec.steps) - 1))
     return None
 
