@@ -51,6 +51,25 @@ def state(
     return GateState(Gate.OPEN)
 
 
+def next_ask_at(
+    hooks: Sequence[models.Webhook],
+    kind: models.WebhookType,
+    answers: Sequence[models.GateRecord],
+    revision: str,
+    now: datetime.datetime,
+    every: float,
+) -> datetime.datetime | None:
+    """When to ask the gate's hooks about ``revision`` next: ``now`` when never asked, else ``every`` seconds after
+    the last question; None when the gate has no hooks or is open (nothing to ask).
+
+    Asking at most once per analysis interval keeps a waiting gate from calling its receiver every tick.
+    """
+    if not any(h.type is kind for h in hooks) or state(hooks, kind, answers, revision).gate is Gate.OPEN:
+        return None
+    asked = [datetime.datetime.fromisoformat(a.at) for a in answers if a.type == kind.value and a.revision == revision]
+    return max(asked) + datetime.timedelta(seconds=every) if asked else now
+
+
 def due(
     hooks: Sequence[models.Webhook],
     kind: models.WebhookType,
@@ -59,14 +78,17 @@ def due(
     now: datetime.datetime,
     every: float,
 ) -> bool:
-    """Whether to ask the gate's hooks now: it has hooks, is not open, and was not asked in the last ``every`` s.
+    """Whether to ask the gate's hooks now (``next_ask_at`` has come)."""
+    at = next_ask_at(hooks, kind, answers, revision, now, every)
+    return at is not None and now >= at
 
-    Asking at most once per analysis interval keeps a waiting gate from calling its receiver every tick.
-    """
-    if not any(h.type is kind for h in hooks) or state(hooks, kind, answers, revision).gate is Gate.OPEN:
-        return False
-    asked = [datetime.datetime.fromisoformat(a.at) for a in answers if a.type == kind.value and a.revision == revision]
-    return not asked or (now - max(asked)).total_seconds() >= every
+
+def first_asked(
+    answers: Sequence[models.GateRecord], kind: models.WebhookType, revision: str
+) -> datetime.datetime | None:
+    """When the gate's hooks were first asked about ``revision`` (``since`` of each answer; None: never)."""
+    asked = [a.since or a.at for a in answers if a.type == kind.value and a.revision == revision]
+    return min((datetime.datetime.fromisoformat(t) for t in asked if t), default=None)
 
 
 def record(answers: Sequence[models.GateRecord], answer: models.GateRecord) -> list[models.GateRecord]:

@@ -154,3 +154,65 @@ def test_a_rollback_hook_that_answers_2xx_rolls_back_at_once() -> None:
     assert streaks["webhook/cleanup"] == 2, "the whole failure streak at once"
     quiet = gating.with_hooks(check, [trigger.model_copy(update={"open": False})])
     assert quiet.verdict is Verdict.PASS, "a rollback hook that says no asks for nothing"
+
+
+def test_a_retried_release_counts_its_pre_rollout_deadline_from_that_gate_s_first_question() -> None:
+    """A confirm-promotion refused rev-2.0 long ago; the team adds a pre-rollout gate and retries rev-2.0. The
+    old confirm-promotion answer about the same revision does not make the new gate's wait overdue at once."""
+    w = world({"name": "change-board", "type": "confirm-promotion", "onFailure": "fail"})
+    w.template = V2
+    run_to_last_step(w)
+    answer(w, "change-board", CONFIRM, False)
+    w.tick()
+    assert w.status.phase is Phase.ROLLED_BACK and w.status.rejected_revision == "rev-2.0"
+    raw = w.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    raw["webhooks"].append({"name": "smoke", "type": "pre-rollout", "url": "http://hooks.shop/"})
+    w.spec = models.parse_spec(raw)
+    w.now += datetime.timedelta(hours=1)  # well past progressDeadline (10m) since change-board was asked
+    refused = w.reasons().count("WebhookRefused")
+    w.request(models.Request.RETRY)
+    w.tick()
+    assert w.status.message == "revision rev-2.0 not started: waiting for pre-rollout webhook(s): smoke (not asked yet)"
+    assert w.reasons().count("WebhookRefused") == refused, "not stalled before the gate was even asked"
+    assert asked(w) == ((PRE, "rev-2.0"),)
+    answer(w, "smoke", PRE, False)
+    first = w.now
+    w.tick(advance=0)
+    w.now = first + datetime.timedelta(minutes=10)
+    w.tick(advance=0)
+    assert w.reasons().count("WebhookRefused") == refused, "at the deadline itself it has not passed"
+    w.now += datetime.timedelta(seconds=1)
+    w.tick()
+    assert w.reasons().count("WebhookRefused") == refused + 1
+    assert (w.status.message or "").endswith("not open within progressDeadline 10m")
+
+
+def test_a_gate_is_asked_at_once_then_one_interval_after_its_last_question_and_not_once_open() -> None:
+    hooks = [models.Webhook.model_validate({"name": "smoke", "type": "pre-rollout", "url": "http://hooks.shop/"})]
+    now = helpers.T0
+    shut = models.GateRecord(name="smoke", type=PRE.value, revision="rev-2.0", open=False, at=now.isoformat())
+    assert gating.next_ask_at(hooks, PRE, [], "rev-2.0", now, 10) == now, "never asked: at once"
+    assert gating.next_ask_at(hooks, PRE, [shut], "rev-2.0", now, 10) == now + datetime.timedelta(seconds=10)
+    assert gating.next_ask_at(hooks, PRE, [shut], "rev-3.0", now, 10) == now, "asked about another revision only"
+    opened = shut.model_copy(update={"open": True})
+    assert gating.next_ask_at(hooks, PRE, [opened], "rev-2.0", now, 10) is None
+    assert gating.next_ask_at([], PRE, [], "rev-2.0", now, 10) is None, "no hook, nothing to ask"
+
+
+def test_a_gate_was_first_asked_when_its_own_hooks_first_were_about_that_revision() -> None:
+    t = helpers.T0
+    mine = models.GateRecord(
+        name="smoke", type=PRE.value, revision="rev-2.0", open=False, at=(t + datetime.timedelta(minutes=5)).isoformat()
+    )
+    assert gating.first_asked([mine], PRE, "rev-2.0") == t + datetime.timedelta(minutes=5)
+    since = mine.model_copy(update={"since": t.isoformat()})
+    assert gating.first_asked([since], PRE, "rev-2.0") == t, "since: when the hook was first asked"
+    other = models.GateRecord(
+        name="board",
+        type=CONFIRM.value,
+        revision="rev-2.0",
+        open=False,
+        at=(t - datetime.timedelta(hours=1)).isoformat(),
+    )
+    assert gating.first_asked([since, other], PRE, "rev-2.0") == t, "another gate's answers do not count"
+    assert gating.first_asked([since], PRE, "rev-3.0") is None

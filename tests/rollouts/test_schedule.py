@@ -20,7 +20,7 @@ import pytest
 from helpers import T0, V1, V2, World, record
 
 from canary_operator import models, observations, rollouts
-from canary_operator.rollouts import checks, schedule
+from canary_operator.rollouts import checks, deadlines, schedule
 
 Phase = models.Phase
 Verdict = models.Verdict
@@ -220,6 +220,57 @@ def test_a_gate_falls_due_exactly_at_the_time_given() -> None:
     before, then = _edges(found)
     assert rollouts.needs(gated, stable, "rev-2.0", before).gates == ()
     assert rollouts.needs(gated, stable, "rev-2.0", then).gates == ((PRE, "rev-2.0"),)
+
+
+def _told(
+    recorded: models.CanaryRolloutStatus, rollout: models.CanaryRolloutSpec, when: datetime.datetime, target: bool
+) -> list[str]:
+    """The Events one tick tells at ``when``, the target at rev-2.0 (or gone) and nothing else happening."""
+    seen = observations.Observations(
+        generation=1,
+        target=observations.Target("rev-2.0", V2, 0) if target else None,
+        traffic=observations.Traffic(recorded.weight, True),
+    )
+    return [str(e.reason) for e in rollouts.reconcile(rollout, recorded, seen, when).events]
+
+
+def test_a_progress_deadline_passes_exactly_after_the_time_given() -> None:
+    taking_over = status(Phase.INITIALIZING, last_progress_at=text(0))
+    found = rollouts.next_due(spec(), taking_over, at(3), "rev-1.0")
+    assert (found.at, found.what) == (at(600), "deadline")
+    assert deadlines.progress_at(spec(), taking_over) == found.at
+    assert _told(taking_over, spec(), at(600), target=True) == [], "at the deadline itself it has not passed"
+    after = at(600) + datetime.timedelta(microseconds=1)
+    assert _told(taking_over, spec(), after, target=True) == ["ProgressDeadlineExceeded"]
+
+
+def test_a_blocked_canary_gives_its_traffic_back_exactly_after_the_time_given() -> None:
+    quiet = spec(analysis={"continuous": False, "interval": "1h"}, progressDeadline="2m")
+    block = models.Block(reason=models.Reason.TARGET_NOT_FOUND, message="Deployment web not found", since=text(100))
+    blocked = status(
+        Phase.PROGRESSING,
+        last_progress_at=text(250),
+        weight=10,
+        blocked=block,
+        message=block.message,
+        observed_generation=1,
+    )  # told when it began
+    found = rollouts.next_due(quiet, blocked, at(101))
+    assert (found.at, found.what) == (at(220), "deadline")
+    assert _told(blocked, quiet, at(220), target=False) == []
+    after = at(220) + datetime.timedelta(microseconds=1)
+    assert _told(blocked, quiet, after, target=False) == ["BlockedDeadlineExceeded"]
+
+
+def test_a_pre_rollout_gate_stalls_exactly_after_the_time_given_counting_its_own_questions_only() -> None:
+    gated = spec(webhooks=[_hook("pre-rollout")], progressDeadline="55s")
+    confirmed_long_ago = gate(CONFIRM, -3600, since=-3600).model_copy(update={"name": "change-board"})
+    waiting = status(Phase.STABLE, gates=[gate(PRE, 50, since=0), confirmed_long_ago])
+    found = rollouts.next_due(gated, waiting, at(51), "rev-2.0")
+    assert found == rollouts.Due(at(55), "deadline", busy=False)
+    assert _told(waiting, gated, at(55), target=True) == [], "an earlier confirm-promotion answer does not count"
+    after = at(55) + datetime.timedelta(microseconds=1)
+    assert _told(waiting, gated, after, target=True) == ["WebhookRefused"]
 
 
 # ---------------------------------------------------------------- the loop's sleep

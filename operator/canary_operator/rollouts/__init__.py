@@ -3,7 +3,8 @@
 - ``machine``: the phases and their transitions (``reconcile``), pure;
 - ``checks``: when a check is due and how it is folded in; ``requests``: the one-shot annotations;
 - ``budget``: the error-budget policy; ``conditions``: the kstatus conditions;
-- ``plan``: what the steps ask for; ``drafting``: one tick's draft of the next status and its Events;
+- ``plan``: what the steps ask for; ``deadlines``: when each deadline passes;
+- ``drafting``: one tick's draft of the next status and its Events;
 - ``actions``: what the cluster must look like, derived from the recorded status (record, then act);
 - ``schedule``: when the clock next brings the rollout something to do, and how long its loop sleeps.
 """

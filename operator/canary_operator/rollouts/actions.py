@@ -155,27 +155,34 @@ def needs(
     )
 
 
+def gates_pending(
+    spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, target_revision: str | None
+) -> tuple[tuple[models.WebhookType, str], ...]:
+    """The gates the rollout may wait on, and about which revision: pre-rollout before a new revision starts,
+    confirm-promotion at the last step (or once promote=full). Whether a gate has hooks is ``gating``'s to say."""
+    found: list[tuple[models.WebhookType, str]] = []
+    if (
+        status.phase in models.IDLE_PHASES
+        and target_revision is not None
+        and target_revision not in (status.stable_revision, status.rejected_revision)
+    ):
+        found.append((models.WebhookType.PRE_ROLLOUT, target_revision))
+    last_step = (status.current_step_index or 0) >= len(spec.steps) - 1 or status.promote_full
+    if status.phase is Phase.PROGRESSING and last_step and status.canary_revision is not None:
+        found.append((models.WebhookType.CONFIRM_PROMOTION, status.canary_revision))
+    return tuple(found)
+
+
 def gates_due(
     spec: models.CanaryRolloutSpec,
     status: models.CanaryRolloutStatus,
     target_revision: str | None,
     now: datetime.datetime,
 ) -> tuple[tuple[models.WebhookType, str], ...]:
-    """pre-rollout before a new revision starts; confirm-promotion at the last step (or once promote=full)."""
-    found: list[tuple[models.WebhookType, str]] = []
+    """The pending gates to ask now (``gating.due``: at most once per analysis interval while not open)."""
     every = spec.analysis.interval_seconds
-    starting = (
-        status.phase in models.IDLE_PHASES
-        and target_revision is not None
-        and target_revision not in (status.stable_revision, status.rejected_revision)
+    return tuple(
+        (kind, revision)
+        for kind, revision in gates_pending(spec, status, target_revision)
+        if gating.due(spec.webhooks, kind, status.gates, revision, now, every)
     )
-    if starting and target_revision is not None:
-        kind = models.WebhookType.PRE_ROLLOUT
-        if gating.due(spec.webhooks, kind, status.gates, target_revision, now, every):
-            found.append((kind, target_revision))
-    last_step = (status.current_step_index or 0) >= len(spec.steps) - 1 or status.promote_full
-    if status.phase is Phase.PROGRESSING and last_step and status.canary_revision is not None:
-        kind = models.WebhookType.CONFIRM_PROMOTION
-        if gating.due(spec.webhooks, kind, status.gates, status.canary_revision, now, every):
-            found.append((kind, status.canary_revision))
-    return tuple(found)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 
 from canary_operator import gating, models, observations
-from canary_operator.rollouts import budget, checks, conditions, drafting, plan, requests, schedule
+from canary_operator.rollouts import budget, checks, conditions, deadlines, drafting, plan, requests, schedule
 
 Phase = models.Phase
 Reason = models.Reason
@@ -159,8 +159,7 @@ def _block(tick: drafting.Tick, reason: Reason, message: str, idle: str = "") ->
         tick.event(Warning, reason, f"{message}; {note}" if note else message)
     status.message = message
     tick.stalled = (reason, message)
-    started = plan.time(since) or tick.now
-    if not exposed or (tick.now - started).total_seconds() <= models.parse_duration(deadline):
+    if not deadlines.passed(deadlines.blocked_at(tick.spec, status), tick.now):
         return
     _deadline(
         tick,
@@ -369,10 +368,7 @@ def _idle(
     gate = _gate(tick, models.WebhookType.PRE_ROLLOUT, target.revision)
     if gate.gate is gating.Gate.WAITING:
         status.message = f"revision {target.revision} not started: {gate.message}"
-        asked = [plan.time(g.since or g.at) for g in status.gates if g.revision == target.revision]
-        first = min((t for t in asked if t is not None), default=None)
-        deadline = models.parse_duration(tick.spec.progress_deadline)
-        if first is not None and (tick.now - first).total_seconds() > deadline:
+        if deadlines.passed(deadlines.pre_rollout_at(tick.spec, status, target.revision), tick.now):
             # The stable revision keeps serving, so nothing is rolled back; but a gate that stays shut past
             # the deadline is a blocked release, and says so (Stalled), while it is still asked every interval.
             message = f"{status.message}; not open within progressDeadline {tick.spec.progress_deadline}"
@@ -612,11 +608,7 @@ def _waiting(tick: drafting.Tick, request: observations.Request | None) -> obser
 
 
 def _deadline_passed(tick: drafting.Tick) -> bool:
-    status = tick.status
-    since = plan.time(status.last_progress_at) or plan.time(status.step_started_at)
-    if since is None:
-        return False
-    return (tick.now - since).total_seconds() > models.parse_duration(tick.spec.progress_deadline)
+    return deadlines.passed(deadlines.progress_at(tick.spec, tick.status), tick.now)
 
 
 def _deadline(tick: drafting.Tick, what: str, reason: Reason = Reason.PROGRESS_DEADLINE_EXCEEDED) -> None:

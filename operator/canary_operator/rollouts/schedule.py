@@ -4,8 +4,10 @@ The state machine compares the clock with the recorded status in a few places, a
 falls due one ``interval`` after the last one (or after the weight settled, ``checks.due``), the
 continuous test every ``continuousInterval`` (``checks.continuous_due``), a timed pause ends, the
 progress deadline passes, a canary blocked mid-way reaches its deadline, a gate is asked again every
-interval (``actions.gates_due``) and a pre-rollout gate's deadline passes (``machine``). ``next_due``
-computes the earliest of those times from the spec and the status a tick decided. Everything else a
+interval (``actions.gates_due``) and a pre-rollout gate's deadline passes (``deadlines``). ``next_due``
+computes the earliest of those times from the spec and the status a tick decided, with the functions the
+machine compares the clock with (``checks.next_check_at``, ``deadlines``, ``gating.next_ask_at``), so the
+two cannot drift apart. Everything else a
 tick waits for (pods becoming ready, a new revision, a request annotation, a spec edit) is a change of
 the CanaryRollout or of a Deployment, which wakes the loop (``caching``); after the operator's own
 writes to objects no watch reports (routes, Services, HPAs), the loop ticks again within the busy tick
@@ -23,7 +25,7 @@ import dataclasses
 import datetime
 
 from canary_operator import gating, models
-from canary_operator.rollouts import checks, plan
+from canary_operator.rollouts import actions, checks, deadlines, plan
 
 Phase = models.Phase
 
@@ -63,7 +65,7 @@ def next_due(
     """
     phase = status.phase
     found: list[tuple[datetime.datetime, str]] = []
-    check = _check_at(spec, status, now)
+    check = checks.next_check_at(spec, status, now)
     if check is not None:
         found.append((check, "check"))
     continuous = _continuous_at(spec, status)
@@ -76,7 +78,7 @@ def next_due(
             ends = started + datetime.timedelta(seconds=step.pause.seconds)
             if ends > now:  # once over, what the step waits for is a check (or a gate), due on its own
                 found.append((ends, "pause"))
-    for deadline in (_deadline_at(spec, status), _blocked_deadline_at(spec, status)):
+    for deadline in (deadlines.progress_at(spec, status), deadlines.blocked_at(spec, status)):
         if deadline is not None and deadline >= now:
             found.append((deadline, "deadline"))
     found.extend(_gates_at(spec, status, now, target_revision))
@@ -118,13 +120,6 @@ def wait(
     return Wait(max(left, FLOOR_SECONDS), due.what)
 
 
-def _check_at(
-    spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, now: datetime.datetime
-) -> datetime.datetime | None:
-    """When the next check is due, as ``checks.due`` reads the status (``now``: at once)."""
-    return checks.next_check_at(spec, status, now)
-
-
 def _continuous_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> datetime.datetime | None:
     """When the continuous test is next due (``checks.continuous_due``; a due check takes its place)."""
     since = checks.last_reading(spec, status)
@@ -133,59 +128,23 @@ def _continuous_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutS
     return since + datetime.timedelta(seconds=models.parse_duration(spec.analysis.continuous_interval))
 
 
-def _deadline_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> datetime.datetime | None:
-    """When the progress deadline passes, in the phases that compare it (``machine._deadline_passed``)."""
-    phase = status.phase
-    held = phase is Phase.PAUSED and status.hold is not models.Hold.INCONCLUSIVE  # a person or a deadline holds it
-    if phase not in (Phase.INITIALIZING, Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING) or held:
-        return None
-    since = plan.time(status.last_progress_at) or plan.time(status.step_started_at)
-    if since is None:
-        return None
-    return since + datetime.timedelta(seconds=models.parse_duration(spec.progress_deadline))
-
-
-def _blocked_deadline_at(
-    spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus
-) -> datetime.datetime | None:
-    """When a canary blocked mid-way (target gone, ...) gives its traffic back (``machine._block``)."""
-    exposed = status.phase in models.ANALYSING_PHASES or status.phase is Phase.PROMOTING
-    since = plan.time(status.blocked.since) if status.blocked is not None and exposed else None
-    if since is None:
-        return None
-    return since + datetime.timedelta(seconds=models.parse_duration(spec.progress_deadline))
-
-
 def _gates_at(
     spec: models.CanaryRolloutSpec,
     status: models.CanaryRolloutStatus,
     now: datetime.datetime,
     target_revision: str | None,
 ) -> list[tuple[datetime.datetime, str]]:
-    """The next question to a waiting gate (``actions.gates_due``), and a pre-rollout gate's deadline."""
+    """The next question to a pending gate (``actions.gates_due``), and a waiting pre-rollout gate's deadline."""
     found: list[tuple[datetime.datetime, str]] = []
-    every = datetime.timedelta(seconds=spec.analysis.interval_seconds)
-    waiting: list[tuple[models.WebhookType, str]] = []
-    if (
-        status.phase in models.IDLE_PHASES
-        and target_revision is not None
-        and target_revision not in (status.stable_revision, status.rejected_revision)
-    ):
-        waiting.append((models.WebhookType.PRE_ROLLOUT, target_revision))
-    last_step = (status.current_step_index or 0) >= len(spec.steps) - 1 or status.promote_full
-    if status.phase is Phase.PROGRESSING and last_step and status.canary_revision is not None:
-        waiting.append((models.WebhookType.CONFIRM_PROMOTION, status.canary_revision))
-    for kind, revision in waiting:
-        if not any(h.type is kind for h in spec.webhooks):
+    every = spec.analysis.interval_seconds
+    for kind, revision in actions.gates_pending(spec, status, target_revision):
+        ask = gating.next_ask_at(spec.webhooks, kind, status.gates, revision, now, every)
+        if ask is None:
             continue
-        if gating.state(spec.webhooks, kind, status.gates, revision).gate is not gating.Gate.WAITING:
-            continue
-        records = [g for g in status.gates if g.type == kind.value and g.revision == revision]
-        asked = [datetime.datetime.fromisoformat(g.at) for g in records]
-        found.append((max(asked) + every if asked else now, "gate"))
-        first = [t for t in (plan.time(g.since or g.at) for g in records) if t is not None]
-        if kind is models.WebhookType.PRE_ROLLOUT and first:
-            deadline = min(first) + datetime.timedelta(seconds=models.parse_duration(spec.progress_deadline))
-            if deadline >= now:
+        found.append((ask, "gate"))
+        waiting = gating.state(spec.webhooks, kind, status.gates, revision).gate is gating.Gate.WAITING
+        if kind is models.WebhookType.PRE_ROLLOUT and waiting:
+            deadline = deadlines.pre_rollout_at(spec, status, revision)
+            if deadline is not None and deadline >= now:
                 found.append((deadline, "deadline"))
     return found
