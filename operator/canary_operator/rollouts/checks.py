@@ -51,10 +51,16 @@ def continuous_due(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutS
     Every ``continuousInterval`` while analysing, from the canary's start, on ticks without a check (a
     check carries the same evidence).
     """
+    at = next_reading_at(spec, status)
+    return at is not None and now >= at and not due(spec, status, now)
+
+
+def next_reading_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> datetime.datetime | None:
+    """When the continuous test is next due, ``continuousInterval`` after its last reading (None: off)."""
     since = last_reading(spec, status)
-    if since is None or due(spec, status, now):
-        return False
-    return (now - since).total_seconds() >= models.parse_duration(spec.analysis.continuous_interval)
+    if since is None:
+        return None
+    return since + datetime.timedelta(seconds=models.parse_duration(spec.analysis.continuous_interval))
 
 
 def last_reading(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> datetime.datetime | None:

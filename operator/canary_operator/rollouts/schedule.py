@@ -6,12 +6,11 @@ continuous test every ``continuousInterval`` (``checks.continuous_due``), a time
 progress deadline passes, a canary blocked mid-way reaches its deadline, a gate is asked again every
 interval (``actions.gates_due``) and a pre-rollout gate's deadline passes (``deadlines``). ``next_due``
 computes the earliest of those times from the spec and the status a tick decided, with the functions the
-machine compares the clock with (``checks.next_check_at``, ``deadlines``, ``gating.next_ask_at``), so the
-two cannot drift apart. Everything else a
-tick waits for (pods becoming ready, a new revision, a request annotation, a spec edit) is a change of
-the CanaryRollout or of a Deployment, which wakes the loop (``caching``); after the operator's own
-writes to objects no watch reports (routes, Services, HPAs), the loop ticks again within the busy tick
-(``main``). A blocked decision (a route or Prometheus refused: fixed where no watch looks) computes no
+machine compares the clock with (``checks.next_check_at``, ``checks.next_reading_at``, ``deadlines``,
+``gating.next_ask_at``), so the two cannot drift apart. Everything else a tick waits for (pods becoming
+ready, a new revision, a request annotation, a spec edit) is a change of the CanaryRollout or of a
+Deployment, which wakes the loop (``caching``); after the operator's own writes to objects no watch
+reports (routes, Services, HPAs), the loop ticks again within the busy tick (``main``). A blocked decision (a route or Prometheus refused: fixed where no watch looks) computes no
 time, so the loop polls at the busy tick as before.
 
 ``wait`` turns that time into the loop's sleep, failing safe: the busy tick when nothing can be
@@ -68,7 +67,7 @@ def next_due(
     check = checks.next_check_at(spec, status, now)
     if check is not None:
         found.append((check, "check"))
-    continuous = _continuous_at(spec, status)
+    continuous = checks.next_reading_at(spec, status)  # a check due then takes its place: due on its own
     if continuous is not None:
         found.append((continuous, "continuous"))
     if phase is Phase.PROGRESSING:
@@ -118,14 +117,6 @@ def wait(
     if left >= resync:
         return Wait(resync, "resync")
     return Wait(max(left, FLOOR_SECONDS), due.what)
-
-
-def _continuous_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> datetime.datetime | None:
-    """When the continuous test is next due (``checks.continuous_due``; a due check takes its place)."""
-    since = checks.last_reading(spec, status)
-    if since is None:
-        return None
-    return since + datetime.timedelta(seconds=models.parse_duration(spec.analysis.continuous_interval))
 
 
 def _gates_at(
