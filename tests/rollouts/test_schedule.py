@@ -244,6 +244,30 @@ def test_a_progress_deadline_passes_exactly_after_the_time_given() -> None:
     assert _told(taking_over, spec(), after, target=True) == ["ProgressDeadlineExceeded"]
 
 
+def test_a_timed_pause_ends_exactly_at_the_time_given() -> None:
+    slow = spec(analysis={"interval": "1m", "continuous": False})
+    pausing = status(
+        Phase.PROGRESSING,
+        current_step_index=1,
+        step_started_at=text(70),
+        weight_settled_at=text(5),
+        last_check_at=text(70),
+        last_check=record(Verdict.PASS, at=at(70)),
+        last_progress_at=text(70),
+    )
+    found = rollouts.next_due(slow, pausing, at(71))
+    assert (found.at, found.what) == (at(100), "pause")
+    seen = observations.Observations(
+        generation=1,
+        target=observations.Target("rev-2.0", V2, 0),
+        canary=observations.Workload("rev-2.0", 1, 1, 1),
+        traffic=observations.Traffic(10, True),
+    )
+    before, then = _edges(found)
+    assert rollouts.reconcile(slow, pausing, seen, before).status.current_step_index == 1
+    assert rollouts.reconcile(slow, pausing, seen, then).status.current_step_index == 2
+
+
 def test_a_blocked_canary_gives_its_traffic_back_exactly_after_the_time_given() -> None:
     quiet = spec(analysis={"continuous": False, "interval": "1h"}, progressDeadline="2m")
     block = models.Block(reason=models.Reason.TARGET_NOT_FOUND, message="Deployment web not found", since=text(100))

@@ -567,8 +567,8 @@ def _progress(
         request = None
         promoted_by = "promoted by annotation"
     elif step.pause is not None and step.pause.seconds is not None:
-        started = plan.time(status.step_started_at) or tick.now
-        if (tick.now - started).total_seconds() < step.pause.seconds or not passed_here:
+        ends = plan.pause_ends_at(spec, status)  # None: no start recorded, so the pause is not over
+        if ends is None or tick.now < ends or not passed_here:
             return _waiting(tick, request)
     elif not passed_here:
         return _waiting(tick, request)

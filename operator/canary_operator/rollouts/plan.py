@@ -30,6 +30,16 @@ def current_index(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutSt
     return min(status.current_step_index or 0, len(spec.steps) - 1)
 
 
+def pause_ends_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus) -> datetime.datetime | None:
+    """When the current step's timed pause is over, counted from the step's start (None: the step is no timed
+    pause, or its start is not recorded)."""
+    step = spec.steps[current_index(spec, status)]
+    started = time(status.step_started_at)
+    if step.pause is None or step.pause.seconds is None or started is None:
+        return None
+    return started + datetime.timedelta(seconds=step.pause.seconds)
+
+
 def primary_replicas(target_replicas: int | None) -> int:
     """The primary's size: what the target had when taken over (or was scaled to since); 1 before that."""
     return 1 if target_replicas is None else int(target_replicas)

@@ -4,14 +4,15 @@ The state machine compares the clock with the recorded status in a few places, a
 falls due one ``interval`` after the last one (or after the weight settled, ``checks.due``), the
 continuous test every ``continuousInterval`` (``checks.continuous_due``), a timed pause ends, the
 progress deadline passes, a canary blocked mid-way reaches its deadline, a gate is asked again every
-interval (``actions.gates_due``) and a pre-rollout gate's deadline passes (``deadlines``). ``next_due``
-computes the earliest of those times from the spec and the status a tick decided, with the functions the
-machine compares the clock with (``checks.next_check_at``, ``checks.next_reading_at``, ``deadlines``,
-``gating.next_ask_at``), so the two cannot drift apart. Everything else a tick waits for (pods becoming
-ready, a new revision, a request annotation, a spec edit) is a change of the CanaryRollout or of a
-Deployment, which wakes the loop (``caching``); after the operator's own writes to objects no watch
-reports (routes, Services, HPAs), the loop ticks again within the busy tick (``main``). A blocked decision (a route or Prometheus refused: fixed where no watch looks) computes no
-time, so the loop polls at the busy tick as before.
+interval (``actions.gates_due``) and a pre-rollout gate's deadline passes. ``next_due`` computes the
+earliest of those times from the spec and the status a tick decided, with the very functions the machine
+compares the clock with (``checks.next_check_at``, ``checks.next_reading_at``, ``plan.pause_ends_at``,
+``deadlines``, ``gating.next_ask_at``), so that the two cannot drift apart. Everything else a tick waits
+for (pods becoming ready, a new revision, a request annotation, a spec edit) is a change of the
+CanaryRollout or of a Deployment, which wakes the loop (``caching``); after the operator's own writes to
+objects no watch reports (routes, Services, HPAs), the loop ticks again within the busy tick (``main``).
+A blocked decision (a route or Prometheus refused: fixed where no watch looks) computes no time, so the
+loop polls at the busy tick as before.
 
 ``wait`` turns that time into the loop's sleep, failing safe: the busy tick when nothing can be
 computed while a canary is under way, or when something was due at the tick and the tick did not do
@@ -70,13 +71,9 @@ def next_due(
     continuous = checks.next_reading_at(spec, status)  # a check due then takes its place: due on its own
     if continuous is not None:
         found.append((continuous, "continuous"))
-    if phase is Phase.PROGRESSING:
-        step = spec.steps[plan.current_index(spec, status)]
-        started = plan.time(status.step_started_at)
-        if step.pause is not None and step.pause.seconds is not None and started is not None:
-            ends = started + datetime.timedelta(seconds=step.pause.seconds)
-            if ends > now:  # once over, what the step waits for is a check (or a gate), due on its own
-                found.append((ends, "pause"))
+    ends = plan.pause_ends_at(spec, status) if phase is Phase.PROGRESSING else None
+    if ends is not None and ends > now:  # once over, what the step waits for is a check (or a gate), due on its own
+        found.append((ends, "pause"))
     for deadline in (deadlines.progress_at(spec, status), deadlines.blocked_at(spec, status)):
         if deadline is not None and deadline >= now:
             found.append((deadline, "deadline"))
