@@ -24,8 +24,8 @@ def test_a_decision_that_did_not_tell_its_due_time_ticks_fast_under_way_and_slow
 
 def test_a_canary_sleeps_until_its_next_check_but_no_longer_than_the_idle_resync() -> None:
     now = datetime.datetime.now(datetime.UTC)
-    soon = rollouts.Due(now + datetime.timedelta(seconds=3), "check", busy=True)
+    soon = rollouts.Due(now + datetime.timedelta(seconds=3), "check", models.Phase.PROGRESSING)
     wait = main._wait(decision(models.Phase.PROGRESSING, soon), now, SETTINGS)
     assert wait.until == "check" and 2.5 < wait.seconds <= 3 + rollouts.schedule.MARGIN_SECONDS
-    later = rollouts.Due(now + datetime.timedelta(minutes=10), "deadline", busy=True)
+    later = rollouts.Due(now + datetime.timedelta(minutes=10), "deadline", models.Phase.PROGRESSING)
     assert main._wait(decision(models.Phase.PROGRESSING, later), now, SETTINGS) == rollouts.Wait(5, "resync")

@@ -72,36 +72,36 @@ def gate(kind: models.WebhookType, asked: float, since: float | None = None, rev
 def test_an_idle_rollout_has_nothing_due_and_sleeps_the_idle_resync() -> None:
     for phase in models.IDLE_PHASES:
         due = rollouts.next_due(spec(), status(phase), at(0), "rev-1.0")
-        assert due == rollouts.Due(None, "", busy=False)
+        assert due == rollouts.Due(None, "", phase)
         assert rollouts.wait(due, at(0), at(0), TICK, IDLE) == rollouts.Wait(IDLE, "resync")
 
 
 def test_a_takeover_waits_on_the_primary_until_its_progress_deadline() -> None:
     due = rollouts.next_due(spec(), status(Phase.INITIALIZING, last_progress_at=text(0)), at(3))
-    assert due == rollouts.Due(at(600), "deadline", busy=True)
+    assert due == rollouts.Due(at(600), "deadline", Phase.INITIALIZING)
 
 
 def test_a_canary_not_yet_at_its_weight_has_no_check_due_only_the_continuous_test_and_the_deadline() -> None:
     progressing = status(Phase.PROGRESSING, last_progress_at=text(0))
-    assert rollouts.next_due(spec(), progressing, at(1)) == rollouts.Due(at(15), "continuous", busy=True)
+    assert rollouts.next_due(spec(), progressing, at(1)) == rollouts.Due(at(15), "continuous", Phase.PROGRESSING)
     quiet = spec(analysis={"continuous": False})
-    assert rollouts.next_due(quiet, progressing, at(1)) == rollouts.Due(at(600), "deadline", busy=True)
+    assert rollouts.next_due(quiet, progressing, at(1)) == rollouts.Due(at(600), "deadline", Phase.PROGRESSING)
 
 
 def test_the_first_check_is_due_one_interval_after_the_weight_settled_then_one_after_each_check() -> None:
     quiet = spec(analysis={"continuous": False})
     settled = status(Phase.PROGRESSING, last_progress_at=text(2), weight_settled_at=text(2))
-    assert rollouts.next_due(quiet, settled, at(3)) == rollouts.Due(at(12), "check", busy=True)
+    assert rollouts.next_due(quiet, settled, at(3)) == rollouts.Due(at(12), "check", Phase.PROGRESSING)
     checked = settled.model_copy(update={"last_check_at": text(12.5)})
-    assert rollouts.next_due(quiet, checked, at(12.5)) == rollouts.Due(at(22.5), "check", busy=True)
+    assert rollouts.next_due(quiet, checked, at(12.5)) == rollouts.Due(at(22.5), "check", Phase.PROGRESSING)
 
 
 def test_the_continuous_test_counts_from_its_last_reading_whatever_the_checks() -> None:
     slow = spec(analysis={"interval": "1m"})
     read = status(Phase.PROGRESSING, weight_settled_at=text(2), evidence=_evidence(40))
-    assert rollouts.next_due(slow, read, at(40)) == rollouts.Due(at(55), "continuous", busy=True)
+    assert rollouts.next_due(slow, read, at(40)) == rollouts.Due(at(55), "continuous", Phase.PROGRESSING)
     checked = read.model_copy(update={"last_check_at": text(50)})
-    assert rollouts.next_due(slow, checked, at(50)) == rollouts.Due(at(55), "continuous", busy=True)
+    assert rollouts.next_due(slow, checked, at(50)) == rollouts.Due(at(55), "continuous", Phase.PROGRESSING)
 
 
 def test_a_timed_pause_ends_on_time_even_between_checks() -> None:
@@ -113,13 +113,13 @@ def test_a_timed_pause_ends_on_time_even_between_checks() -> None:
         weight_settled_at=text(5),
         last_check_at=text(70),
     )
-    assert rollouts.next_due(slow, pausing, at(71)) == rollouts.Due(at(100), "pause", busy=True)
+    assert rollouts.next_due(slow, pausing, at(71)) == rollouts.Due(at(100), "pause", Phase.PROGRESSING)
 
 
 def test_a_rollout_paused_by_request_keeps_checking_and_has_no_deadline() -> None:
     quiet = spec(analysis={"continuous": False})
     held = status(Phase.PAUSED, hold=models.Hold.REQUEST, last_check_at=text(30), last_progress_at=text(0))
-    assert rollouts.next_due(quiet, held, at(31)) == rollouts.Due(at(40), "check", busy=True)
+    assert rollouts.next_due(quiet, held, at(31)) == rollouts.Due(at(40), "check", Phase.PAUSED)
     held_long = held.model_copy(update={"last_check_at": text(900)})
     assert rollouts.next_due(quiet, held_long, at(901)).what == "check", "no progress deadline while a person holds"
 
@@ -127,14 +127,16 @@ def test_a_rollout_paused_by_request_keeps_checking_and_has_no_deadline() -> Non
 def test_a_rollout_held_for_inconclusive_checks_is_bounded_by_its_progress_deadline() -> None:
     quiet = spec(analysis={"continuous": False, "interval": "1h"}, progressDeadline="5m")
     held = status(Phase.PAUSED, hold=models.Hold.INCONCLUSIVE, last_check_at=text(60), last_progress_at=text(20))
-    assert rollouts.next_due(quiet, held, at(61)) == rollouts.Due(at(320), "deadline", busy=True)
+    assert rollouts.next_due(quiet, held, at(61)) == rollouts.Due(at(320), "deadline", Phase.PAUSED)
 
 
 def test_a_promotion_waits_on_the_primary_until_its_deadline_then_the_loop_ticks_as_it_cannot_tell() -> None:
     promoting = status(Phase.PROMOTING, last_progress_at=text(0))
-    assert rollouts.next_due(spec(), promoting, at(10)) == rollouts.Due(at(600), "deadline", busy=True)
+    assert rollouts.next_due(spec(), promoting, at(10)) == rollouts.Due(at(600), "deadline", Phase.PROMOTING)
     past = rollouts.next_due(spec(), promoting, at(601))
-    assert past == rollouts.Due(None, "", busy=True), "a deadline that passed was acted on by the tick that saw it"
+    assert past == rollouts.Due(None, "", Phase.PROMOTING), (
+        "a deadline that passed was acted on by the tick that saw it"
+    )
     assert rollouts.wait(past, at(601), at(601), TICK, IDLE) == rollouts.Wait(TICK, "unsure")
 
 
@@ -142,8 +144,8 @@ def test_a_canary_whose_target_is_gone_gives_its_traffic_back_at_the_deadline_of
     quiet = spec(analysis={"continuous": False, "interval": "1h"}, progressDeadline="2m")
     block = models.Block(reason=models.Reason.TARGET_NOT_FOUND, message="Deployment web not found", since=text(100))
     blocked = status(Phase.PROGRESSING, last_progress_at=text(250), weight_settled_at=text(0), blocked=block)
-    assert rollouts.next_due(quiet, blocked, at(101)) == rollouts.Due(at(220), "deadline", busy=True)
-    assert rollouts.next_due(quiet, blocked, at(225)) == rollouts.Due(at(370), "deadline", busy=True), (
+    assert rollouts.next_due(quiet, blocked, at(101)) == rollouts.Due(at(220), "deadline", Phase.PROGRESSING)
+    assert rollouts.next_due(quiet, blocked, at(225)) == rollouts.Due(at(370), "deadline", Phase.PROGRESSING), (
         "passed: the tick that saw it acted; the progress deadline is next"
     )
 
@@ -160,17 +162,17 @@ def test_a_waiting_confirm_promotion_gate_is_asked_again_one_interval_after_its_
     assert rollouts.next_due(gated, last, at(1)).what == "gate", "never asked: due at once"
     assert rollouts.next_due(gated, last, at(1)).at == at(1)
     asked = last.model_copy(update={"gates": [gate(CONFIRM, 5)]})
-    assert rollouts.next_due(gated, asked, at(6)) == rollouts.Due(at(30), "pause", busy=True)
+    assert rollouts.next_due(gated, asked, at(6)) == rollouts.Due(at(30), "pause", Phase.PROGRESSING)
     paused_over = asked.model_copy(update={"step_started_at": text(-60), "last_check_at": text(30)})
-    assert rollouts.next_due(gated, paused_over, at(31)) == rollouts.Due(at(65), "gate", busy=True)
+    assert rollouts.next_due(gated, paused_over, at(31)) == rollouts.Due(at(65), "gate", Phase.PROGRESSING)
 
 
 def test_a_waiting_pre_rollout_gate_is_asked_every_interval_and_its_deadline_is_due() -> None:
     gated = spec(webhooks=[_hook("pre-rollout")], progressDeadline="55s")
     stable = status(Phase.STABLE, gates=[gate(PRE, 50, since=0)])
-    assert rollouts.next_due(gated, stable, at(51), "rev-2.0") == rollouts.Due(at(55), "deadline", busy=False)
-    assert rollouts.next_due(gated, stable, at(61), "rev-2.0") == rollouts.Due(at(60), "gate", busy=False)
-    assert rollouts.next_due(gated, stable, at(51), "rev-1.0") == rollouts.Due(None, "", busy=False), (
+    assert rollouts.next_due(gated, stable, at(51), "rev-2.0") == rollouts.Due(at(55), "deadline", Phase.STABLE)
+    assert rollouts.next_due(gated, stable, at(61), "rev-2.0") == rollouts.Due(at(60), "gate", Phase.STABLE)
+    assert rollouts.next_due(gated, stable, at(51), "rev-1.0") == rollouts.Due(None, "", Phase.STABLE), (
         "the target back at the stable revision: nothing waits"
     )
 
@@ -291,7 +293,7 @@ def test_a_pre_rollout_gate_stalls_exactly_after_the_time_given_counting_its_own
     confirmed_long_ago = gate(CONFIRM, -3600, since=-3600).model_copy(update={"name": "change-board"})
     waiting = status(Phase.STABLE, gates=[gate(PRE, 50, since=0), confirmed_long_ago])
     found = rollouts.next_due(gated, waiting, at(51), "rev-2.0")
-    assert found == rollouts.Due(at(55), "deadline", busy=False)
+    assert found == rollouts.Due(at(55), "deadline", Phase.STABLE)
     assert _told(waiting, gated, at(55), target=True) == [], "an earlier confirm-promotion answer does not count"
     after = at(55) + datetime.timedelta(microseconds=1)
     assert _told(waiting, gated, after, target=True) == ["WebhookRefused"]
@@ -302,7 +304,7 @@ def test_a_pre_rollout_gate_stalls_exactly_after_the_time_given_counting_its_own
 
 def test_the_sleep_ends_just_after_the_due_time_within_floor_and_resync() -> None:
     def sleep(due_in: float, since_decided: float = 0.0) -> rollouts.Wait:
-        due = rollouts.Due(at(due_in), "check", busy=True)
+        due = rollouts.Due(at(due_in), "check", Phase.PROGRESSING)
         return rollouts.wait(due, at(0), at(since_decided), TICK, IDLE)
 
     assert sleep(4) == rollouts.Wait(4 + schedule.MARGIN_SECONDS, "check")
@@ -314,7 +316,7 @@ def test_the_sleep_ends_just_after_the_due_time_within_floor_and_resync() -> Non
 
 def test_the_loop_ticks_every_tick_seconds_when_it_cannot_tell() -> None:
     assert rollouts.wait(None, at(0), at(0), TICK, IDLE) == rollouts.Wait(TICK, "retry"), "the tick decided nothing"
-    overdue = rollouts.Due(at(0), "check", busy=True)
+    overdue = rollouts.Due(at(0), "check", Phase.PROGRESSING)
     assert rollouts.wait(overdue, at(0), at(0.2), TICK, IDLE) == rollouts.Wait(TICK, "overdue"), (
         "due at the tick and not done by it (blocked): as often as before, no faster"
     )

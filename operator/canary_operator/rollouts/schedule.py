@@ -39,7 +39,12 @@ class Due:
 
     at: datetime.datetime | None  # None: nothing time-based is ahead (only a change can bring progress)
     what: str  # what falls due then: check, continuous, pause, deadline, gate ("" when nothing)
-    busy: bool  # a takeover, a canary or a promotion is under way
+    phase: Phase | None  # the phase the tick decided
+
+    @property
+    def busy(self) -> bool:
+        """A takeover, a canary or a promotion is under way."""
+        return self.phase not in models.IDLE_PHASES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,16 +83,15 @@ def next_due(
         if deadline is not None and deadline >= now:
             found.append((deadline, "deadline"))
     found.extend(_gates_at(spec, status, now, target_revision))
-    busy = phase not in models.IDLE_PHASES
     if not found:
-        return Due(None, "", busy)
+        return Due(None, "", phase)
     at, what = min(found, key=lambda item: item[0])
-    return Due(at, what, busy)
+    return Due(at, what, phase)
 
 
 def nothing_due(status: models.CanaryRolloutStatus) -> Due:
     """A decision that took no clock into account (blocked): the loop ticks as if it could not tell."""
-    return Due(None, "", status.phase not in models.IDLE_PHASES)
+    return Due(None, "", status.phase)
 
 
 def wait(
