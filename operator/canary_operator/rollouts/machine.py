@@ -39,6 +39,9 @@ def reconcile(
             tick.status.blocked = None
             if status.message == status.blocked.message:  # the message of what blocked it no longer holds
                 tick.status.message = f"no longer blocked ({status.blocked.reason})"
+        # The Deployment taken over, recorded at first sight (or now, in a status an older operator wrote); a spec
+        # that names another one is refused before the machine runs (``reconciling``).
+        tick.status.target = tick.status.target or tick.target_name
         for answer in obs.gates:
             tick.status.gates = gating.record(tick.status.gates, answer)
         requests.note_cleared(tick)
@@ -46,7 +49,6 @@ def reconcile(
         if tick.status.phase is None or tick.status.phase is Phase.INITIALIZING:
             _initialize(tick, target)
         else:
-            tick.status.target = tick.status.target or tick.target_name  # written by an older operator
             _follow_target_replicas(tick, target)
             if request is not None and _act_on_request(tick, target, request):
                 request = None
@@ -99,11 +101,7 @@ def blocked(
         events = []
         if _new_block(status, generation, reason, message):
             events.append(drafting.add_event(draft, Warning, reason, message, now))
-        before = status.blocked
-        since = before.since if before is not None else now.isoformat()
-        # A rollback already recorded stays recorded: it is carried out again once the router can be used.
-        gave_back = before is not None and before.gave_back
-        draft.blocked = models.Block(reason=reason, message=message, since=since, gave_back=gave_back)
+        draft.blocked = _block_record(status.blocked, reason, message, now)
         draft.message = message
         draft.observed_generation = generation
         draft.conditions = conditions.blocked(status.conditions, reason, message, generation, now)
@@ -123,6 +121,14 @@ def blocked(
     return tick.decision()
 
 
+def _block_record(before: models.Block | None, reason: Reason, message: str, now: datetime.datetime) -> models.Block:
+    """The block in force from now: it began with the block before, if any (its deadline counts from there), and
+    a rollback already recorded stays recorded: it is carried out again once the router can be used."""
+    if before is None:
+        return models.Block(reason=reason, message=message, since=now.isoformat())
+    return models.Block(reason=reason, message=message, since=before.since, gave_back=before.gave_back)
+
+
 def _new_block(status: models.CanaryRolloutStatus, generation: int, reason: Reason, message: str) -> bool:
     """A block not told yet: another cause, or another edit of the spec."""
     before = status.blocked
@@ -140,11 +146,7 @@ def _block(tick: drafting.Tick, reason: Reason, message: str, idle: str = "") ->
     progressDeadlineAbort false. What a rollback then does is derived from the recorded status (``gave_back``).
     """
     status, old = tick.status, tick.old
-    before = old.blocked
-    since = before.since if before is not None else tick.now_text
-    status.blocked = models.Block(
-        reason=reason, message=message, since=since, gave_back=before is not None and before.gave_back
-    )
+    status.blocked = _block_record(old.blocked, reason, message, tick.now)
     exposed = status.phase in models.EXPOSED_PHASES
     deadline = tick.spec.progress_deadline
     if _new_block(old, tick.obs.generation, reason, message):
@@ -204,15 +206,12 @@ def _initialize(tick: drafting.Tick, target: observations.Target) -> None:
     name = tick.target_name
     if status.phase is None:
         status.phase = Phase.INITIALIZING
-        status.target = name
         status.target_replicas = target.replicas if status.target_replicas is None else status.target_replicas
         status.stable_revision = target.revision
         status.stable_template = dict(target.template)
         status.message = f"taking over {name}: {name}-primary starting at revision {target.revision}"
         tick.progressed()
         return
-    if status.target is None:  # written by an older operator
-        status.target = name
     if status.stable_template is None:  # written by an older operator: the target still runs what it took over
         status.stable_revision, status.stable_template = target.revision, dict(target.template)
     primary = tick.obs.primary
