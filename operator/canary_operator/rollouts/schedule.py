@@ -73,14 +73,14 @@ def next_due(
     check = checks.next_check_at(spec, status, now)
     if check is not None:
         found.append((check, "check"))
-    continuous = checks.next_reading_at(spec, status)  # a check due then takes its place: due on its own
+    continuous = checks.next_reading_at(spec, status)  # a check due then is taken instead: it carries the evidence
     if continuous is not None:
         found.append((continuous, "continuous"))
     ends = plan.pause_ends_at(spec, status) if phase is Phase.PROGRESSING else None
     if ends is not None and ends > now:  # once over, what the step waits for is a check (or a gate), due on its own
         found.append((ends, "pause"))
     for deadline in (deadlines.progress_at(spec, status), deadlines.blocked_at(spec, status)):
-        if deadline is not None and deadline >= now:
+        if deadline is not None and not deadlines.passed(deadline, now):
             found.append((deadline, "deadline"))
     found.extend(_gates_at(spec, status, now, target_revision))
     if not found:
@@ -137,6 +137,6 @@ def _gates_at(
         waiting = gating.state(spec.webhooks, kind, status.gates, revision).gate is gating.Gate.WAITING
         if kind is models.WebhookType.PRE_ROLLOUT and waiting:
             deadline = deadlines.pre_rollout_at(spec, status, revision)
-            if deadline is not None and deadline >= now:
+            if deadline is not None and not deadlines.passed(deadline, now):
                 found.append((deadline, "deadline"))
     return found
