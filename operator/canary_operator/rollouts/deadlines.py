@@ -31,7 +31,7 @@ def progress_at(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStat
     """
     phase = status.phase
     held = phase is Phase.PAUSED and status.hold is not models.Hold.INCONCLUSIVE
-    if phase not in (Phase.INITIALIZING, Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING) or held:
+    if (phase is not Phase.INITIALIZING and phase not in models.EXPOSED_PHASES) or held:
         return None
     since = plan.time(status.last_progress_at) or plan.time(status.step_started_at)
     return _after(spec, since)
