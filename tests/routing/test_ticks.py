@@ -15,6 +15,7 @@ from helpers import assert_not_taken_over, deployment
 from router_beds import ARM_NAMES, KINDS, NS, ROLLOUTS, rollout_manifest
 
 from canary_bench import cluster as clusters
+from canary_bench import emulation
 from canary_operator import config, endpoints, kube, reconciling
 
 NOW = datetime.datetime(2026, 11, 1, 12, 0, tzinfo=datetime.UTC)
@@ -246,3 +247,36 @@ async def test_the_split_moved_by_git_mid_canary_gives_the_old_route_back_as_wri
         new_route = old_route.rsplit("/", 1)[0] + "/web-v2"
         split = KINDS[kind].split(cluster.get(new_route))
         assert split.get(canary) == 10 and split.get(primary) == 90
+
+
+@pytest.mark.parametrize(("kind", "objects"), [("gatewayAPI", 1), ("istio", 1), ("nginx", 2)])
+async def test_a_busy_tick_reads_each_route_object_once(
+    cluster: clusters.EmulatedCluster, api: kube.Client, metrics: endpoints.Source, kind: str, objects: int
+) -> None:
+    """The router validates, observes and writes the route in one tick: one GET of each object it uses (the main
+    and the canary Ingress for NGINX), then the API's answer to its own write; it read them 3 times before."""
+    setup(cluster, kind)
+    await ticks(api, phase("Stable"), cluster, metrics)
+    cluster.patch(
+        kube.deployment_path(NS, "web"),
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
+    )
+    await reconciling.tick(api, NS, "web", NOW, metrics)  # the canary starts: its first weight is being set
+    collection = KINDS[kind].objects[0][0]
+    group_version = collection.removeprefix("/apis/").split("/namespaces/")[0]
+    reads: list[str] = []
+    tap = cluster.inject(
+        emulation.Fault(
+            "get",
+            f"{group_version}/{collection.rsplit('/', 1)[-1]}",
+            emulation.Call(lambda request: reads.append(request.name or "")),
+            count=None,
+        )
+    )
+    for _ in range(20):
+        reads.clear()
+        await reconciling.tick(api, NS, "web", NOW, metrics)
+        assert len(reads) <= objects, f"one tick read {reads}"
+        await asyncio.sleep(0.03)  # the Deployment controller makes pods ready meanwhile
+    cluster.remove_fault(tap)
+    assert (cluster.rollout(NS, "web") or {})["status"]["weight"] == 10, "the ticks did set the weight"

@@ -100,7 +100,7 @@ class IstioRouter(weighted.UserRouteRouter):
         rule = self.config.destination_rule
         if rule is None:
             return
-        found = await self.api.get(destination_rule_path(namespace, rule.name))
+        found = await self.reads.get(destination_rule_path(namespace, rule.name))
         if found is None:
             raise routing.RouterError(
                 models.Reason.DESTINATION_RULE_NOT_FOUND, f"DestinationRule {rule.name} not found"

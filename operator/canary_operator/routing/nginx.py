@@ -64,12 +64,13 @@ class NginxRouter:
 
     def __init__(self, api: kube.Client, config: models.NginxRouting, rollout: Mapping[str, Any], target: str) -> None:
         self.api = api
+        self.reads = weighted.Reads(api)
         self.config = config
         self.rollout = rollout
         self.target = target
 
     async def _user_ingress(self, namespace: str) -> dict[str, Any]:
-        ingress = await self.api.get(ingress_path(namespace, self.config.ingress))
+        ingress = await self.reads.get(ingress_path(namespace, self.config.ingress))
         if ingress is None:
             raise routing.RouterError(models.Reason.ROUTE_NOT_FOUND, f"Ingress {self.config.ingress} not found")
         annotations = (ingress.get("metadata") or {}).get("annotations") or {}
@@ -90,7 +91,7 @@ class NginxRouter:
 
     async def _canary_ingress(self, namespace: str) -> dict[str, Any] | None:
         name = canary_ingress_name(self.config.ingress)
-        found = await self.api.get(ingress_path(namespace, name))
+        found = await self.reads.get(ingress_path(namespace, name))
         if found is None:
             return None
         if not ownership.owned_by(found, self.rollout):
@@ -154,8 +155,9 @@ class NginxRouter:
         desired = self._desired(user, namespace, weight, route)
 
         async def write(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            path = ingress_path(namespace, canary_ingress_name(self.config.ingress))
             if current is None:
-                return await self.api.create(ingress_path(namespace), desired)
+                return self.reads.wrote(path, await self.api.create(ingress_path(namespace), desired))
             patch = {
                 "metadata": {
                     "resourceVersion": current["metadata"].get("resourceVersion"),
@@ -166,7 +168,7 @@ class NginxRouter:
                 },
                 "spec": desired["spec"],
             }
-            return await self.api.patch(ingress_path(namespace, canary_ingress_name(self.config.ingress)), patch)
+            return self.reads.wrote(path, await self.api.patch(path, patch))
 
         await weighted.shift(
             self.api,

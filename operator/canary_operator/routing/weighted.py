@@ -195,6 +195,25 @@ def cookie_regex(route: models.CookieRoute) -> str:
     return f"^(.*?;\\s*)?({re.escape(route.cookie_name or '')}={re.escape(route.value)})(;.*)?$"
 
 
+class Reads:
+    """A router's reads within its tick (a router is made for one tick): each object is read once, then as the API
+    answered our own write of it. A write is guarded by the resourceVersion read, so a change by someone else in
+    between fails it with 409 rather than being overwritten; the next tick reads afresh."""
+
+    def __init__(self, api: kube.Client) -> None:
+        self.api = api
+        self._seen: dict[str, dict[str, Any] | None] = {}
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        if path not in self._seen:
+            self._seen[path] = await self.api.get(path)
+        return self._seen[path]
+
+    def wrote(self, path: str, answer: dict[str, Any]) -> dict[str, Any]:
+        self._seen[path] = answer
+        return answer
+
+
 class UserRouteRouter(abc.ABC):
     """A router that changes one of the user's route objects in place (HTTPRoute, VirtualService).
 
@@ -207,6 +226,7 @@ class UserRouteRouter(abc.ABC):
 
     def __init__(self, api: kube.Client, rollout: Mapping[str, Any], target: str) -> None:
         self.api = api
+        self.reads = Reads(api)
         self.rollout_name = str(rollout["metadata"]["name"])
         self.target = target
 
@@ -230,7 +250,7 @@ class UserRouteRouter(abc.ABC):
         """The spec with the operator's changes undone (the live spec, not a stale copy, where it can)."""
 
     async def load(self, namespace: str) -> dict[str, Any]:
-        obj = await self.api.get(self.path(namespace))
+        obj = await self.reads.get(self.path(namespace))
         if obj is None:
             raise routing.RouterError(
                 models.Reason.ROUTE_NOT_FOUND, f"{self.kind} {self.path(namespace).rsplit('/', 1)[-1]} not found"
@@ -255,7 +275,8 @@ class UserRouteRouter(abc.ABC):
 
         async def write(obj: dict[str, Any]) -> dict[str, Any]:
             changes = self._differs(obj, weight, route)
-            return await self.api.patch(self.path(arms.namespace), change_patch(obj, self.rollout_name, changes))
+            path = self.path(arms.namespace)
+            return self.reads.wrote(path, await self.api.patch(path, change_patch(obj, self.rollout_name, changes)))
 
         await shift(
             self.api,
