@@ -242,7 +242,11 @@ class Bed:
         for service in workloads.services(self.rollout, self.spec):
             self.cluster.create(kube.service_path(NS), service)
         self.wait_ready("web-primary")
-        self.router = routing.for_rollout(self.spec, api, self.rollout)
+
+    @property
+    def router(self) -> routing.TrafficRouter:
+        """A router for one call, as the operator makes one for each tick (it keeps its reads for that tick)."""
+        return self.fresh_router()
 
     def fresh_router(self, api: kube.Client | None = None) -> routing.TrafficRouter:
         """The router as a restarted operator builds it: nothing kept in memory."""

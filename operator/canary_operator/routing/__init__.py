@@ -71,7 +71,10 @@ def route_in_force(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutS
 
 
 def for_rollout(spec: models.CanaryRolloutSpec, api: kube.Client, rollout: Mapping[str, Any]) -> TrafficRouter:
-    """The router the spec names, working for the CanaryRollout object ``rollout`` (its name marks what it changes)."""
+    """The router the spec names, working for the CanaryRollout object ``rollout`` (its name marks what it changes).
+
+    A router serves one tick: it reads each object it uses once and keeps it for that tick (make a new one for
+    the next, so that it reads the user's changes)."""
     routing = spec.traffic_routing
     target = spec.target_ref.name
     match routing.kind:
