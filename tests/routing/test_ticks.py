@@ -78,6 +78,18 @@ def phase(wanted: str) -> Callable[[dict[str, Any]], bool]:
     return lambda body: (body.get("status") or {}).get("phase") == wanted
 
 
+def new_revision(cluster: clusters.EmulatedCluster) -> None:
+    image = {"name": "app", "image": "example/web:2.0"}
+    cluster.patch(kube.deployment_path(NS, "web"), {"spec": {"template": {"spec": {"containers": [image]}}}})
+
+
+async def canary_at_10(api: kube.Client, cluster: clusters.EmulatedCluster, metrics: endpoints.Source) -> None:
+    """Taken over, then a new revision released until the route sends the canary its first 10%."""
+    await ticks(api, phase("Stable"), cluster, metrics)
+    new_revision(cluster)
+    await ticks(api, lambda body: (body.get("status") or {}).get("weight") == 10, cluster, metrics)
+
+
 async def test_a_missing_route_stalls_the_rollout_with_a_condition_and_one_event(
     cluster: clusters.EmulatedCluster, api: kube.Client, metrics: endpoints.Source
 ) -> None:
@@ -104,10 +116,7 @@ async def test_a_tick_killed_after_the_weight_write_converges(
     api = CrashingClient(kopf.ConnectionInfo(server=cluster.url))
     async with api:
         await ticks(api, phase("Stable"), cluster, metrics)
-        cluster.patch(
-            kube.deployment_path(NS, "web"),
-            {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
-        )
+        new_revision(cluster)
         await ticks(api, phase("Progressing"), cluster, metrics)
 
         # Tick until the router writes the route, the process dying right after that write: 10% is in the
@@ -142,12 +151,7 @@ async def test_a_route_reference_edited_to_a_missing_route_mid_canary_gives_the_
     # Git renames the route in the spec to one that does not exist, while the old route sends 10% to the canary.
     # The current spec cannot give that 10% back: the route it names is not there. The spec last acted with can.
     setup(cluster, kind)
-    await ticks(api, phase("Stable"), cluster, metrics)
-    cluster.patch(
-        kube.deployment_path(NS, "web"),
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
-    )
-    await ticks(api, lambda body: (body.get("status") or {}).get("weight") == 10, cluster, metrics)
+    await canary_at_10(api, cluster, metrics)
     field = "httpRoute" if kind == "gatewayAPI" else "virtualService"
     cluster.patch(f"{ROLLOUTS}/web", {"spec": {"trafficRouting": {kind: {field: "web-v2"}}}})
     user_route = KINDS[kind].route_path
@@ -193,12 +197,7 @@ async def test_a_rollout_deleted_mid_canary_after_git_broke_its_spec_gives_the_u
     setup(cluster, kind)
     user_route = KINDS[kind].route_path
     as_written = (cluster.get(user_route) or {})["spec"]
-    await ticks(api, phase("Stable"), cluster, metrics)
-    cluster.patch(
-        kube.deployment_path(NS, "web"),
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
-    )
-    await ticks(api, lambda body: (body.get("status") or {}).get("weight") == 10, cluster, metrics)
+    await canary_at_10(api, cluster, metrics)
     if edit == "invalid":
         cluster.patch(f"{ROLLOUTS}/web", {"spec": {"analysis": {"interval": "0s"}}})  # the schema admits it
     else:
@@ -223,12 +222,7 @@ async def test_the_split_moved_by_git_mid_canary_gives_the_old_route_back_as_wri
     as_written = (cluster.get(old_route) or {})["spec"]
     collection, manifest = KINDS[kind].objects[0]
     cluster.create(collection, {**manifest, "metadata": {**manifest["metadata"], "name": "web-v2"}})
-    await ticks(api, phase("Stable"), cluster, metrics)
-    cluster.patch(
-        kube.deployment_path(NS, "web"),
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
-    )
-    await ticks(api, lambda body: (body.get("status") or {}).get("weight") == 10, cluster, metrics)
+    await canary_at_10(api, cluster, metrics)
     primary, canary = ARM_NAMES[kind]
     assert KINDS[kind].split(cluster.get(old_route)).get(canary) == 10
     field = "httpRoute" if kind == "gatewayAPI" else "virtualService"
@@ -257,10 +251,7 @@ async def test_a_busy_tick_reads_each_route_object_once(
     and the canary Ingress for NGINX), then the API's answer to its own write; it read them 3 times before."""
     setup(cluster, kind)
     await ticks(api, phase("Stable"), cluster, metrics)
-    cluster.patch(
-        kube.deployment_path(NS, "web"),
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
-    )
+    new_revision(cluster)
     await reconciling.tick(api, NS, "web", NOW, metrics)  # the canary starts: its first weight is being set
     collection = KINDS[kind].objects[0][0]
     group_version = collection.removeprefix("/apis/").split("/namespaces/")[0]
