@@ -198,14 +198,19 @@ async def test_the_operator_notifies_when_it_first_posts_an_event_and_never_agai
     assert [e["reason"] for e in cluster.events("shop")].count("RolledBack") == 1
 
 
-@pytest.mark.parametrize(("abort", "told"), [(True, "rolled-back"), (False, "held")])
-def test_a_progress_deadline_is_told_as_the_rollback_or_the_hold_it_caused(abort: bool, told: str) -> None:
+def releasing(**spec: Any) -> World:
+    """A rollout taken over with ``spec`` over the example's, and revision 2.0 appearing."""
     raw = helpers.example_spec(interval="10s").model_dump(by_alias=True, exclude_none=True)
-    raw.update(progressDeadline="1m", progressDeadlineAbort=abort)
-    world = World(spec=models.parse_spec(raw), template=V1)
+    world = World(spec=models.parse_spec({**raw, **spec}), template=V1)
     world.tick()
     world.tick()
     world.template = V2
+    return world
+
+
+@pytest.mark.parametrize(("abort", "told"), [(True, "rolled-back"), (False, "held")])
+def test_a_progress_deadline_is_told_as_the_rollback_or_the_hold_it_caused(abort: bool, told: str) -> None:
+    world = releasing(progressDeadline="1m", progressDeadlineAbort=abort)
     found: list[notifications.Notice] = []
     for _ in range(70):
         if world.canary is not None:  # pods that never become ready
@@ -219,14 +224,8 @@ def test_a_progress_deadline_is_told_as_the_rollback_or_the_hold_it_caused(abort
 
 @pytest.mark.parametrize(("on_failure", "told"), [("fail", "rolled-back"), ("wait", None)])
 def test_a_refused_confirm_promotion_is_told_as_the_rollback_it_caused(on_failure: str, told: str | None) -> None:
-    raw = helpers.example_spec(interval="10s").model_dump(by_alias=True, exclude_none=True)
-    raw["webhooks"] = [
-        {"name": "change-board", "type": "confirm-promotion", "url": "http://hooks.shop/", "onFailure": on_failure}
-    ]
-    world = World(spec=models.parse_spec(raw), template=V1)
-    world.tick()
-    world.tick()
-    world.template = V2
+    hook = {"name": "change-board", "type": "confirm-promotion", "url": "http://hooks.shop/", "onFailure": on_failure}
+    world = releasing(webhooks=[hook])
     found: list[notifications.Notice] = []
     for _ in range(200):
         asked = rollouts.needs(world.spec, world.status, world.revision(world.template), world.now)
