@@ -258,11 +258,12 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def measure(n: int, *, interval: int, idle_seconds: float, busy_seconds: float) -> Result:
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="bench-scale-"))
     with (
+        tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch,
         clusters.EmulatedCluster(request_log_limit=1, history_limit=3, ready_delay=0.5) as cluster,
         prometheus.PrometheusServer(scrape_targets=[]) as prom,
     ):
+        workdir = pathlib.Path(scratch)
         cluster.create_namespace(NAMESPACE)
         env = {
             **os.environ,
