@@ -20,6 +20,7 @@ from typing import Any
 from canary_operator import models, names, workloads
 
 CLAIM_ANNOTATION = f"{models.GROUP}/claimed-by"
+HANDED_OVER_ANNOTATION = f"{models.GROUP}/handed-over"  # on the apex Service given to the user on deletion
 
 OBJECT_CONFLICT = models.Reason.OBJECT_CONFLICT
 TARGET_CLAIMED = models.Reason.TARGET_CLAIMED
@@ -141,7 +142,11 @@ def conflicts(
             "Deployment",
             ((names.primary(target_name), primary), (names.canary(target_name), canary)),
         ),
-        *created_conflicts(rollout, "Service", sorted(services.items())),
+        *created_conflicts(
+            rollout,
+            "Service",
+            sorted((name, None if adoptable(found, target_name) else found) for name, found in services.items()),
+        ),
     ]
 
 
@@ -155,6 +160,44 @@ def claim_patch(rollout: Doc, target: Doc) -> dict[str, Any] | None:
             "annotations": {CLAIM_ANNOTATION: uid_of(rollout)},
         }
     }
+
+
+def handover_patch(rollout: Doc, service: Doc | None, target: Doc | None) -> dict[str, Any] | None:
+    """The merge patch that gives the apex Service (named after the target) to the user on deletion, selecting
+    the target's pods: a route, a mesh host or a client that names it keeps working once the arms are gone. None
+    when it is not this rollout's, or the target is gone, or its selector cannot be a Service's (matchExpressions).
+
+    The owner reference goes (or the garbage collector would delete it with the rollout), and the operator's
+    labels; the annotation ``canary.dev/handed-over`` lets a CanaryRollout created again for the same target take
+    it back (``adoptable``), where a Service of anyone else's is an ObjectConflict.
+    """
+    if service is None or target is None or not owned_by(service, rollout):
+        return None
+    selector = (target.get("spec") or {}).get("selector") or {}
+    wanted = selector.get("matchLabels") or {}
+    if not wanted or selector.get("matchExpressions"):
+        return None
+    meta = service.get("metadata") or {}
+    ours = {workloads.ROLLOUT_LABEL, workloads.ARM_LABEL, *workloads.MANAGED_BY}
+    return {
+        "metadata": {
+            "resourceVersion": meta.get("resourceVersion"),
+            "ownerReferences": None,
+            "labels": {key: None for key in meta.get("labels") or {} if key in ours},
+            "annotations": {HANDED_OVER_ANNOTATION: target["metadata"]["name"]},
+        },
+        "spec": {
+            # A merge patch merges maps: the operator's keys are removed one by one.
+            "selector": {**{key: None for key in (service.get("spec") or {}).get("selector") or {}}, **wanted}
+        },
+    }
+
+
+def adoptable(obj: Doc | None, target_name: str) -> bool:
+    """A Service a deleted CanaryRollout handed over for this target, owned by nobody since: taken back."""
+    if obj is None or (obj.get("metadata") or {}).get("ownerReferences"):
+        return False
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(HANDED_OVER_ANNOTATION) == target_name
 
 
 def release_patch(rollout: Doc, target: Doc) -> dict[str, Any] | None:

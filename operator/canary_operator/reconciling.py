@@ -737,6 +737,27 @@ async def _ensure_services(api: kube.Client, rollout: Mapping[str, Any], spec: m
         existing = await api.get(kube.service_path(namespace, name))
         if existing is None:
             await api.create(kube.service_path(namespace), desired)
+        elif ownership.adoptable(existing, spec.target_ref.name):
+            # Handed over by a CanaryRollout deleted before this one: taken back, guarded by its resourceVersion.
+            meta = desired["metadata"]
+            await api.patch(
+                kube.service_path(namespace, name),
+                {
+                    "metadata": {
+                        "resourceVersion": existing["metadata"].get("resourceVersion"),
+                        "ownerReferences": meta["ownerReferences"],
+                        "labels": meta["labels"],
+                        "annotations": {ownership.HANDED_OVER_ANNOTATION: None},
+                    },
+                    "spec": {
+                        "selector": {
+                            **{k: None for k in existing["spec"].get("selector") or {}},
+                            **desired["spec"]["selector"],
+                        },
+                        "ports": desired["spec"]["ports"],
+                    },
+                },
+            )
         elif ownership.owned_by(existing, rollout) and (
             existing["spec"].get("selector") != desired["spec"]["selector"]
             or existing["spec"].get("ports") != desired["spec"]["ports"]
@@ -788,10 +809,11 @@ async def _apply(
 
 
 async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
-    """Give the user's Deployment back as it was, then remove everything the operator created.
+    """Give the user's Deployment back as it was, then remove everything the operator created but the apex Service.
 
     The target is scaled back first and must be ready before the primary goes, so that deleting a
-    CanaryRollout never leaves the service without pods. ``NotYet`` while waiting for it.
+    CanaryRollout never leaves the service without pods. ``NotYet`` while waiting for it. The apex Service
+    (named after the target, the name routes and clients use) is handed to the user, selecting the target's pods.
     """
     namespace = body["metadata"]["namespace"]
     status = models.parse_status(body.get("status"))
@@ -810,6 +832,9 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
         workload = workloads.workload_of(target_doc)
         if restore > 0 and workload is not None and not workload.rolled_out:
             raise NotYet(f"waiting for {target} to be ready before removing the primary")
+    apex = kube.service_path(namespace, names.apex(target))
+    if (handover := ownership.handover_patch(body, await api.get(apex), target_doc)) is not None:
+        await api.patch(apex, handover)  # before the route is given back: the route names it
     await _finalize_router(api, body)
     removed = []
     for path in (
@@ -817,13 +842,13 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
         kube.deployment_path(namespace, names.primary(target)),
         kube.service_path(namespace, names.canary(target)),
         kube.service_path(namespace, names.primary(target)),
-        kube.service_path(namespace, names.apex(target)),
+        apex,  # when it could not be handed over (no target, or a selector a Service cannot hold)
     ):
         if ownership.owned_by(await api.get(path), body) and await api.delete(path):
             removed.append(path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1])
     if target_doc is not None and (release := ownership.release_patch(body, target_doc)) is not None:
         await api.patch(kube.deployment_path(namespace, target), release)
-    logs.get().info("finalized", restored_replicas=restore, removed=removed)
+    logs.get().info("finalized", restored_replicas=restore, removed=removed, handed_over=handover is not None)
 
 
 async def _route_moved(api: kube.Client, body: Body, applied: models.CanaryRolloutSpec) -> None:

@@ -270,14 +270,56 @@ async def test_deletion_restores_the_target_before_it_removes_the_primary(world:
     assert whats(world.writes[-1:]) == ["patch deployments/web"]
     removed = await world.finalize()
     assert whats(removed) == [
+        "patch services/web",  # handed over, before anything it selects goes
         "delete deployments/web-canary",
         "delete deployments/web-primary",
         "delete services/web-canary",
         "delete services/web-primary",
-        "delete services/web",
         "patch deployments/web",  # the claim given up
     ]
     assert world.get("deployments", "web")["spec"]["replicas"] == 4
+    apex = world.get("services", "web")
+    assert apex["spec"]["selector"] == {"app": "web"}, "the Service web now selects web's own pods"
+    assert not apex["metadata"].get("ownerReferences"), "the garbage collector leaves it"
+    assert not any(key.startswith("canary.dev/") for key in apex["metadata"].get("labels") or {})
+    assert apex["metadata"]["annotations"] == {"canary.dev/handed-over": "web"}
+
+
+async def test_a_rollout_created_again_takes_back_the_service_handed_over_and_nothing_else(world: World) -> None:
+    world.create_target(replicas=4)
+    world.create_rollout()
+    await world.until_stable()
+    with pytest.raises(reconciling.NotYet):
+        await world.finalize()
+    await world.finalize()
+    world.cluster.delete(world.path("canaryrollouts", "web"))
+    world.settle()
+    assert world.get("services", "web")["metadata"]["annotations"] == {"canary.dev/handed-over": "web"}
+
+    world.create_rollout()  # a new uid: the old one's objects are not its own, but the handed-over Service is
+    await world.until_stable()
+    apex = world.get("services", "web")
+    uid = world.get("canaryrollouts", "web")["metadata"]["uid"]
+    assert [ref["uid"] for ref in apex["metadata"]["ownerReferences"]] == [uid]
+    assert apex["spec"]["selector"] == {"canary.dev/rollout": "web"}, "both arms, as the replicas router wants"
+    assert "canary.dev/handed-over" not in (apex["metadata"].get("annotations") or {})
+    assert ("Warning", "ObjectConflict") not in world.posted()
+
+
+async def test_a_service_handed_over_for_another_target_is_not_taken(world: World) -> None:
+    world.create_target()
+    world.cluster.create(
+        world.path("services"),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "annotations": {"canary.dev/handed-over": "api"}},
+            "spec": {"ports": [{"port": 80}]},
+        },
+    )
+    world.create_rollout()
+    writes = await world.tick()
+    assert whats(writes) == [RECORD, "event ObjectConflict", RECORD]
 
 
 async def tick_as_the_daemon_does(world: World) -> None:

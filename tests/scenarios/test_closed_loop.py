@@ -196,8 +196,11 @@ def test_deleting_the_rollout_mid_rollout_restores_web_and_removes_what_the_oper
     assert web["status"]["readyReplicas"] == 4
     for name in ("web-primary", "web-canary"):
         assert stage.deployment(name) is None, f"Deployment {name}"
-    for name in ("web", "web-primary", "web-canary"):
+    for name in ("web-primary", "web-canary"):
         assert stage.service(name) is None, f"Service {name}"
+    apex = stage.service("web")  # what routes and clients name: handed over, selecting web's own pods
+    assert apex is not None and not apex["metadata"].get("ownerReferences")
+    assert apex["spec"]["selector"] == web["spec"]["selector"]["matchLabels"]
 
 
 def test_invalid_specs_are_rejected_with_a_specific_message_and_touch_nothing() -> None:

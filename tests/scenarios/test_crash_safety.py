@@ -475,6 +475,8 @@ def takeover(stage: stages.Stage, kill: tuple[Boundary, str] | None) -> Release:
     assert stage.cluster is not None and stage.prometheus is not None
     stage.delete_rollout()
     stage.wait_for("the CanaryRollout to be gone", lambda: stage.rollout() is None, timeout=60)
+    # The deletion hands the Service web over to the user; removed, the takeover is a first install's.
+    assert stage.kubectl("delete", "service", "web", "-n", "shop").returncode == 0
     stable_image = image_of(stage.deployment("web"))
     marker = max((int(e["metadata"]["resourceVersion"]) for e in stage.events()), default=0)
     fault = None
