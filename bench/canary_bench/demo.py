@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 from canary_bench import stage as stages
+from canary_operator import models
+from canary_operator.rollouts import plan as plans
 
 
 def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
@@ -28,6 +30,14 @@ def _arm_line(check: dict[str, Any], arm: str, window_seconds: float) -> str:
     requests = errors.get(f"{arm}Requests")
     rate = None if requests is None else requests / window_seconds
     return f"{arm:7} {_fmt(rate, ' req/s')} {_fmt(errors.get(arm), '% 5xx', 2)} p99 {_fmt(latency.get(arm), 'ms', 0)}"
+
+
+def _verdict(check: dict[str, Any]) -> str:
+    """The check's verdict, its cause, and whether the default pass rule (no-harm) lets the step advance on it."""
+    text = str(check["verdict"]) + (f" ({check['cause']})" if check.get("cause") else "")
+    if check["verdict"] == "Inconclusive" and check.get("cleared"):
+        text += ": not proven yet, but no harm shown, so the step may advance (passRule no-harm)"
+    return text
 
 
 class Narrator:
@@ -53,7 +63,7 @@ class Narrator:
         if check and check.get("at") != self.last_check_at:
             self.last_check_at = check.get("at")
             window = float(self.stage.plan.interval.rstrip("s"))
-            self.say(f"{line}  check: {check['verdict']}")
+            self.say(f"{line}  check: {_verdict(check)}")
             self.say(f"    {_arm_line(check, 'canary', window)}")
             self.say(f"    {_arm_line(check, 'primary', window)}")
             self.last_line = line
@@ -104,9 +114,10 @@ def run(rate: float, keep: bool = False) -> int:
         narrator = Narrator(stage)
         assert stage.prometheus is not None and stage.cluster is not None
         narrator.say(f"cluster at {stage.cluster.url}, Prometheus at {stage.prometheus.url}, {rate:g} req/s to web")
+        steps = [models.Step.model_validate(step) for step in stage.plan.steps]
         narrator.say(
-            f"plan: {stage.plan.steps}, check every {stage.plan.interval}, failureThreshold "
-            f"{stage.plan.failure_threshold}, error-rate <= {stage.plan.max_error_rate}%, "
+            f"plan: {plans.summary(steps)}, check every {stage.plan.interval}, failureThreshold "
+            f"{stage.plan.failure_threshold}, error-rate <= {stage.plan.max_error_rate:g}%, "
             f"p99 <= {stage.plan.max_latency_ms:g}ms"
         )
         narrator.follow_until({"Stable"}, 30)
