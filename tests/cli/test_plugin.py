@@ -166,6 +166,43 @@ def test_history_and_explain_after_a_rollback_give_the_numbers_and_the_promql(
     assert "kubectl canary retry web runs it again" in text
 
 
+def test_explain_a_rollback_by_the_counts_since_the_start_gives_those_counts(
+    cluster: clusters.EmulatedCluster, kubectl: Kubectl
+) -> None:
+    # At low traffic the continuous test, not a failed check, usually rolls a bad canary back (make demo's does).
+    world = released_world()
+    run_until(world, Verdict.INCONCLUSIVE, lambda s: s.weight_settled_at is not None)
+    found = models.Evidence(
+        metric="error-rate",
+        window="6s since the canary started",
+        canary_bad=16,
+        canary_requests=509,
+        primary_bad=0,
+        primary_requests=2036,
+        p_value=0.003,
+        verdict=Verdict.FAIL,
+    )
+    reason = "error-rate 3.14% > max 1% (16/509 over 6s since the canary started, always-valid p=0.003)"
+    world.tick(
+        evidence=models.EvidenceRecord(at=world.now.isoformat(), verdict=Verdict.FAIL, reason=reason, metrics=[found])
+    )
+    assert world.status.phase is models.Phase.ROLLED_BACK
+    store(cluster, world.status)
+
+    text = kubectl("canary", "explain", "web", "-n", "shop").stdout
+
+    assert f"Why: {reason}" in text
+    assert "checks failed" not in text
+    assert "No check failed: the always-valid test of the counts since the canary started failed at 2026-11-01" in text
+    assert (
+        "  error-rate: canary 16 bad of 509 requests, primary 0 of 2036, over 6s since the canary started;"
+        " always-valid p = 0.003." in text
+    )
+    assert "kubectl canary retry web runs it again" in text
+    listed = kubectl("get", "canaryrollouts", "-n", "shop").stdout
+    assert "Fail (error-rate, since the start)" in listed
+
+
 def test_explain_a_held_rollout_says_why_and_how_to_release_it(
     cluster: clusters.EmulatedCluster, kubectl: Kubectl
 ) -> None:

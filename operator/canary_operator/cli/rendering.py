@@ -404,6 +404,33 @@ def _checks_of(status: models.CanaryRolloutStatus, release: str | None) -> list[
     return checks
 
 
+def _evidence_story(status: models.CanaryRolloutStatus) -> list[str]:
+    """A rollback no check failed: the continuous test of the counts since the canary started decided it.
+
+    Its record (``status.evidence``) is the rolled-back canary's while the rollout is RolledBack: a new canary
+    starts it afresh.
+    """
+    evidence = status.evidence
+    if status.phase is not Phase.ROLLED_BACK or evidence is None or evidence.verdict is not Verdict.FAIL:
+        return []
+    lines = [
+        f"No check failed: the always-valid test of the counts since the canary started failed at {clock(evidence.at)}"
+        " (the continuous analysis between checks; it needs no failureThreshold):"
+    ]
+    for e in evidence.metrics:
+        if e.verdict is Verdict.FAIL:
+            primary = (
+                f", primary {count(e.primary_bad)} of {count(e.primary_requests)}"
+                if e.primary_requests is not None
+                else ""
+            )
+            lines.append(
+                f"  {e.metric}: canary {count(e.canary_bad)} bad of {count(e.canary_requests)} requests{primary},"
+                f" over {e.window}; always-valid p = {e.p_value}."
+            )
+    return lines
+
+
 def explain(body: Mapping[str, Any]) -> list[str]:
     """``kubectl canary explain``: why the last release ended (or is held) the way it did, with its numbers."""
     view = View(body)
@@ -466,6 +493,8 @@ def explain(body: Mapping[str, Any]) -> list[str]:
             for m in last.metrics:
                 if m.verdict is Verdict.FAIL:
                     lines += _metric_story(view, m, last)
+        else:
+            lines += _evidence_story(status)
         if status.rejected_revision == release.revision:
             lines.append(
                 f"Revision {release.revision} is not released again until the Deployment's template changes;"
