@@ -145,6 +145,8 @@ def run(rate: float, keep: bool = False) -> int:
         print(f"operator log (JSON lines, one story per release id): {stage.operator_log}")
         if keep:
             keep_up(stage)
+        else:
+            print("make demo KEEP=1 keeps all of it running, for kubectl and kubectl canary (get, history, explain)")
         return 1 if failures else 0
 
 
