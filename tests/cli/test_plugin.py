@@ -108,7 +108,7 @@ def test_get_shows_a_canary_midway_with_step_n_of_n_images_and_the_last_check(
     assert "Stable:      rev-1.0   example/web:1.0,example/sidecar:1.0" in lines
     assert "Canary:      rev-2.0   example/web:2.0,example/sidecar:1.0" in lines
     waiting = next(line for line in lines if line.startswith("Waiting for:"))
-    assert "a passing check" in waiting and "then step 3/4 (setWeight 50%)" in waiting
+    assert "a check that shows no harm" in waiting and "then step 3/4 (setWeight 50%)" in waiting
     header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["METRIC", "VERDICT"])
     assert lines[header + 1].split() == ["error-rate", "Pass", "0.21%", "0.10%", "<=", "1%", "312/2809"]
     assert lines[header + 2].split() == ["latency-p99", "Pass", "120ms", "118ms", "<=", "500ms", "312/2809"]
@@ -201,6 +201,27 @@ def test_explain_a_rollback_by_the_counts_since_the_start_gives_those_counts(
     assert "kubectl canary retry web runs it again" in text
     listed = kubectl("get", "canaryrollouts", "-n", "shop").stdout
     assert "Fail (error-rate, since the start)" in listed
+
+
+def test_explain_a_promotion_on_checks_that_showed_no_harm_gives_the_last_of_them(
+    cluster: clusters.EmulatedCluster, kubectl: Kubectl
+) -> None:
+    # The default pass rule (no-harm) promotes a low-traffic canary without a single passing check.
+    world = released_world()
+    for _ in range(400):
+        due = rollouts.needs(world.spec, world.status, world.revision(world.template), world.now).check
+        cleared = check(Verdict.INCONCLUSIVE, world.now, world.status.weight).model_copy(update={"cleared": True})
+        world.tick(cleared if due else None)
+        if world.status.phase is models.Phase.SUCCEEDED:
+            break
+    assert world.status.phase is models.Phase.SUCCEEDED
+    store(cluster, world.status)
+
+    text = kubectl("canary", "explain", "web", "-n", "shop").stdout
+
+    assert text.startswith("Revision rev-2.0 was promoted at 2026-11-01"), text
+    assert "The last check (no harm shown, not proven), at weight 50%" in text, text
+    assert "  error-rate: Inconclusive. Canary 0.21% over 312 requests" in text, text
 
 
 def test_explain_a_held_rollout_says_why_and_how_to_release_it(

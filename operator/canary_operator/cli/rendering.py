@@ -208,7 +208,9 @@ def waiting_for(view: View, now: datetime.datetime) -> str:
         if index + 1 < len(spec.steps)
         else "promotion"
     )
-    return f"{until}a passing check, next {when}; then {following}"
+    # Under the default pass rule a check short of proof advances the step when it shows no harm: say so.
+    wanted = "a passing check" if spec.analysis.pass_rule == "proven" else "a check that shows no harm"
+    return f"{until}{wanted}, next {when}; then {following}"
 
 
 # ---------------------------------------------------------------- get
@@ -506,10 +508,12 @@ def explain(body: Mapping[str, Any]) -> list[str]:
             f"Revision {release.revision} was promoted at {clock(release.finished_at)}, {took} after it started:"
             f" {release.reason}."
         ]
-        checks = [c for c in _checks_of(status, release.release_id) if c.verdict is Verdict.PASS]
+        # Under passRule no-harm the last step may have advanced on a check that showed no harm, not a pass.
+        checks = [c for c in _checks_of(status, release.release_id) if c.verdict is Verdict.PASS or c.cleared]
         if checks:
             last = checks[-1]
-            lines.append(f"The last passing check, at weight {last.weight}%, {clock(last.at)}:")
+            which = "passing check" if last.verdict is Verdict.PASS else "check (no harm shown, not proven)"
+            lines.append(f"The last {which}, at weight {last.weight}%, {clock(last.at)}:")
             for m in last.metrics:
                 lines += _metric_story(view, m, last)
         return lines
