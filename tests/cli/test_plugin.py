@@ -222,6 +222,8 @@ def test_explain_a_promotion_on_checks_that_showed_no_harm_gives_the_last_of_the
     assert text.startswith("Revision rev-2.0 was promoted at 2026-11-01"), text
     assert "The last check (no harm shown, not proven), at weight 50%" in text, text
     assert "  error-rate: Inconclusive. Canary 0.21% over 312 requests" in text, text
+    shown = kubectl("canary", "get", "web", "-n", "shop").stdout
+    assert "Last check:  Inconclusive (no harm shown: the step may advance) at 2026-11-01" in shown, shown
 
 
 def test_explain_a_held_rollout_says_why_and_how_to_release_it(

@@ -268,7 +268,9 @@ def get(
     if check is not None:
         lines += [
             "",
-            f"Last check:  {check.verdict.value} at {clock(check.at)} ({age(check.at, now)} ago)"
+            f"Last check:  {check.verdict.value}"
+            + (" (no harm shown: the step may advance)" if check.cleared and check.verdict is not Verdict.PASS else "")
+            + f" at {clock(check.at)} ({age(check.at, now)} ago)"
             + (f", window {check.window}" if check.window else "")
             + f", weight {check.weight}%",
         ]
