@@ -602,7 +602,9 @@ def _advanced_on(last: models.CheckRecord | None) -> str:
         return ""
     if last.verdict is Verdict.PASS:
         return last.reason
-    return f"no harm shown (passRule no-harm), not proven within the limits yet: {last.reason}"
+    # Every metric, as a passing check's reason has them: an inconclusive check's own reason names the first only.
+    reasons = "; ".join(m.reason for m in last.metrics) or last.reason
+    return f"no harm shown (passRule no-harm), not proven within the limits yet: {reasons}"
 
 
 def _waiting(tick: drafting.Tick, request: observations.Request | None) -> observations.Request | None:
