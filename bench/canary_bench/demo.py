@@ -98,7 +98,9 @@ def keep_up(stage: stages.Stage) -> None:
     print(f"  export KUBECONFIG={stage.cluster.kubeconfig}")
     print(f"  export PATH={bin_dir}:$PATH   # kubectl, and kubectl-canary for the plugin")
     print("  kubectl canary get web -n shop --watch")
-    print("  kubectl -n shop set image deployment/web web=example/web:3.0")
+    print("  kubectl -n shop set image deployment/web web=example/web:3.0        # any other image is healthy")
+    print("  kubectl -n shop set image deployment/web web=example/web:2.0-slow   # p99 about 800ms: rolled back")
+    print("  kubectl canary history web -n shop; kubectl canary explain web -n shop")
     print(flush=True)
     try:
         while stage.operator_running:
