@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 from canary_bench import stage as stages
+from canary_operator import models
+from canary_operator.rollouts import plan as plans
 
 
 def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
@@ -28,6 +30,14 @@ def _arm_line(check: dict[str, Any], arm: str, window_seconds: float) -> str:
     requests = errors.get(f"{arm}Requests")
     rate = None if requests is None else requests / window_seconds
     return f"{arm:7} {_fmt(rate, ' req/s')} {_fmt(errors.get(arm), '% 5xx', 2)} p99 {_fmt(latency.get(arm), 'ms', 0)}"
+
+
+def _verdict(check: dict[str, Any]) -> str:
+    """The check's verdict, its cause, and whether the default pass rule (no-harm) lets the step advance on it."""
+    text = str(check["verdict"]) + (f" ({check['cause']})" if check.get("cause") else "")
+    if check["verdict"] == "Inconclusive" and check.get("cleared"):
+        text += ": not proven yet, but no harm shown, so the step may advance (passRule no-harm)"
+    return text
 
 
 class Narrator:
@@ -53,7 +63,7 @@ class Narrator:
         if check and check.get("at") != self.last_check_at:
             self.last_check_at = check.get("at")
             window = float(self.stage.plan.interval.rstrip("s"))
-            self.say(f"{line}  check: {check['verdict']}")
+            self.say(f"{line}  check: {_verdict(check)}")
             self.say(f"    {_arm_line(check, 'canary', window)}")
             self.say(f"    {_arm_line(check, 'primary', window)}")
             self.last_line = line
@@ -88,7 +98,9 @@ def keep_up(stage: stages.Stage) -> None:
     print(f"  export KUBECONFIG={stage.cluster.kubeconfig}")
     print(f"  export PATH={bin_dir}:$PATH   # kubectl, and kubectl-canary for the plugin")
     print("  kubectl canary get web -n shop --watch")
-    print("  kubectl -n shop set image deployment/web web=example/web:3.0")
+    print("  kubectl -n shop set image deployment/web web=example/web:3.0        # any other image is healthy")
+    print("  kubectl -n shop set image deployment/web web=example/web:2.0-slow   # p99 about 800ms: rolled back")
+    print("  kubectl canary history web -n shop; kubectl canary explain web -n shop")
     print(flush=True)
     try:
         while stage.operator_running:
@@ -104,9 +116,10 @@ def run(rate: float, keep: bool = False) -> int:
         narrator = Narrator(stage)
         assert stage.prometheus is not None and stage.cluster is not None
         narrator.say(f"cluster at {stage.cluster.url}, Prometheus at {stage.prometheus.url}, {rate:g} req/s to web")
+        steps = [models.Step.model_validate(step) for step in stage.plan.steps]
         narrator.say(
-            f"plan: {stage.plan.steps}, check every {stage.plan.interval}, failureThreshold "
-            f"{stage.plan.failure_threshold}, error-rate <= {stage.plan.max_error_rate}%, "
+            f"plan: {plans.summary(steps)}, check every {stage.plan.interval}, failureThreshold "
+            f"{stage.plan.failure_threshold}, error-rate <= {stage.plan.max_error_rate:g}%, "
             f"p99 <= {stage.plan.max_latency_ms:g}ms"
         )
         narrator.follow_until({"Stable"}, 30)
@@ -134,6 +147,8 @@ def run(rate: float, keep: bool = False) -> int:
         print(f"operator log (JSON lines, one story per release id): {stage.operator_log}")
         if keep:
             keep_up(stage)
+        else:
+            print("make demo KEEP=1 keeps all of it running, for kubectl and kubectl canary (get, history, explain)")
         return 1 if failures else 0
 
 

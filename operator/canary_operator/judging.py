@@ -382,7 +382,8 @@ def _limited(
     verdict, reason, cause = ranked[0]
     if verdict is models.Verdict.INCONCLUSIVE and cause == INSUFFICIENT_TRAFFIC and len(outcomes) > 1:
         # What is missing, exactly: for this window's check, and for the evidence since the start.
-        reason = "; ".join(o[1] for o in outcomes if o[2] == INSUFFICIENT_TRAFFIC)
+        # At the first check "since the start" is the window itself: one reason, not the same one twice.
+        reason = "; ".join(dict.fromkeys(o[1] for o in outcomes if o[2] == INSUFFICIENT_TRAFFIC))
     return _Limited(_Part(verdict, reason + note, cause), evidence, detectable, min(p_values, default=None))
 
 

@@ -108,7 +108,7 @@ def test_get_shows_a_canary_midway_with_step_n_of_n_images_and_the_last_check(
     assert "Stable:      rev-1.0   example/web:1.0,example/sidecar:1.0" in lines
     assert "Canary:      rev-2.0   example/web:2.0,example/sidecar:1.0" in lines
     waiting = next(line for line in lines if line.startswith("Waiting for:"))
-    assert "a passing check" in waiting and "then step 3/4 (setWeight 50%)" in waiting
+    assert "a check that shows no harm" in waiting and "then step 3/4 (setWeight 50%)" in waiting
     header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["METRIC", "VERDICT"])
     assert lines[header + 1].split() == ["error-rate", "Pass", "0.21%", "0.10%", "<=", "1%", "312/2809"]
     assert lines[header + 2].split() == ["latency-p99", "Pass", "120ms", "118ms", "<=", "500ms", "312/2809"]
@@ -164,6 +164,66 @@ def test_history_and_explain_after_a_rollback_give_the_numbers_and_the_promql(
     assert "latency-p99: " not in text, "only the metrics that failed explain a rollback"
     assert f"      {ERRORS_QUERY}\n" in text
     assert "kubectl canary retry web runs it again" in text
+
+
+def test_explain_a_rollback_by_the_counts_since_the_start_gives_those_counts(
+    cluster: clusters.EmulatedCluster, kubectl: Kubectl
+) -> None:
+    # At low traffic the continuous test, not a failed check, usually rolls a bad canary back (make demo's does).
+    world = released_world()
+    run_until(world, Verdict.INCONCLUSIVE, lambda s: s.weight_settled_at is not None)
+    found = models.Evidence(
+        metric="error-rate",
+        window="6s since the canary started",
+        canary_bad=16,
+        canary_requests=509,
+        primary_bad=0,
+        primary_requests=2036,
+        p_value=0.003,
+        verdict=Verdict.FAIL,
+    )
+    reason = "error-rate 3.14% > max 1% (16/509 over 6s since the canary started, always-valid p=0.003)"
+    world.tick(
+        evidence=models.EvidenceRecord(at=world.now.isoformat(), verdict=Verdict.FAIL, reason=reason, metrics=[found])
+    )
+    assert world.status.phase is models.Phase.ROLLED_BACK
+    store(cluster, world.status)
+
+    text = kubectl("canary", "explain", "web", "-n", "shop").stdout
+
+    assert f"Why: {reason}" in text
+    assert "checks failed" not in text
+    assert "No check failed: the always-valid test of the counts since the canary started failed at 2026-11-01" in text
+    assert (
+        "  error-rate: canary 16 bad of 509 requests, primary 0 of 2036, over 6s since the canary started;"
+        " always-valid p = 0.003." in text
+    )
+    assert "kubectl canary retry web runs it again" in text
+    listed = kubectl("get", "canaryrollouts", "-n", "shop").stdout
+    assert "Fail (error-rate, since the start)" in listed
+
+
+def test_explain_a_promotion_on_checks_that_showed_no_harm_gives_the_last_of_them(
+    cluster: clusters.EmulatedCluster, kubectl: Kubectl
+) -> None:
+    # The default pass rule (no-harm) promotes a low-traffic canary without a single passing check.
+    world = released_world()
+    for _ in range(400):
+        due = rollouts.needs(world.spec, world.status, world.revision(world.template), world.now).check
+        cleared = check(Verdict.INCONCLUSIVE, world.now, world.status.weight).model_copy(update={"cleared": True})
+        world.tick(cleared if due else None)
+        if world.status.phase is models.Phase.SUCCEEDED:
+            break
+    assert world.status.phase is models.Phase.SUCCEEDED
+    store(cluster, world.status)
+
+    text = kubectl("canary", "explain", "web", "-n", "shop").stdout
+
+    assert text.startswith("Revision rev-2.0 was promoted at 2026-11-01"), text
+    assert "The last check (no harm shown, not proven), at weight 50%" in text, text
+    assert "  error-rate: Inconclusive. Canary 0.21% over 312 requests" in text, text
+    shown = kubectl("canary", "get", "web", "-n", "shop").stdout
+    assert "Last check:  Inconclusive (no harm shown: the step may advance) at 2026-11-01" in shown, shown
 
 
 def test_explain_a_held_rollout_says_why_and_how_to_release_it(

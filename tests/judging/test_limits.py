@@ -159,6 +159,23 @@ def test_a_healthy_canary_without_proof_is_cleared_by_the_no_harm_rule_with_what
     assert check(tally(60, 0), tally(540, 1), since=(tally(412, 1), tally(3708, 4)), spec=proven).cleared is None
 
 
+def test_at_the_first_check_the_window_and_the_counts_since_the_start_say_what_is_missing_once() -> None:
+    # At the first check "since the canary started" is the check's own window: the same counts, the same words.
+    canary, primary = tally(119, 0), tally(476, 0)
+    measurements = measuring.build(
+        SPEC.analysis,
+        at=AT,
+        weight=20,
+        recent={"10s": window("10s", 10, canary, primary)},
+        since_start=window("10s", 10, canary, primary),
+        step_requests=judging.Reading(119),
+    )
+    record = judging.judge(SPEC.analysis, measurements)
+    assert record.verdict is models.Verdict.INCONCLUSIVE
+    assert record.reason.startswith("error-rate 0% (0/119 over 10s): cannot tell from max 1% yet"), record.reason
+    assert record.reason.count("cannot tell") == 1, record.reason
+
+
 def test_too_few_requests_at_this_step_is_not_cleared() -> None:
     record = check(tally(60, 0), tally(540, 1), since=(tally(412, 1), tally(3708, 4)), step_requests=20)
     assert record.cleared is False

@@ -652,3 +652,19 @@ def test_a_cluster_wide_install_passes_no_namespace_and_creates_no_role(chart: h
 def test_watched_namespaces_must_be_namespace_names(chart: helm.Chart) -> None:
     with pytest.raises(helm.HelmValuesError, match="values don't meet the specifications"):
         chart.render({"watchNamespaces": ["../kube-system"]}, name=RELEASE, namespace=NAMESPACE)
+
+
+def notes(chart: helm.Chart, values: dict[str, Any] | None = None) -> str:
+    rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    return next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
+
+
+def test_the_notes_say_which_namespaces_are_watched_and_name_only_files_the_repository_has(chart: helm.Chart) -> None:
+    assert "It watches CanaryRollouts in every namespace." in notes(chart)
+    namespaced = {"watchNamespaces": ["team-a", "team-b"], "peering": {"enabled": False}, "replicas": 1}
+    text = notes(chart, namespaced)
+    assert "It watches CanaryRollouts in team-a, team-b only." in text and "every namespace" not in text
+    # The commands a user pastes from the notes: every file they apply exists, the example's namespace first.
+    applied = re.findall(r"-f (\S+)", notes(chart))
+    assert applied[0] == "examples/namespace.yaml", applied
+    assert all((helpers.ROOT / path).exists() for path in applied), applied

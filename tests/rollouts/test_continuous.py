@@ -58,6 +58,8 @@ def test_failing_evidence_between_checks_rolls_back_at_once_whatever_failure_thr
     )
     release = world.status.releases[-1]
     assert release.outcome == "rolled_back" and release.time_to_detect_seconds is not None
+    # `kubectl get`'s LAST VERDICT beside RolledBack: the failing evidence, not the last (inconclusive) check.
+    assert world.status.last_verdict == "Fail (error-rate, since the start)"
 
 
 def test_evidence_without_harm_is_recorded_and_changes_nothing_else() -> None:
@@ -98,8 +100,10 @@ def test_the_continuous_test_is_due_every_continuous_interval_between_checks() -
 
 def cleared_check(at: datetime.datetime) -> models.CheckRecord:
     base = helpers.record(Verdict.INCONCLUSIVE, at=at)
+    latency = models.MetricResult(name="latency-p99", verdict=Verdict.PASS, reason="latency-p99 Pass")
     return base.model_copy(
         update={
+            "metrics": [*base.metrics, latency],
             "cleared": True,
             "detectable": "after 412 canary requests; a canary with error-rate >= 2.9% would have been caught",
         }
@@ -115,6 +119,11 @@ def test_the_no_harm_rule_advances_and_promotes_on_cleared_checks_and_records_wh
             break
     assert world.status.phase is models.Phase.SUCCEEDED
     assert world.reasons().count("StepAdvanced") == 4
+    advanced = next(e.message for e in world.events if e.reason == "StepAdvanced")
+    assert advanced.startswith("step 1/4 done at weight 10%: no harm shown (passRule no-harm), not proven"), advanced
+    assert "yet: error-rate Inconclusive; latency-p99 Pass [release" in advanced, (
+        "every metric, not the first unsure one"
+    )
     assert world.reasons().count("Paused") == 0, "cleared checks do not count toward pausing"
     release = world.status.releases[-1]
     assert release.outcome == "promoted"

@@ -1,5 +1,6 @@
-"""Each router's example in examples/: the CanaryRollout passes the generated CRD schema and the models, the
-user's route objects pass the routers' CRD schemas, and the router accepts them as they are."""
+"""The examples in examples/: every CanaryRollout passes the generated CRD schema and the models, every
+Kubernetes object passes Kubernetes' own schema (strict), the user's route objects pass the routers' CRD
+schemas, and each router accepts its example's route as it is."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pathlib
 from typing import Any
 
 import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 from helpers import ROOT, deployment
@@ -16,6 +18,8 @@ from canary_bench.emulation import networking
 from canary_operator import crds, kube, models, routing, workloads
 
 EXAMPLES = [ROOT / "examples" / f"web-{router}.yaml" for router in ("gatewayapi", "istio", "nginx")]
+ALL_EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+KUBERNETES = "1.30"
 SCHEMAS = {
     crd["spec"]["names"]["kind"]: crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for crd in networking.ROUTER_CRDS
@@ -43,7 +47,11 @@ def test_there_is_an_example_per_router() -> None:
     assert kinds == {"gatewayAPI", "istio", "nginx"}
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_the_examples_are_all_checked() -> None:
+    assert {p.name for p in ALL_EXAMPLES} >= {"web.yaml", "web-gated.yaml", "namespace.yaml", "web-deployment.yaml"}
+
+
+@pytest.mark.parametrize("path", ALL_EXAMPLES, ids=lambda p: p.name)
 def test_the_example_passes_the_schemas(path: pathlib.Path) -> None:
     rollout_schema = crds.definition()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for doc in documents(path):
@@ -52,6 +60,8 @@ def test_the_example_passes_the_schemas(path: pathlib.Path) -> None:
             models.parse_spec(doc["spec"])
         elif doc["kind"] in SCHEMAS:
             jsonschema.Draft4Validator(SCHEMAS[doc["kind"]]).validate(doc)
+        else:  # a built-in kind: what the API server itself accepts, no unknown field
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

@@ -30,7 +30,10 @@ REQUESTS = {
 HELP = {
     "get": "Show one rollout: phase, step n/N, weights, the last check, what it waits for",
     "list": "List CanaryRollouts",
-    "promote": "Promote past a pause (--full: skip the remaining steps; analysis still guards the promotion)",
+    "promote": (
+        "Pass the manual gate (a `pause: {}` step) the canary waits at; a timed pause is not shortened"
+        " (--full: skip the remaining steps after the next passed check)"
+    ),
     "abort": "Roll the canary back now, as a failed analysis would, and reject its revision",
     "retry": "Release a rejected (rolled back) revision again",
     "pause": "Hold the canary at its current weight",
@@ -70,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--interval", type=float, default=1.0, help="seconds between reads when watching")
             sub.add_argument("--timeout", type=float, default=0, help="stop watching after this many seconds")
         if name == "promote":
-            sub.add_argument("--full", action="store_true", help="skip the remaining steps")
+            sub.add_argument("--full", action="store_true", help="skip the remaining steps after the next passed check")
     return top
 
 

@@ -208,7 +208,9 @@ def waiting_for(view: View, now: datetime.datetime) -> str:
         if index + 1 < len(spec.steps)
         else "promotion"
     )
-    return f"{until}a passing check, next {when}; then {following}"
+    # Under the default pass rule a check short of proof advances the step when it shows no harm: say so.
+    wanted = "a passing check" if spec.analysis.pass_rule == "proven" else "a check that shows no harm"
+    return f"{until}{wanted}, next {when}; then {following}"
 
 
 # ---------------------------------------------------------------- get
@@ -266,7 +268,9 @@ def get(
     if check is not None:
         lines += [
             "",
-            f"Last check:  {check.verdict.value} at {clock(check.at)} ({age(check.at, now)} ago)"
+            f"Last check:  {check.verdict.value}"
+            + (" (no harm shown: the step may advance)" if check.cleared and check.verdict is not Verdict.PASS else "")
+            + f" at {clock(check.at)} ({age(check.at, now)} ago)"
             + (f", window {check.window}" if check.window else "")
             + f", weight {check.weight}%",
         ]
@@ -404,6 +408,33 @@ def _checks_of(status: models.CanaryRolloutStatus, release: str | None) -> list[
     return checks
 
 
+def _evidence_story(status: models.CanaryRolloutStatus) -> list[str]:
+    """A rollback no check failed: the continuous test of the counts since the canary started decided it.
+
+    Its record (``status.evidence``) is the rolled-back canary's while the rollout is RolledBack: a new canary
+    starts it afresh.
+    """
+    evidence = status.evidence
+    if status.phase is not Phase.ROLLED_BACK or evidence is None or evidence.verdict is not Verdict.FAIL:
+        return []
+    lines = [
+        f"No check failed: the always-valid test of the counts since the canary started failed at {clock(evidence.at)}"
+        " (the continuous analysis between checks; it needs no failureThreshold):"
+    ]
+    for e in evidence.metrics:
+        if e.verdict is Verdict.FAIL:
+            primary = (
+                f", primary {count(e.primary_bad)} of {count(e.primary_requests)}"
+                if e.primary_requests is not None
+                else ""
+            )
+            lines.append(
+                f"  {e.metric}: canary {count(e.canary_bad)} bad of {count(e.canary_requests)} requests{primary},"
+                f" over {e.window}; always-valid p = {e.p_value}."
+            )
+    return lines
+
+
 def explain(body: Mapping[str, Any]) -> list[str]:
     """``kubectl canary explain``: why the last release ended (or is held) the way it did, with its numbers."""
     view = View(body)
@@ -466,6 +497,8 @@ def explain(body: Mapping[str, Any]) -> list[str]:
             for m in last.metrics:
                 if m.verdict is Verdict.FAIL:
                     lines += _metric_story(view, m, last)
+        else:
+            lines += _evidence_story(status)
         if status.rejected_revision == release.revision:
             lines.append(
                 f"Revision {release.revision} is not released again until the Deployment's template changes;"
@@ -477,10 +510,12 @@ def explain(body: Mapping[str, Any]) -> list[str]:
             f"Revision {release.revision} was promoted at {clock(release.finished_at)}, {took} after it started:"
             f" {release.reason}."
         ]
-        checks = [c for c in _checks_of(status, release.release_id) if c.verdict is Verdict.PASS]
+        # Under passRule no-harm the last step may have advanced on a check that showed no harm, not a pass.
+        checks = [c for c in _checks_of(status, release.release_id) if c.verdict is Verdict.PASS or c.cleared]
         if checks:
             last = checks[-1]
-            lines.append(f"The last passing check, at weight {last.weight}%, {clock(last.at)}:")
+            which = "passing check" if last.verdict is Verdict.PASS else "check (no harm shown, not proven)"
+            lines.append(f"The last {which}, at weight {last.weight}%, {clock(last.at)}:")
             for m in last.metrics:
                 lines += _metric_story(view, m, last)
         return lines

@@ -90,6 +90,10 @@ def failing_evidence(tick: drafting.Tick, check: models.CheckRecord | None) -> s
     if not tick.spec.analysis.continuous:
         return None
     if evidence is not None and evidence.verdict is Verdict.FAIL:
+        # The rollout's last verdict is this one, not the last interval check's (often inconclusive at low traffic):
+        # `kubectl get` beside RolledBack must not read "Inconclusive".
+        names = ",".join(e.metric for e in evidence.metrics if e.verdict is Verdict.FAIL)
+        tick.status.last_verdict = f"Fail ({names}, since the start)" if names else "Fail (since the start)"
         return evidence.reason
     failing = [r for r in (check.metrics if check else []) if r.evidence and r.evidence.verdict is Verdict.FAIL]
     return "; ".join(r.reason for r in failing) or None

@@ -576,7 +576,7 @@ def _progress(
         if promoted_by:
             status.promote_full = True  # the person's promote stands while the gate decides
         return request
-    evidence = promoted_by or (last.reason if last is not None else "")
+    evidence = promoted_by or _advanced_on(last)
     tick.event(Normal, Reason.STEP_ADVANCED, f"step {index + 1}/{len(steps)} done at weight {weight}%: {evidence}")
     index += 1
     status.current_step_index = index
@@ -593,6 +593,18 @@ def _progress(
     else:
         status.message = f"step {index + 1}/{len(steps)}: analysing revision {status.canary_revision}"
     return request
+
+
+def _advanced_on(last: models.CheckRecord | None) -> str:
+    """What a step advanced on. An inconclusive check cleared by the pass rule says so: its own reason
+    ("cannot tell yet") would read as if the step advanced on nothing."""
+    if last is None:
+        return ""
+    if last.verdict is Verdict.PASS:
+        return last.reason
+    # Every metric, as a passing check's reason has them: an inconclusive check's own reason names the first only.
+    reasons = "; ".join(m.reason for m in last.metrics) or last.reason
+    return f"no harm shown (passRule no-harm), not proven within the limits yet: {reasons}"
 
 
 def _waiting(tick: drafting.Tick, request: observations.Request | None) -> observations.Request | None:
