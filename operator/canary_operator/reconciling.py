@@ -215,6 +215,8 @@ async def tick(
         budget_problem=budget.detail or (budget.problem or ""),
         gates=tuple(a for a in answers if a.type in GATE_TYPES),
         autoscaler_problem=autoscaler.problem if autoscaler is not None else None,
+        hpa_replicas=autoscaling.hpa_replicas(spec, arms.primary),
+        services_digest=workloads.services_digest(body, spec),
     )
     decision = rollouts.reconcile(spec, status, seen, now)
     logs.bind_release(decision.status)
@@ -231,14 +233,6 @@ async def tick(
         return None
     _observe(namespace, name, spec, decision, check)
     actions = rollouts.derive(spec, decision.status, seen)
-    services = workloads.services_digest(recorded, spec)
-    ensures = any(isinstance(a, rollouts.EnsureServices) for a in actions)
-    if not ensures and actions and decision.status.services_digest != services:
-        # The Services as the spec wants them differ from those last made (service.port, the router changed
-        # in Git, or made by an older operator): made again, and the digest written only once they are.
-        actions, ensures = (*actions, rollouts.EnsureServices()), True
-    if spec.autoscaler_ref is not None:
-        actions = tuple(autoscaling.adapt(action, arms.primary) for action in actions)
     cleanups = [a for a in actions if isinstance(a, rollouts.ClearRequest)]
     # The header or cookie route of the recorded status, derived like its weight.
     route = routing.route_in_force(spec, decision.status)
@@ -247,8 +241,8 @@ async def tick(
             await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
     if arms.primary is not None and autoscaler is not None:
         await autoscaling.ensure_primary_hpa(api, recorded, spec, autoscaler)
-    if ensures:
-        recorded = await _services_made(api, recorded, services)
+    if seen.services_digest is not None and any(isinstance(a, rollouts.EnsureServices) for a in actions):
+        recorded = await _services_made(api, recorded, seen.services_digest)
     recorded = await _post_events(api, recorded, decision.status)
     if status.reconcile_errors:  # the tick went through: the failures in a row are over (the outbox is posted)
         # The Services as made this tick stay recorded (the decision holds the digest from before they were).
@@ -352,10 +346,12 @@ async def _blocked(
         return None
     recorded_block = decision.status.blocked
     if hands is not None and acting is not None and recorded_block is not None and recorded_block.gave_back:
-        seen = observations.Observations(generation=generation, target=workloads.target_of(hands.target_doc))
+        seen = observations.Observations(
+            generation=generation,
+            target=workloads.target_of(hands.target_doc),
+            hpa_replicas=autoscaling.hpa_replicas(acting, hands.arms.primary),
+        )
         for action in rollouts.give_back(decision.status, seen):
-            if acting.autoscaler_ref is not None:
-                action = autoscaling.adapt(action, hands.arms.primary)
             await _apply(
                 api,
                 recorded,
