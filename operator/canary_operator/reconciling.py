@@ -11,7 +11,8 @@ The protocol (see docs/design.md, "Record, then act"):
 4. Converge the cluster to the recorded intent (``rollouts.derive``): every action is idempotent and
    derived from the status alone, so a process killed anywhere repeats, never reverses, what was recorded.
 5. Post the recorded Events under names derived from their sequence number (a repost is refused as
-   already existing) and clear the outbox.
+   already existing), then write what only acting made true in one more patch: the outbox cleared, the
+   Services recorded as made, a run of failed ticks ended: two status patches for a busy tick.
 
 Kopf's error types are not used here: the handlers in ``main.py`` translate ours.
 """
@@ -241,17 +242,27 @@ async def tick(
             await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
     if arms.primary is not None and autoscaler is not None:
         await autoscaling.ensure_primary_hpa(api, recorded, spec, autoscaler)
-    if seen.services_digest is not None and any(isinstance(a, rollouts.EnsureServices) for a in actions):
-        recorded = await _services_made(api, recorded, seen.services_digest)
-    recorded = await _post_events(api, recorded, decision.status)
-    if status.reconcile_errors:  # the tick went through: the failures in a row are over (the outbox is posted)
-        # The Services as made this tick stay recorded (the decision holds the digest from before they were).
-        made = (recorded.get("status") or {}).get("servicesDigest")
-        over = decision.status.model_copy(update={"pending_events": [], "services_digest": made})
-        recorded = await _record(api, recorded, dataclasses.replace(decision, status=over)) or recorded
-    for action in cleanups:  # last: it changes the resourceVersion the outbox is cleared under
+    made = seen.services_digest if any(isinstance(a, rollouts.EnsureServices) for a in actions) else None
+    await _send_events(api, recorded, decision.status)
+    recorded = await _acted(api, recorded, decision, made)
+    for action in cleanups:  # last: it changes the resourceVersion the status after acting is written under
         await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
     return decision
+
+
+async def _acted(api: kube.Client, recorded: Body, decision: rollouts.Decision, made: str | None) -> Body:
+    """What only acting makes true, in one status patch once all of it is done (a crash before does it again).
+
+    The outbox is emptied (its Events are posted: a repost is refused as existing), the Services are
+    recorded as made for ``made`` (a crash before makes them again: idempotent), and the failures in a row
+    are over (the decision as the state machine made it, without the count ``_failures_kept`` held back).
+    A 409 loses only this: the next tick finds each of the three still to do, and redoes it once.
+    """
+    update: dict[str, object] = {"pending_events": []}
+    if made is not None:
+        update["services_digest"] = made
+    after = dataclasses.replace(decision, status=decision.status.model_copy(update=update))
+    return await _record(api, recorded, after) or recorded
 
 
 def _failures_kept(status: models.CanaryRolloutStatus, decision: rollouts.Decision) -> rollouts.Decision:
@@ -521,26 +532,26 @@ async def _record_and_post(api: kube.Client, body: Body, decision: rollouts.Deci
         await _post_events(api, recorded, decision.status)
 
 
-async def _services_made(api: kube.Client, body: Body, digest: str) -> Body:
-    """Record that the Services are as ``digest`` says (after making them: a crash before makes them again)."""
-    meta = body["metadata"]
-    if (body.get("status") or {}).get("servicesDigest") == digest:
-        return body
-    try:
-        return await api.patch(
-            kube.rollout_path(meta["namespace"], meta["name"]) + "/status",
-            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": {"servicesDigest": digest}},
-        )
-    except kube.ConflictError:
-        return body  # made again next tick: idempotent
-
-
 async def _post_events(api: kube.Client, body: Body, status: models.CanaryRolloutStatus) -> Body:
     """Post the outbox's Events (each under its own derived name, so a repost is refused) and empty it."""
     if not status.pending_events:
         return body
+    await _send_events(api, body, status)
     meta = body["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
+    try:
+        return await api.patch(
+            kube.rollout_path(meta["namespace"], meta["name"]) + "/status",
+            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": {"pendingEvents": []}},
+        )
+    except kube.ConflictError:
+        return body  # the next tick finds them again and reposts nothing new
+
+
+async def _send_events(api: kube.Client, body: Body, status: models.CanaryRolloutStatus) -> None:
+    """Post the outbox's Events, each under its own derived name (a repost is refused); the outbox stays."""
+    if not status.pending_events:
+        return
+    namespace = body["metadata"]["namespace"]
     log = logs.get()
     posted = []
     for record in status.pending_events:
@@ -557,13 +568,6 @@ async def _post_events(api: kube.Client, body: Body, status: models.CanaryRollou
         posted.append(record)
         (log.warning if record.type is models.EventType.WARNING else log.info)(record.reason, message=record.message)
     _notify(api, body, status, posted)
-    try:
-        return await api.patch(
-            kube.rollout_path(namespace, name) + "/status",
-            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": {"pendingEvents": []}},
-        )
-    except kube.ConflictError:
-        return body  # the next tick finds them again and reposts nothing new
 
 
 # Notifications are sent in the background: a slow or dead receiver must not delay the next tick (and so a
