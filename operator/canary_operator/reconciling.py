@@ -109,7 +109,7 @@ async def tick(
     except pydantic.ValidationError as exc:
         message = f"invalid spec: {models.explain(exc)}"
         blocked = Blocked(models.Reason.INVALID_SPEC, message, deadline=applied, acting=applied)
-        return await _blocked(api, body, status, generation, blocked, now)
+        return await _blocked(api, body, status, generation, blocked, now, deployments)
     if status.target is not None and status.target != spec.target_ref.name:
         # The arms, the Services and the recorded templates are those of the Deployment taken over: following
         # another one would put its pods in place of the other's. Nothing is touched until it is set back, but a
@@ -122,21 +122,25 @@ async def tick(
         taken_over = spec.target_ref.model_copy(update={"name": status.target})
         acting = applied or spec.model_copy(update={"target_ref": taken_over})
         blocked = Blocked(models.Reason.INVALID_SPEC, message, deadline=spec, acting=acting)
-        return await _blocked(api, body, status, generation, blocked, now)
+        return await _blocked(api, body, status, generation, blocked, now, deployments)
     try:
         metrics.check(spec.analysis)  # before anything is taken over: no address, or one the operator forbids
     except endpoints.AccessError as exc:
-        return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
+        return await _blocked(
+            api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now, deployments
+        )
     if (why := webhooks.refused(spec)) is not None:
         refused = _refused(models.Reason.WEBHOOK_NOT_ALLOWED, why, spec, applied)
-        return await _blocked(api, body, status, generation, refused, now)
+        return await _blocked(api, body, status, generation, refused, now, deployments)
 
     target_name = spec.target_ref.name
     router = routing.for_rollout(spec, api, body)
     try:
         await router.reconcile(body)  # the user's route as the spec names it: once a tick, not per read
     except routing.RouterError as exc:
-        return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
+        return await _blocked(
+            api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now, deployments
+        )
     if applied is not None and applied.traffic_routing != spec.traffic_routing:
         await _route_moved(api, body, applied)
     route = routing.route_in_force(spec, status)
@@ -152,7 +156,9 @@ async def tick(
         try:
             traffic = await router.observe(arms, needs.weight, primary_replicas, route)
         except routing.RouterError as exc:
-            return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
+            return await _blocked(
+                api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now, deployments
+            )
         # Waiting on the cluster (pods becoming ready, a takeover, a promotion): the watch may lag behind
         # the Deployment controller by minutes at scale, so read those Deployments fresh, once.
         if fresh or (traffic.settled and status.phase not in _WAITING_ON_PODS):
@@ -173,7 +179,9 @@ async def tick(
         try:  # one provider (credentials read now, one time budget) for this tick's check and budget reading
             provider = await metrics.provider(api, namespace, spec.analysis)
         except endpoints.AccessError as exc:
-            return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
+            return await _blocked(
+                api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now, deployments
+            )
     check = evidence = None
     if needs.check:
         assert provider is not None
@@ -320,6 +328,7 @@ async def _blocked(
     generation: int,
     blocked: Blocked,
     now: datetime.datetime,
+    deployments: caching.Deployments | None = None,
 ) -> rollouts.Decision | None:
     """Progress is impossible until someone acts: record why (once), and bound a canary under way.
 
@@ -328,6 +337,9 @@ async def _blocked(
     (``rollouts.give_back``, from the recorded status) on this tick and on every later one while the block lasts.
     If the acting router or the arms cannot be used (someone else's, or the route is gone), nothing is given
     back and the canary is only held, as the condition says.
+
+    The Deployments come from the watch cache (``deployments``) like a normal tick's; they are read fresh only
+    when the give-back must act on them, which the cache shows as not done yet.
     """
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -340,7 +352,7 @@ async def _blocked(
     hands: _Hands | None = None
     if giving:
         assert acting is not None
-        hands = await _hands(api, body, acting, rollouts.plan.primary_replicas(status.target_replicas))
+        hands = await _hands(api, body, acting, rollouts.plan.primary_replicas(status.target_replicas), deployments)
     decision = rollouts.blocked(
         status,
         generation,
@@ -357,12 +369,15 @@ async def _blocked(
         return None
     recorded_block = decision.status.blocked
     if hands is not None and acting is not None and recorded_block is not None and recorded_block.gave_back:
-        seen = observations.Observations(
-            generation=generation,
-            target=workloads.target_of(hands.target_doc),
-            hpa_replicas=autoscaling.hpa_replicas(acting, hands.arms.primary),
-        )
-        for action in rollouts.give_back(decision.status, seen):
+        actions = rollouts.give_back(decision.status, _seen_by(hands, acting, generation))
+        if _given_back(hands, actions):
+            actions = ()  # so already, as observed: nothing to write, and nothing to read fresh
+        elif deployments is not None:
+            # Acting: on the Deployments as they are, not as the watch last saw them (it may lag by minutes).
+            hands = await _fresh(api, body, acting, hands, deployments)
+            actions = rollouts.give_back(decision.status, _seen_by(hands, acting, generation)) if hands else ()
+        for action in actions:
+            assert hands is not None
             await _apply(
                 api,
                 recorded,
@@ -381,27 +396,32 @@ async def _blocked(
 
 @dataclasses.dataclass(frozen=True)
 class _Hands:
-    """What a blocked rollout gives the traffic back with: the acting router and the arms, read fresh."""
+    """What a blocked rollout gives the traffic back with: the acting router and arms, what the router observed."""
 
     router: routing.TrafficRouter
     arms: routing.Arms
     weight: int
+    settled: bool  # the weight observed is the one asked (0): the canary scaled down, the primary ready
     target_doc: Body | None
     primary_doc: Body | None
     canary_doc: Body | None
 
 
 async def _hands(
-    api: kube.Client, body: Body, acting: models.CanaryRolloutSpec, planned_replicas: int
+    api: kube.Client,
+    body: Body,
+    acting: models.CanaryRolloutSpec,
+    planned_replicas: int,
+    cache: caching.Deployments | None,
 ) -> _Hands | None:
-    """The acting router and arms, if this rollout may still write through them; None otherwise."""
+    """The acting router and arms (from the cache when there is one), if this rollout may still write through
+    them; None otherwise."""
     namespace = body["metadata"]["namespace"]
     target = acting.target_ref.name
-    target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target, None, True)
-    arms_found = ((names.primary(target), primary_doc), (names.canary(target), canary_doc))
-    if ownership.created_conflicts(body, "Deployment", arms_found):
-        return None  # ownership before every write: the arms are not (or no longer) this rollout's
-    arms = routing.Arms(namespace, target, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
+    target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target, cache, False)
+    arms = _own_arms(body, namespace, target, primary_doc, canary_doc)
+    if arms is None:
+        return None
     router = routing.for_rollout(acting, api, body)
     primary_replicas = autoscaling.primary_replicas(acting, arms.primary, planned_replicas)
     try:
@@ -410,7 +430,57 @@ async def _hands(
     except routing.RouterError as exc:
         logs.get().warning("blocked canary: its router cannot give the traffic back", error=str(exc))
         return None
-    return _Hands(router, arms, traffic.weight, target_doc, primary_doc, canary_doc)
+    return _Hands(router, arms, traffic.weight, traffic.settled, target_doc, primary_doc, canary_doc)
+
+
+async def _fresh(
+    api: kube.Client, body: Body, acting: models.CanaryRolloutSpec, hands: _Hands, cache: caching.Deployments
+) -> _Hands | None:
+    """``hands`` with the three Deployments read fresh (GET); None when the arms are no longer this rollout's."""
+    namespace = body["metadata"]["namespace"]
+    target = acting.target_ref.name
+    target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target, cache, True)
+    arms = _own_arms(body, namespace, target, primary_doc, canary_doc)
+    if arms is None:
+        return None
+    return dataclasses.replace(hands, arms=arms, target_doc=target_doc, primary_doc=primary_doc, canary_doc=canary_doc)
+
+
+def _own_arms(
+    body: Body, namespace: str, target: str, primary_doc: Body | None, canary_doc: Body | None
+) -> routing.Arms | None:
+    """The arms, if they are this rollout's to write (ownership before every write); None otherwise."""
+    arms_found = ((names.primary(target), primary_doc), (names.canary(target), canary_doc))
+    if ownership.created_conflicts(body, "Deployment", arms_found):
+        return None
+    return routing.Arms(namespace, target, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
+
+
+def _seen_by(hands: _Hands, acting: models.CanaryRolloutSpec, generation: int) -> observations.Observations:
+    """What the give-back is derived from: the target (to rebuild the primary from) and the autoscaled size."""
+    return observations.Observations(
+        generation=generation,
+        target=workloads.target_of(hands.target_doc),
+        hpa_replicas=autoscaling.hpa_replicas(acting, hands.arms.primary),
+    )
+
+
+def _given_back(hands: _Hands, actions: tuple[rollouts.Action, ...]) -> bool:
+    """Whether what the give-back asks is so already, as ``hands`` shows it: then there is nothing to act on."""
+    for action in actions:
+        match action:
+            case rollouts.SetWeight(weight=weight):
+                if hands.weight != weight or not hands.settled:
+                    return False
+            case rollouts.EnsurePrimary(revision=revision, replicas=replicas):
+                primary = hands.arms.primary
+                if primary is None or primary.revision != revision:
+                    return False
+                if replicas is not None and primary.replicas != replicas:
+                    return False
+            case _:
+                return False
+    return True
 
 
 _WAITING_ON_PODS = frozenset({None, models.Phase.INITIALIZING, models.Phase.PROMOTING})
