@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from canary_operator import kube, models, names, observations, ownership, rollouts, workloads
+from canary_operator import kube, models, names, observations, ownership, workloads
 
 
 def hpa_path(namespace: str, name: str | None = None) -> str:
@@ -40,21 +40,19 @@ def primary_hpa(rollout: Mapping[str, Any], user_hpa: Mapping[str, Any], target:
     }
 
 
-def adapt(action: rollouts.Action, primary: observations.Workload | None) -> rollouts.Action:
-    """An action as it must be with an HPA on the primary: its actual replicas rule, the operator's count does not."""
-    if primary is None:
-        return action  # the primary is created at the recorded size; the HPA takes over from there
-    match action:
-        case rollouts.EnsurePrimary():
-            return dataclasses.replace(action, replicas=None)
-        case rollouts.SetWeight():
-            return dataclasses.replace(action, primary_replicas=primary.replicas)
-    return action
+def hpa_replicas(spec: models.CanaryRolloutSpec, primary: observations.Workload | None) -> int | None:
+    """The primary's actual size when its HPA sets it (``autoscalerRef``, the primary there); None otherwise.
+
+    Given to the state machine (``Observations.hpa_replicas``): its actions then keep the primary's size and
+    weigh the canary against it. A primary not created yet is created at the planned size; the HPA takes over.
+    """
+    return primary.replicas if spec.autoscaler_ref is not None and primary is not None else None
 
 
 def primary_replicas(spec: models.CanaryRolloutSpec, primary: observations.Workload | None, planned: int) -> int:
     """The primary's size the weight math uses: the actual one under an HPA, the planned one otherwise."""
-    return primary.replicas if spec.autoscaler_ref is not None and primary is not None else planned
+    actual = hpa_replicas(spec, primary)
+    return planned if actual is None else actual
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,6 +75,11 @@ class Observations:
     gates: tuple[models.GateRecord, ...] = ()  # the gate webhooks' answers, when asked this tick
     # With spec.autoscalerRef: None when the user's HPA is carried over to the primary, else why it cannot be.
     autoscaler_problem: tuple[models.Reason, str] | None = None
+    # With spec.autoscalerRef, once the primary exists: its replicas as its HPA set them. They rule over the
+    # operator's planned count (the primary is created at the planned size; from then on the HPA sizes it).
+    hpa_replicas: int | None = None
+    # The digest of the Services as the spec wants them (``workloads.services_digest``); None: not compared.
+    services_digest: str | None = None
 
     def request(self, kind: models.Request) -> Request | None:
         return next((r for r in self.requests if r.kind is kind), None)

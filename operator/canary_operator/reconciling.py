@@ -11,7 +11,8 @@ The protocol (see docs/design.md, "Record, then act"):
 4. Converge the cluster to the recorded intent (``rollouts.derive``): every action is idempotent and
    derived from the status alone, so a process killed anywhere repeats, never reverses, what was recorded.
 5. Post the recorded Events under names derived from their sequence number (a repost is refused as
-   already existing) and clear the outbox.
+   already existing), then write what only acting made true in one more patch: the outbox cleared, the
+   Services recorded as made, a run of failed ticks ended: two status patches for a busy tick.
 
 Kopf's error types are not used here: the handlers in ``main.py`` translate ours.
 """
@@ -108,7 +109,7 @@ async def tick(
     except pydantic.ValidationError as exc:
         message = f"invalid spec: {models.explain(exc)}"
         blocked = Blocked(models.Reason.INVALID_SPEC, message, deadline=applied, acting=applied)
-        return await _blocked(api, body, status, generation, blocked, now)
+        return await _blocked(api, body, status, generation, blocked, now, deployments)
     if status.target is not None and status.target != spec.target_ref.name:
         # The arms, the Services and the recorded templates are those of the Deployment taken over: following
         # another one would put its pods in place of the other's. Nothing is touched until it is set back, but a
@@ -121,21 +122,25 @@ async def tick(
         taken_over = spec.target_ref.model_copy(update={"name": status.target})
         acting = applied or spec.model_copy(update={"target_ref": taken_over})
         blocked = Blocked(models.Reason.INVALID_SPEC, message, deadline=spec, acting=acting)
-        return await _blocked(api, body, status, generation, blocked, now)
+        return await _blocked(api, body, status, generation, blocked, now, deployments)
     try:
         metrics.check(spec.analysis)  # before anything is taken over: no address, or one the operator forbids
     except endpoints.AccessError as exc:
-        return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
+        return await _blocked(
+            api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now, deployments
+        )
     if (why := webhooks.refused(spec)) is not None:
         refused = _refused(models.Reason.WEBHOOK_NOT_ALLOWED, why, spec, applied)
-        return await _blocked(api, body, status, generation, refused, now)
+        return await _blocked(api, body, status, generation, refused, now, deployments)
 
     target_name = spec.target_ref.name
     router = routing.for_rollout(spec, api, body)
     try:
         await router.reconcile(body)  # the user's route as the spec names it: once a tick, not per read
     except routing.RouterError as exc:
-        return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
+        return await _blocked(
+            api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now, deployments
+        )
     if applied is not None and applied.traffic_routing != spec.traffic_routing:
         await _route_moved(api, body, applied)
     route = routing.route_in_force(spec, status)
@@ -151,7 +156,9 @@ async def tick(
         try:
             traffic = await router.observe(arms, needs.weight, primary_replicas, route)
         except routing.RouterError as exc:
-            return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
+            return await _blocked(
+                api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now, deployments
+            )
         # Waiting on the cluster (pods becoming ready, a takeover, a promotion): the watch may lag behind
         # the Deployment controller by minutes at scale, so read those Deployments fresh, once.
         if fresh or (traffic.settled and status.phase not in _WAITING_ON_PODS):
@@ -172,7 +179,9 @@ async def tick(
         try:  # one provider (credentials read now, one time budget) for this tick's check and budget reading
             provider = await metrics.provider(api, namespace, spec.analysis)
         except endpoints.AccessError as exc:
-            return await _blocked(api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now)
+            return await _blocked(
+                api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now, deployments
+            )
     check = evidence = None
     if needs.check:
         assert provider is not None
@@ -215,6 +224,8 @@ async def tick(
         budget_problem=budget.detail or (budget.problem or ""),
         gates=tuple(a for a in answers if a.type in GATE_TYPES),
         autoscaler_problem=autoscaler.problem if autoscaler is not None else None,
+        hpa_replicas=autoscaling.hpa_replicas(spec, arms.primary),
+        services_digest=workloads.services_digest(body, spec),
     )
     decision = rollouts.reconcile(spec, status, seen, now)
     logs.bind_release(decision.status)
@@ -231,14 +242,6 @@ async def tick(
         return None
     _observe(namespace, name, spec, decision, check)
     actions = rollouts.derive(spec, decision.status, seen)
-    services = workloads.services_digest(recorded, spec)
-    ensures = any(isinstance(a, rollouts.EnsureServices) for a in actions)
-    if not ensures and actions and decision.status.services_digest != services:
-        # The Services as the spec wants them differ from those last made (service.port, the router changed
-        # in Git, or made by an older operator): made again, and the digest written only once they are.
-        actions, ensures = (*actions, rollouts.EnsureServices()), True
-    if spec.autoscaler_ref is not None:
-        actions = tuple(autoscaling.adapt(action, arms.primary) for action in actions)
     cleanups = [a for a in actions if isinstance(a, rollouts.ClearRequest)]
     # The header or cookie route of the recorded status, derived like its weight.
     route = routing.route_in_force(spec, decision.status)
@@ -247,17 +250,27 @@ async def tick(
             await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
     if arms.primary is not None and autoscaler is not None:
         await autoscaling.ensure_primary_hpa(api, recorded, spec, autoscaler)
-    if ensures:
-        recorded = await _services_made(api, recorded, services)
-    recorded = await _post_events(api, recorded, decision.status)
-    if status.reconcile_errors:  # the tick went through: the failures in a row are over (the outbox is posted)
-        # The Services as made this tick stay recorded (the decision holds the digest from before they were).
-        made = (recorded.get("status") or {}).get("servicesDigest")
-        over = decision.status.model_copy(update={"pending_events": [], "services_digest": made})
-        recorded = await _record(api, recorded, dataclasses.replace(decision, status=over)) or recorded
-    for action in cleanups:  # last: it changes the resourceVersion the outbox is cleared under
+    made = seen.services_digest if any(isinstance(a, rollouts.EnsureServices) for a in actions) else None
+    await _send_events(api, recorded, decision.status)
+    recorded = await _acted(api, recorded, decision, made)
+    for action in cleanups:  # last: it changes the resourceVersion the status after acting is written under
         await _apply(api, recorded, spec, action, target_doc, primary_doc, canary_doc, arms, router, route)
     return decision
+
+
+async def _acted(api: kube.Client, recorded: Body, decision: rollouts.Decision, made: str | None) -> Body:
+    """What only acting makes true, in one status patch once all of it is done (a crash before does it again).
+
+    The outbox is emptied (its Events are posted: a repost is refused as existing), the Services are
+    recorded as made for ``made`` (a crash before makes them again: idempotent), and the failures in a row
+    are over (the decision as the state machine made it, without the count ``_failures_kept`` held back).
+    A 409 loses only this: the next tick finds each of the three still to do, and redoes it once.
+    """
+    update: dict[str, object] = {"pending_events": []}
+    if made is not None:
+        update["services_digest"] = made
+    after = dataclasses.replace(decision, status=decision.status.model_copy(update=update))
+    return await _record(api, recorded, after) or recorded
 
 
 def _failures_kept(status: models.CanaryRolloutStatus, decision: rollouts.Decision) -> rollouts.Decision:
@@ -315,6 +328,7 @@ async def _blocked(
     generation: int,
     blocked: Blocked,
     now: datetime.datetime,
+    deployments: caching.Deployments | None = None,
 ) -> rollouts.Decision | None:
     """Progress is impossible until someone acts: record why (once), and bound a canary under way.
 
@@ -323,6 +337,9 @@ async def _blocked(
     (``rollouts.give_back``, from the recorded status) on this tick and on every later one while the block lasts.
     If the acting router or the arms cannot be used (someone else's, or the route is gone), nothing is given
     back and the canary is only held, as the condition says.
+
+    The Deployments come from the watch cache (``deployments``) like a normal tick's; they are read fresh only
+    when the give-back must act on them, which the cache shows as not done yet.
     """
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -335,7 +352,7 @@ async def _blocked(
     hands: _Hands | None = None
     if giving:
         assert acting is not None
-        hands = await _hands(api, body, acting, rollouts.plan.primary_replicas(status.target_replicas))
+        hands = await _hands(api, body, acting, rollouts.plan.primary_replicas(status.target_replicas), deployments)
     decision = rollouts.blocked(
         status,
         generation,
@@ -352,10 +369,15 @@ async def _blocked(
         return None
     recorded_block = decision.status.blocked
     if hands is not None and acting is not None and recorded_block is not None and recorded_block.gave_back:
-        seen = observations.Observations(generation=generation, target=workloads.target_of(hands.target_doc))
-        for action in rollouts.give_back(decision.status, seen):
-            if acting.autoscaler_ref is not None:
-                action = autoscaling.adapt(action, hands.arms.primary)
+        actions = rollouts.give_back(decision.status, _seen_by(hands, acting, generation))
+        if _given_back(hands, actions):
+            actions = ()  # so already, as observed: nothing to write, and nothing to read fresh
+        elif deployments is not None:
+            # Acting: on the Deployments as they are, not as the watch last saw them (it may lag by minutes).
+            hands = await _fresh(api, body, acting, hands, deployments)
+            actions = rollouts.give_back(decision.status, _seen_by(hands, acting, generation)) if hands else ()
+        for action in actions:
+            assert hands is not None
             await _apply(
                 api,
                 recorded,
@@ -374,27 +396,32 @@ async def _blocked(
 
 @dataclasses.dataclass(frozen=True)
 class _Hands:
-    """What a blocked rollout gives the traffic back with: the acting router and the arms, read fresh."""
+    """What a blocked rollout gives the traffic back with: the acting router and arms, what the router observed."""
 
     router: routing.TrafficRouter
     arms: routing.Arms
     weight: int
+    settled: bool  # the weight observed is the one asked (0): the canary scaled down, the primary ready
     target_doc: Body | None
     primary_doc: Body | None
     canary_doc: Body | None
 
 
 async def _hands(
-    api: kube.Client, body: Body, acting: models.CanaryRolloutSpec, planned_replicas: int
+    api: kube.Client,
+    body: Body,
+    acting: models.CanaryRolloutSpec,
+    planned_replicas: int,
+    cache: caching.Deployments | None,
 ) -> _Hands | None:
-    """The acting router and arms, if this rollout may still write through them; None otherwise."""
+    """The acting router and arms (from the cache when there is one), if this rollout may still write through
+    them; None otherwise."""
     namespace = body["metadata"]["namespace"]
     target = acting.target_ref.name
-    target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target, None, True)
-    arms_found = ((names.primary(target), primary_doc), (names.canary(target), canary_doc))
-    if ownership.created_conflicts(body, "Deployment", arms_found):
-        return None  # ownership before every write: the arms are not (or no longer) this rollout's
-    arms = routing.Arms(namespace, target, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
+    target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target, cache, False)
+    arms = _own_arms(body, namespace, target, primary_doc, canary_doc)
+    if arms is None:
+        return None
     router = routing.for_rollout(acting, api, body)
     primary_replicas = autoscaling.primary_replicas(acting, arms.primary, planned_replicas)
     try:
@@ -403,7 +430,57 @@ async def _hands(
     except routing.RouterError as exc:
         logs.get().warning("blocked canary: its router cannot give the traffic back", error=str(exc))
         return None
-    return _Hands(router, arms, traffic.weight, target_doc, primary_doc, canary_doc)
+    return _Hands(router, arms, traffic.weight, traffic.settled, target_doc, primary_doc, canary_doc)
+
+
+async def _fresh(
+    api: kube.Client, body: Body, acting: models.CanaryRolloutSpec, hands: _Hands, cache: caching.Deployments
+) -> _Hands | None:
+    """``hands`` with the three Deployments read fresh (GET); None when the arms are no longer this rollout's."""
+    namespace = body["metadata"]["namespace"]
+    target = acting.target_ref.name
+    target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target, cache, True)
+    arms = _own_arms(body, namespace, target, primary_doc, canary_doc)
+    if arms is None:
+        return None
+    return dataclasses.replace(hands, arms=arms, target_doc=target_doc, primary_doc=primary_doc, canary_doc=canary_doc)
+
+
+def _own_arms(
+    body: Body, namespace: str, target: str, primary_doc: Body | None, canary_doc: Body | None
+) -> routing.Arms | None:
+    """The arms, if they are this rollout's to write (ownership before every write); None otherwise."""
+    arms_found = ((names.primary(target), primary_doc), (names.canary(target), canary_doc))
+    if ownership.created_conflicts(body, "Deployment", arms_found):
+        return None
+    return routing.Arms(namespace, target, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
+
+
+def _seen_by(hands: _Hands, acting: models.CanaryRolloutSpec, generation: int) -> observations.Observations:
+    """What the give-back is derived from: the target (to rebuild the primary from) and the autoscaled size."""
+    return observations.Observations(
+        generation=generation,
+        target=workloads.target_of(hands.target_doc),
+        hpa_replicas=autoscaling.hpa_replicas(acting, hands.arms.primary),
+    )
+
+
+def _given_back(hands: _Hands, actions: tuple[rollouts.Action, ...]) -> bool:
+    """Whether what the give-back asks is so already, as ``hands`` shows it: then there is nothing to act on."""
+    for action in actions:
+        match action:
+            case rollouts.SetWeight(weight=weight):
+                if hands.weight != weight or not hands.settled:
+                    return False
+            case rollouts.EnsurePrimary(revision=revision, replicas=replicas):
+                primary = hands.arms.primary
+                if primary is None or primary.revision != revision:
+                    return False
+                if replicas is not None and primary.replicas != replicas:
+                    return False
+            case _:
+                return False
+    return True
 
 
 _WAITING_ON_PODS = frozenset({None, models.Phase.INITIALIZING, models.Phase.PROMOTING})
@@ -525,26 +602,26 @@ async def _record_and_post(api: kube.Client, body: Body, decision: rollouts.Deci
         await _post_events(api, recorded, decision.status)
 
 
-async def _services_made(api: kube.Client, body: Body, digest: str) -> Body:
-    """Record that the Services are as ``digest`` says (after making them: a crash before makes them again)."""
-    meta = body["metadata"]
-    if (body.get("status") or {}).get("servicesDigest") == digest:
-        return body
-    try:
-        return await api.patch(
-            kube.rollout_path(meta["namespace"], meta["name"]) + "/status",
-            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": {"servicesDigest": digest}},
-        )
-    except kube.ConflictError:
-        return body  # made again next tick: idempotent
-
-
 async def _post_events(api: kube.Client, body: Body, status: models.CanaryRolloutStatus) -> Body:
     """Post the outbox's Events (each under its own derived name, so a repost is refused) and empty it."""
     if not status.pending_events:
         return body
+    await _send_events(api, body, status)
     meta = body["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
+    try:
+        return await api.patch(
+            kube.rollout_path(meta["namespace"], meta["name"]) + "/status",
+            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": {"pendingEvents": []}},
+        )
+    except kube.ConflictError:
+        return body  # the next tick finds them again and reposts nothing new
+
+
+async def _send_events(api: kube.Client, body: Body, status: models.CanaryRolloutStatus) -> None:
+    """Post the outbox's Events, each under its own derived name (a repost is refused); the outbox stays."""
+    if not status.pending_events:
+        return
+    namespace = body["metadata"]["namespace"]
     log = logs.get()
     posted = []
     for record in status.pending_events:
@@ -561,13 +638,6 @@ async def _post_events(api: kube.Client, body: Body, status: models.CanaryRollou
         posted.append(record)
         (log.warning if record.type is models.EventType.WARNING else log.info)(record.reason, message=record.message)
     _notify(api, body, status, posted)
-    try:
-        return await api.patch(
-            kube.rollout_path(namespace, name) + "/status",
-            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": {"pendingEvents": []}},
-        )
-    except kube.ConflictError:
-        return body  # the next tick finds them again and reposts nothing new
 
 
 # Notifications are sent in the background: a slow or dead receiver must not delay the next tick (and so a

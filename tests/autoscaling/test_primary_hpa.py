@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from canary_operator import autoscaling, observations, rollouts
+import helpers
+
+from canary_operator import autoscaling, models, observations
 
 ROLLOUT: dict[str, Any] = {"metadata": {"name": "web", "namespace": "shop", "uid": "u-1"}}
 USER_HPA: dict[str, Any] = {
@@ -30,14 +32,14 @@ def test_the_primary_hpa_copies_the_users_spec_aimed_at_the_primary_and_owned_by
     assert USER_HPA["spec"]["scaleTargetRef"]["name"] == "web", "the user's HPA is not changed"
 
 
-def test_under_an_autoscaler_the_primary_keeps_its_size_and_the_weight_uses_it() -> None:
-    ensure = rollouts.EnsurePrimary({"spec": {}}, "r1", 4)
-    assert autoscaling.adapt(ensure, PRIMARY) == rollouts.EnsurePrimary({"spec": {}}, "r1", None)
-    weight = rollouts.SetWeight(20, 4)
-    assert autoscaling.adapt(weight, PRIMARY) == rollouts.SetWeight(20, 7)
-    assert autoscaling.adapt(rollouts.ScaleTarget(0), PRIMARY) == rollouts.ScaleTarget(0)
+def test_under_an_autoscaler_the_state_machine_is_told_the_primarys_actual_size() -> None:
+    spec = helpers.example_spec().model_copy(update={"autoscaler_ref": models.AutoscalerRef(name="web")})
+    assert autoscaling.hpa_replicas(spec, PRIMARY) == 7
+    assert autoscaling.primary_replicas(spec, PRIMARY, 4) == 7
 
 
-def test_a_primary_not_created_yet_is_created_at_the_recorded_size() -> None:
-    ensure = rollouts.EnsurePrimary({"spec": {}}, "r1", 4)
-    assert autoscaling.adapt(ensure, None) == ensure
+def test_a_primary_not_created_yet_or_no_autoscaler_leaves_the_planned_size() -> None:
+    autoscaled = helpers.example_spec().model_copy(update={"autoscaler_ref": models.AutoscalerRef(name="web")})
+    assert autoscaling.hpa_replicas(autoscaled, None) is None, "created at the planned size; the HPA takes over"
+    assert autoscaling.hpa_replicas(helpers.example_spec(), PRIMARY) is None
+    assert autoscaling.primary_replicas(helpers.example_spec(), PRIMARY, 4) == 4

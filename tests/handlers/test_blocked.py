@@ -12,11 +12,12 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import kopf
 import pytest
 from ticking import RECORD, Metrics, World, Write, image_of, stalled, whats
 
 from canary_bench import emulation
-from canary_operator import config, endpoints, kube, main, models, reconciling
+from canary_operator import caching, config, endpoints, kube, main, models, reconciling
 
 MINUTE = datetime.timedelta(minutes=1)
 
@@ -235,3 +236,81 @@ async def test_a_blocked_rollback_refused_with_409_is_retried_at_the_busy_tick_n
     await world.tick()
     assert world.status()["phase"] == "RolledBack" and replicas(world, "web-canary") == 0
     assert [reason for _, reason in world.posted()].count("BlockedDeadlineExceeded") == 1
+
+
+def watched(world: World) -> caching.Deployments:
+    """The watch cache as the watch last delivered the namespace's Deployments (a snapshot of them now)."""
+    found = world.cluster.list(world.path("deployments"))
+    return caching.Deployments({(world.namespace, d["metadata"]["name"]): [caching.trim(d)] for d in found})
+
+
+def deployment_reads(world: World) -> emulation.Fault:
+    """Counts the GETs of the namespace's Deployments from now on (they are answered as usual); the test's own
+    reads (``replicas``) count too, so a test reads ``fired`` before it looks."""
+    return world.cluster.inject(
+        emulation.Fault("get", "deployments", emulation.Call(lambda _: None), namespace=world.namespace, count=None)
+    )
+
+
+async def tick_watched(world: World, cache: caching.Deployments, api: kube.Client | None = None) -> list[Write]:
+    """One tick as the daemon runs it: the Deployments from the watch cache."""
+    start = len(world.writes)
+    source = Refusing(world.metrics)
+    await reconciling.tick(api or world.api, world.namespace, "web", world.now, source, deployments=cache)
+    world.now += datetime.timedelta(seconds=1)
+    world.settle()
+    return world.writes[start:]
+
+
+async def test_a_blocked_canary_reads_its_deployments_from_the_watch_and_fresh_only_to_give_back(
+    world: World,
+) -> None:
+    await canary_serving(world)
+    edit_spec(world, {"analysis": {"interval": "0s"}})
+    reads = deployment_reads(world)
+    for _ in range(3):  # blocked, within the deadline: the canary keeps its weight
+        await tick_watched(world, watched(world))
+        world.now += MINUTE
+    assert reads.fired == 0, "no GET while the canary is only held"  # 3 a tick before
+
+    world.now += 9 * MINUTE
+    writes = await tick_watched(world, watched(world))
+    assert reads.fired == 3, "the give-back acts on the three Deployments as they are, read once"
+    assert whats(writes)[:2] == [RECORD, "patch deployments/web-canary"], "recorded first, then given back"
+    assert world.status()["phase"] == "RolledBack" and replicas(world, "web-canary") == 0
+
+    before = reads.fired  # the test's own GET included
+    later = []
+    for _ in range(3):  # still blocked, the traffic given back, as the watch shows: nothing to act on
+        world.now += MINUTE
+        later += await tick_watched(world, watched(world))
+    assert reads.fired == before
+    assert whats(later) == [RECORD], "only the restore, recorded once it is observed"
+
+    world.cluster.patch(world.path("deployments", "web-canary"), {"spec": {"replicas": 2}})  # someone scales it up
+    world.settle()
+    writes = await tick_watched(world, watched(world))  # the watch delivers it: given back again, read fresh
+    assert reads.fired == before + 3 and "patch deployments/web-canary" in whats(writes)
+    assert replicas(world, "web-canary") == 0
+
+
+async def test_a_blocked_canary_whose_watch_stalled_gives_back_once_from_a_fresh_read(world: World) -> None:
+    await canary_serving(world)
+    stale = watched(world)  # the watch stalls here: the canary as it served, at its weight
+    edit_spec(world, {"analysis": {"interval": "0s"}})
+    async with kube.Client(kopf.ConnectionInfo(server=world.cluster.url), on_write=stale.remember) as api:
+        await tick_watched(world, stale, api)
+        world.now += 11 * MINUTE
+        reads = deployment_reads(world)
+        writes = await tick_watched(world, stale, api)
+        assert reads.fired == 3 and whats(writes).count("patch deployments/web-canary") == 1
+        world.now += MINUTE
+        # The answer to its write shows the canary's scale-down under way: read fresh once more, nothing written.
+        writes += await tick_watched(world, stale, api)
+        assert reads.fired == 3 + 3
+        for _ in range(2):  # what it read is remembered until the watch catches up: settled, nothing to act on
+            world.now += MINUTE
+            writes += await tick_watched(world, stale, api)
+        assert reads.fired == 3 + 3 + 0
+        assert whats(writes).count("patch deployments/web-canary") == 1, "given back once"
+    assert world.status()["phase"] == "RolledBack" and replicas(world, "web-canary") == 0

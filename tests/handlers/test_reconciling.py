@@ -466,3 +466,32 @@ async def test_services_made_after_a_failed_tick_stay_recorded_as_made(world: Wo
     assert world.status()["servicesDigest"] != before, "the Services are recorded as made for port 8080"
     quiet = await world.tick()
     assert whats(quiet) == [], "made once: no Service is read or written again"
+
+
+async def test_a_busy_tick_writes_the_status_twice_the_decision_before_acting_and_what_acting_made_true_after(
+    world: World,
+) -> None:
+    # Everything a tick can owe its status after acting at once: Services to record as made (port 8080), an
+    # Event in the outbox (CanaryStarted) and a failure in a row to end. One patch says all three, once they hold.
+    failing = await port_changed_in_git_with_a_service_patch_refused(world)
+    await tick_as_the_daemon_does(world)
+    world.cluster.remove_fault(failing)
+    assert world.status()["reconcileErrors"] == 1
+    world.set_image("example/web:2.0")
+
+    busy = await world.tick()
+    statuses = [w for w in busy if w.what == RECORD]
+    assert len(statuses) == 2, whats(busy)  # 4 before: the digest, the outbox and the failures each had their own
+    assert (record(busy)["phase"], outbox(busy)) == ("Progressing", ["CanaryStarted"])
+    assert "reconcileErrors" not in record(busy), "the failure stays counted until the tick has gone through"
+    assert statuses[1].body["status"] == {
+        "pendingEvents": [],
+        "servicesDigest": world.status()["servicesDigest"],
+        "reconcileErrors": 0,
+    }
+    acted = whats(busy)[: whats(busy).index(RECORD, 1)]
+    assert {"patch services/web-canary", "patch deployments/web-canary", "event CanaryStarted"} <= set(acted), (
+        "recorded as done only once done"
+    )
+    assert world.get("services", "web-canary")["spec"]["ports"][0]["port"] == 8080
+    assert world.posted()[-1] == ("Normal", "CanaryStarted")

@@ -72,15 +72,33 @@ def primary_intent(status: models.CanaryRolloutStatus) -> tuple[Mapping[str, Any
 def derive(
     spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, obs: observations.Observations
 ) -> tuple[Action, ...]:
-    """The actions that make the cluster what ``status`` says, in the order that is safe for users."""
+    """The actions that make the cluster what ``status`` says, in the order that is safe for users.
+
+    Under an autoscaler (``obs.hpa_replicas``) the primary keeps the size its HPA set; Services that differ
+    from the ones last made (``obs.services_digest`` against ``status.servicesDigest``) are made again.
+    """
+    if status.blocked is not None and status.blocked.gave_back:
+        found = list(give_back(status, obs))
+    else:
+        found = list(_converge(spec, status, obs))
+    wanted = obs.services_digest
+    remake = wanted is not None and status.services_digest != wanted
+    if found and remake and not any(isinstance(a, EnsureServices) for a in found):
+        # service.port or the router changed in Git, or an older operator made them: made again, and
+        # the digest recorded only once they are (the edge writes it after acting).
+        found.append(EnsureServices())
+    return tuple(found)
+
+
+def _converge(
+    spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, obs: observations.Observations
+) -> tuple[Action, ...]:
     phase = status.phase
     target = obs.target
-    if status.blocked is not None and status.blocked.gave_back:
-        return give_back(status, obs)
     if phase is None or target is None:
         return ()
     replicas = plan.primary_replicas(status.target_replicas)
-    weight = SetWeight(plan.desired_weight(spec, status), replicas)
+    weight = _set_weight(plan.desired_weight(spec, status), replicas, obs)
     found: list[Action] = []
     if weight.weight == 0:
         found.append(weight)  # traffic back on the primary first: it is what users are waiting for
@@ -88,7 +106,7 @@ def derive(
         found.append(EnsureServices())
     primary = primary_intent(status)
     if primary is not None:
-        found.append(EnsurePrimary(primary[0], primary[1], replicas))
+        found.append(_ensure_primary(primary, replicas, obs))
     exposed = phase in models.EXPOSED_PHASES
     if exposed and status.canary_revision is not None and target.revision == status.canary_revision:
         found.append(EnsureCanary(target.template, target.revision))
@@ -114,11 +132,23 @@ def give_back(status: models.CanaryRolloutStatus, obs: observations.Observations
     from. The target is not scaled and no request is cleared: the spec that would say how may be invalid.
     """
     replicas = plan.primary_replicas(status.target_replicas)
-    found: list[Action] = [SetWeight(0, replicas)]
+    found: list[Action] = [_set_weight(0, replicas, obs)]
     primary = primary_intent(status)
     if obs.target is not None and primary is not None:
-        found.append(EnsurePrimary(primary[0], primary[1], replicas))
+        found.append(_ensure_primary(primary, replicas, obs))
     return tuple(found)
+
+
+def _set_weight(weight: int, planned: int, obs: observations.Observations) -> SetWeight:
+    """The weight, with the primary's size the router's math uses: the HPA's under an autoscaler."""
+    return SetWeight(weight, planned if obs.hpa_replicas is None else obs.hpa_replicas)
+
+
+def _ensure_primary(
+    primary: tuple[Mapping[str, Any], str], planned: int, obs: observations.Observations
+) -> EnsurePrimary:
+    """The primary on its template; under an autoscaler its size is the HPA's, never written back."""
+    return EnsurePrimary(primary[0], primary[1], planned if obs.hpa_replicas is None else None)
 
 
 @dataclasses.dataclass(frozen=True)
