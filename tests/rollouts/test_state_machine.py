@@ -284,11 +284,22 @@ def test_a_canary_blocked_by_the_error_budget_writes_its_status_once_not_every_t
     assert world.status.budget is not None and world.status.budget.remaining == 0.02, "a new reading is recorded"
 
 
-def test_an_unknown_error_budget_never_counts_as_enough() -> None:
+def test_an_unknown_error_budget_never_counts_as_enough_until_a_person_forces_the_release() -> None:
     world = slo_world(None)
     world.tick()
-    assert world.status.phase is models.Phase.STABLE
+    world.tick()
+    assert world.status.phase is models.Phase.STABLE and world.canary_replicas == 0
     assert condition(world.status, "Stalled").reason == "ErrorBudgetUnknown"
+    assert "annotate canary.dev/force-release" in (world.status.message or "")
+    assert world.reasons().count("ErrorBudgetUnknown") == 1
+    world.request(models.Request.FORCE_RELEASE)  # a new service: no history to read a budget from
+    world.tick()
+    assert world.status.phase is models.Phase.PROGRESSING
+    assert world.status.budget is not None and (world.status.budget.band, world.status.budget.action) == (
+        "unknown",
+        "forced",
+    )
+    assert not world.annotations, "used once"
 
 
 @pytest.mark.parametrize(

@@ -30,11 +30,15 @@ def wanted(spec: models.CanaryRolloutSpec, status: models.CanaryRolloutStatus, r
 def decide(remaining: float | None, problem: str, forced: bool, now: datetime.datetime) -> models.BudgetDecision:
     at = now.isoformat()
     if remaining is None:
+        # Unknown is never enough by itself; a person may still start the canary (a new service has no history
+        # yet, or the release is the fix): its analysis then runs as always.
+        action, outcome = (
+            (Action.FORCED, "started anyway: canary.dev/force-release")
+            if forced
+            else (Action.BLOCKED, "the canary waits for it (annotate canary.dev/force-release to start it anyway)")
+        )
         return models.BudgetDecision(
-            at=at,
-            band=Band.UNKNOWN,
-            action=Action.BLOCKED,
-            message=f"error budget unknown ({problem}); the canary waits for it",
+            at=at, band=Band.UNKNOWN, action=action, message=f"error budget unknown ({problem}); {outcome}"
         )
     left = f"{max(remaining, 0) * 100:.0f}% of the error budget left"
     for floor, band, action in BANDS:
