@@ -583,7 +583,7 @@ def judge(
         result, cause = _judge_metric(readings, analysis, measurements, tighten)
         results.append(result)
         causes.append(cause)
-    cleared = _cleared(analysis, measurements, results, causes)
+    cleared = _cleared(analysis, measurements, results, causes, tighten)
     if cleared and mde:
         # What a promotion on this evidence could have missed: worked out only when it may promote.
         # Only a max/min on counts has a detectable effect to add (``_limited``); the others stand as judged.
@@ -622,19 +622,22 @@ def _cleared(
     measurements: Measurements,
     results: list[models.MetricResult],
     causes: list[str | None],
+    tighten: float,
 ) -> bool | None:
     """Pass rule ``no-harm``: may the step advance on this check? None under the ``proven`` rule.
 
     Yes when nothing failed, every metric either passed or is short of traffic only (never a
     Prometheus problem: no data never passes) with its evidence since the start not showing harm,
-    and the canary served at least ``minRequests`` at this step.
+    and the canary served at least ``minRequests`` at this step. A metric whose value in the window is past
+    its fixed max or min holds the step, significant or not: "no harm shown" beside an error rate of
+    3.7% against a 1% limit is not what anyone reading the Event would accept.
     """
     if analysis.pass_rule != "no-harm":
         return None
     step = measurements.step_requests
     if step is None or step.value is None or step.value < max(analysis.min_requests, 1):
         return False
-    for result, cause in zip(results, causes, strict=True):
+    for readings, result, cause in zip(measurements.metrics, results, causes, strict=True):
         if result.verdict is models.Verdict.PASS:
             continue
         harmless = (
@@ -642,10 +645,20 @@ def _cleared(
             and cause == INSUFFICIENT_TRAFFIC
             and result.evidence is not None
             and result.evidence.verdict is not models.Verdict.FAIL
+            and not _looks_beyond(readings.metric, result.canary, tighten)
         )
         if not harmless:
             return False
     return True
+
+
+def _looks_beyond(metric: models.Metric, value: float | None, tighten: float) -> bool:
+    """The canary's value in the window is past the metric's fixed max or min (as measured, not as proven)."""
+    if value is None or math.isnan(value):
+        return False
+    return (metric.max is not None and value > metric.max * tighten) or (
+        metric.min is not None and value < metric.min / tighten
+    )
 
 
 def _detectable(results: list[models.MetricResult]) -> str:

@@ -628,8 +628,9 @@ class Analysis(_Model):
     pass_rule: Literal["no-harm", "proven"] = pydantic.Field(
         default="no-harm",
         description=(
-            "When a step may advance. no-harm: no evidence of harm since the canary started and at least"
-            " minRequests canary requests at this step; the promotion records the smallest regression that"
+            "When a step may advance. no-harm: no evidence of harm since the canary started, no value in the"
+            " window past a fixed max or min, and at least minRequests canary requests at this step; the"
+            " promotion records the smallest regression that"
             " evidence would have caught. proven: a check must show every metric within its limits."
         ),
     )

@@ -176,6 +176,16 @@ def test_at_the_first_check_the_window_and_the_counts_since_the_start_say_what_i
     assert record.reason.count("cannot tell") == 1, record.reason
 
 
+def test_a_window_past_the_limit_holds_the_step_though_it_proves_nothing_yet() -> None:
+    # The demo's bad canary at its first check: 4 of 107 requests failed (3.7% against max 1%), too few to show
+    # harm at 99% confidence. "No harm shown" is not what a person reads in that; the step waits for more.
+    past = check(tally(107, 4), tally(440, 0), since=(tally(107, 4), tally(440, 0)), step_requests=107)
+    assert past.verdict is models.Verdict.INCONCLUSIVE and past.cause == judging.INSUFFICIENT_TRAFFIC
+    assert past.cleared is False
+    within = check(tally(107, 1), tally(440, 0), since=(tally(107, 1), tally(440, 0)), step_requests=107)
+    assert within.verdict is models.Verdict.INCONCLUSIVE and within.cleared is True, "0.93%: within max 1%"
+
+
 def test_too_few_requests_at_this_step_is_not_cleared() -> None:
     record = check(tally(60, 0), tally(540, 1), since=(tally(412, 1), tally(3708, 4)), step_requests=20)
     assert record.cleared is False
