@@ -37,6 +37,8 @@ def _verdict(check: dict[str, Any]) -> str:
     text = str(check["verdict"]) + (f" ({check['cause']})" if check.get("cause") else "")
     if check["verdict"] == "Inconclusive" and check.get("cleared"):
         text += ": not proven yet, but no harm shown, so the step may advance (passRule no-harm)"
+    elif check["verdict"] == "Inconclusive" and check.get("cleared") is False:
+        text += ": the step holds (too few requests at this step, or a value past its limit not proven yet)"
     return text
 
 
