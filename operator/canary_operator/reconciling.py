@@ -141,8 +141,11 @@ async def tick(
         return await _blocked(
             api, body, status, generation, _refused(exc.reason, str(exc), spec, applied), now, deployments
         )
-    if applied is not None and applied.traffic_routing != spec.traffic_routing:
+    if applied is not None and _split_by(applied) != _split_by(spec):
         await _route_moved(api, body, applied)
+        # The route given back may be the one this router read (another rule of the same HTTPRoute): a new
+        # router reads it as it is now, or its writes would be refused (409) and its observed weight stale.
+        router = routing.for_rollout(spec, api, body)
     route = routing.route_in_force(spec, status)
     fresh = deployments is None
     while True:
@@ -919,6 +922,11 @@ async def finalize(api: kube.Client, body: Mapping[str, Any]) -> None:
     if target_doc is not None and (release := ownership.release_patch(body, target_doc)) is not None:
         await api.patch(kube.deployment_path(namespace, target), release)
     logs.get().info("finalized", restored_replicas=restore, removed=removed, handed_over=handover is not None)
+
+
+def _split_by(spec: models.CanaryRolloutSpec) -> dict[str, Any]:
+    """The router and the route objects a spec splits with; ``metrics`` (where the templates read) is not one."""
+    return spec.traffic_routing.model_dump(mode="json", by_alias=True, exclude={"metrics"})
 
 
 async def _route_moved(api: kube.Client, body: Body, applied: models.CanaryRolloutSpec) -> None:

@@ -271,3 +271,34 @@ async def test_a_busy_tick_reads_each_route_object_once(
         await asyncio.sleep(0.03)  # the Deployment controller makes pods ready meanwhile
     cluster.remove_fault(tap)
     assert (cluster.rollout(NS, "web") or {})["status"]["weight"] == 10, "the ticks did set the weight"
+
+
+@pytest.mark.parametrize("kind", ["gatewayAPI", "istio"])
+@pytest.mark.parametrize("edit", ["metrics", "names the rule"])
+async def test_git_editing_the_split_on_the_same_route_mid_canary_keeps_the_canary_share(
+    cluster: clusters.EmulatedCluster, api: kube.Client, metrics: endpoints.Source, kind: str, edit: str
+) -> None:
+    # trafficRouting.metrics says where the metric templates read, not which route splits: nothing is given
+    # back. Naming the rule the router found by itself gives the route back and splits it again, in the same
+    # tick: a router that kept its read from before the give-back saw the old split and wrote nothing.
+    setup(cluster, kind)
+    route = KINDS[kind].route_path
+    await ticks(api, phase("Stable"), cluster, metrics)
+    cluster.patch(
+        kube.deployment_path(NS, "web"),
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example/web:2.0"}]}}}},
+    )
+    await ticks(api, lambda body: (body.get("status") or {}).get("weightSettledAt") is not None, cluster, metrics)
+    primary, canary = ARM_NAMES[kind]
+    written = []
+    field = {"gatewayAPI": "rule", "istio": "route"}[kind]
+    routing = {"metrics": "dataPlane"} if edit == "metrics" else {kind: {field: "app"}}
+    cluster.patch(f"{ROLLOUTS}/web", {"spec": {"trafficRouting": routing}})
+    for _ in range(3):
+        await reconciling.tick(api, NS, "web", NOW, metrics)
+        written.append(KINDS[kind].split(cluster.get(route)).get(canary))
+    status = (cluster.rollout(NS, "web") or {})["status"]
+    applied = status["appliedSpec"]["trafficRouting"]
+    assert applied["metrics"] == "dataPlane" if edit == "metrics" else applied[kind][field] == "app"
+    assert written == [10, 10, 10], "the route kept the canary's share on every tick"
+    assert status["weightSettledAt"] is not None and status["phase"] == "Progressing"
