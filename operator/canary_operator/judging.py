@@ -583,7 +583,11 @@ def judge(
         result, cause = _judge_metric(readings, analysis, measurements, tighten)
         results.append(result)
         causes.append(cause)
+    burn = _burn(slo, measurements) if slo is not None else None
     cleared = _cleared(analysis, measurements, results, causes, tighten)
+    if cleared and burn is not None and burn[0].verdict is not models.Verdict.PASS:
+        # The error budget is judged like a metric: burning, or not read, it holds the step (no data never passes).
+        cleared = False
     if cleared and mde:
         # What a promotion on this evidence could have missed: worked out only when it may promote.
         # Only a max/min on counts has a detectable effect to add (``_limited``); the others stand as judged.
@@ -591,7 +595,6 @@ def judge(
             _judge_metric(r, analysis, measurements, tighten, mde=True)[0] if r.limits else result
             for r, result in zip(measurements.metrics, results, strict=True)
         ]
-    burn = _burn(slo, measurements) if slo is not None else None
     if burn is not None:
         results.append(burn[0])
         causes.append(burn[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 
@@ -218,3 +219,31 @@ def test_an_incident_over_and_done_does_not_condemn_the_canary_through_the_count
     latency = record.metrics[1]
     assert latency.verdict is models.Verdict.INCONCLUSIVE
     assert "but the primary is near the limit too (0.9%): not specific to the canary" in latency.reason
+
+
+@pytest.mark.parametrize(
+    ("short", "verdict"),
+    [
+        (judging.Reading(0.02), models.Verdict.FAIL),  # 20x the 0.1% budget on both windows
+        (judging.Reading.missing(judging.QUERY_REJECTED, "bad SLO query"), models.Verdict.INCONCLUSIVE),
+    ],
+)
+def test_an_error_budget_burning_or_unread_is_never_cleared_by_the_no_harm_rule(
+    short: judging.Reading, verdict: models.Verdict
+) -> None:
+    # The metrics alone would clear the step (healthy, short of proof): the burn rate is judged too. A failed
+    # check the pass rule calls cleared advances the step under failureThreshold 2, on a failing canary.
+    canary, primary = tally(60, 0), tally(540, 1)
+    measurements = measuring.build(
+        SPEC.analysis,
+        at=AT,
+        weight=10,
+        recent={"10s": window("10s", 10, canary, primary)},
+        since_start=window("5m since the canary started", 300, tally(412, 1), tally(3708, 4)),
+        step_requests=judging.Reading(60),
+    )
+    burning = dataclasses.replace(measurements, burn_short=short, burn_long=judging.Reading(0.02))
+    assert judging.judge(SPEC.analysis, measurements).cleared is True, "the metrics alone clear it"
+    record = judging.judge(SPEC.analysis, burning, slo=models.SLO(objective=99.9))
+    assert record.verdict is verdict
+    assert record.cleared is False
