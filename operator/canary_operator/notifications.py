@@ -81,7 +81,7 @@ def notices(
 ) -> list[Notice]:
     """The notifications among one tick's Events, given as (reason, message)."""
     return [
-        Notice(event_of(reason, status), namespace, name, message, status, now)
+        Notice(event_of(reason, status, message), namespace, name, message, status, now)
         for reason, message in events
         if reason in REASONS
     ]
@@ -98,10 +98,18 @@ _ROLLBACK_OR_HOLD = frozenset(
 )
 
 
-def event_of(reason: str, status: models.CanaryRolloutStatus) -> Event:
-    """The notification an Event reason is: one that rolled this tick's canary back is a rollback, not a hold
-    (a pre-rollout refusal leaves the phase of the release before it, maybe RolledBack, and its canary)."""
-    rolled_back = status.phase is models.Phase.ROLLED_BACK and status.rejected_revision == status.canary_revision
+def event_of(reason: str, status: models.CanaryRolloutStatus, message: str) -> Event:
+    """The notification an Event reason is: one that rolled this tick's canary back is a rollback, not a hold.
+
+    The status alone cannot tell: after a release rolled back, a pre-rollout gate refusing the next revision
+    leaves the same phase, canary and rejected revision. The Event's own message can (``machine._rollback``
+    writes "revision <canary> rolled back"; a pre-rollout refusal, "revision <next> not started").
+    """
+    rolled_back = (
+        status.phase is models.Phase.ROLLED_BACK
+        and status.rejected_revision == status.canary_revision
+        and message.startswith(f"revision {status.canary_revision} rolled back")
+    )
     if reason in _ROLLBACK_OR_HOLD and rolled_back:
         return Event.ROLLED_BACK
     return REASONS[reason]

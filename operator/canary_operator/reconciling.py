@@ -663,7 +663,10 @@ def _notify(api: kube.Client, body: Body, status: models.CanaryRolloutStatus, po
         spec = applied
     notifiers = spec.notifications
     meta = body["metadata"]
-    ended = (r.reason in notifications.REASONS and notifications.event_of(r.reason, status) in ENDINGS for r in posted)
+    ended = (
+        r.reason in notifications.REASONS and notifications.event_of(r.reason, status, r.message) in ENDINGS
+        for r in posted
+    )
     if any(ended):
         at = datetime.datetime.fromisoformat(posted[-1].at)
         _background(_post_rollout(api, meta["namespace"], meta["name"], spec, status, at), meta)

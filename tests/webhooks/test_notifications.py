@@ -257,4 +257,29 @@ def test_a_pre_rollout_refusal_after_a_rolled_back_release_is_told_as_held_not_a
     after_rollback = models.CanaryRolloutStatus.model_validate(
         {"phase": "RolledBack", "canaryRevision": "rev-2.0", "rejectedRevision": "rev-3.0"}
     )
-    assert notifications.event_of(models.Reason.WEBHOOK_REFUSED, after_rollback) is models.NotificationEvent.HELD
+    refused = "revision rev-3.0 not started: pre-rollout webhook change-board: HTTP 503: frozen"
+    assert (
+        notifications.event_of(models.Reason.WEBHOOK_REFUSED, after_rollback, refused) is models.NotificationEvent.HELD
+    )
+
+
+def test_a_pre_rollout_gate_shut_past_its_deadline_after_a_rolled_back_release_is_told_as_held() -> None:
+    # The release before was rolled back (rejectedRevision is its canary's); the next revision waits on a shut
+    # pre-rollout gate past progressDeadline. Nothing was rolled back: told as a rollback, it would also carry
+    # the old release's key and be dropped as a repeat of that rollback's notice.
+    after_rollback = models.CanaryRolloutStatus.model_validate(
+        {"phase": "RolledBack", "canaryRevision": "rev-2.0", "rejectedRevision": "rev-2.0"}
+    )
+    waiting = (
+        "revision rev-3.0 not started: pre-rollout webhook change-board: HTTP 503: frozen;"
+        " not open within progressDeadline 10m"
+    )
+    rolled_back = "revision rev-2.0 rolled back: confirm-promotion webhook change-board: HTTP 503: frozen; traffic"
+    found = notifications.notices(
+        "shop",
+        "web",
+        [(models.Reason.WEBHOOK_REFUSED, waiting), (models.Reason.WEBHOOK_REFUSED, rolled_back)],
+        after_rollback,
+        datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC),
+    )
+    assert [n.event for n in found] == [models.NotificationEvent.HELD, models.NotificationEvent.ROLLED_BACK]

@@ -660,7 +660,7 @@ def _rollback(
     status.promoting_template = None
     status.rejected_revision = revision
     status.message = f"revision {revision} rolled back: {why}"
-    tick.event(
+    tick.event(  # "revision <canary> rolled back" is how notifications.event_of tells a rollback from a hold
         Warning,
         Reason.ABORTED if aborted else reason,
         f"revision {revision} rolled back{' ' + how if how else ''}: {why}; traffic 100% primary"
