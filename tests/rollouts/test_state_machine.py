@@ -302,6 +302,41 @@ def test_an_unknown_error_budget_never_counts_as_enough_until_a_person_forces_th
     assert not world.annotations, "used once"
 
 
+@pytest.mark.parametrize("remaining", [None, 0.04])
+def test_a_forced_release_held_by_a_shut_pre_rollout_gate_is_not_used_up_until_the_canary_starts(
+    remaining: float | None,
+) -> None:
+    # examples/web-gated.yaml has both: an SLO and a pre-rollout gate. Used up while the gate is shut, the
+    # annotation would be gone (acknowledged "started despite the error budget") and the revision blocked by
+    # the budget again once the gate opens.
+    world = slo_world(remaining)
+    hook = models.Webhook.model_validate(
+        {"name": "change-board", "type": "pre-rollout", "url": "http://hooks.shop/", "onFailure": "wait"}
+    )
+    world.spec = world.spec.model_copy(update={"webhooks": [hook]})
+    world.request(models.Request.FORCE_RELEASE)
+
+    def answer(open_: bool) -> None:
+        world.gate_answers = [
+            models.GateRecord(
+                name="change-board", type="pre-rollout", revision="rev-2.0", open=open_, at=world.now.isoformat()
+            )
+        ]
+
+    for _ in range(2):
+        answer(False)
+        world.tick(advance=120)
+    assert world.status.phase is models.Phase.STABLE, "the gate holds it"
+    assert world.annotations, "the force-release still waits for the canary it forces"
+    assert "started despite the error budget" not in str(world.status.requests)
+    answer(True)
+    world.tick()
+    assert world.status.phase is models.Phase.PROGRESSING
+    assert world.status.budget is not None and world.status.budget.action == "forced"
+    assert not world.annotations, "used once, by the canary it started"
+    assert world.reasons().count("ErrorBudgetLow") == 1, "told once, as the canary starts, not every tick it waited"
+
+
 @pytest.mark.parametrize(
     ("remaining", "band", "factor", "warned"),
     [(0.8, "healthy", 1.0, False), (0.3, "caution", 1.0, True), (0.15, "warning", 0.5, True)],

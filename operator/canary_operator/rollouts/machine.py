@@ -342,6 +342,8 @@ def _idle(
         status.message = f"revision {target.revision} released again; it starts once the error budget is read"
         return request
     forced = request is not None and request.kind is models.Request.FORCE_RELEASE
+    force: observations.Request | None = None
+    low = ""
     if tick.spec.slo is not None:
         obs = tick.obs
         decision = budget.decide(obs.budget_remaining, obs.budget_problem, forced, tick.now)
@@ -357,13 +359,14 @@ def _idle(
             return request
         status.budget = decision
         if decision.action is models.BudgetAction.FORCED and request is not None:
-            requests.acknowledge(tick, request, f"revision {target.revision} started despite the error budget")
-            request = None
+            # Used up by the canary it starts, below: a shut pre-rollout gate may hold the start, and the
+            # annotation then waits with it (acknowledged now, the budget would block the revision again).
+            force, request = request, None
         if decision.action is not models.BudgetAction.PROCEED:
             tightened = (
                 f"; limits x{tick.spec.slo.tighten_factor:g}" if decision.action is models.BudgetAction.TIGHTEN else ""
             )
-            tick.event(Warning, Reason.ERROR_BUDGET_LOW, f"{decision.band}: {decision.message}{tightened}")
+            low = f"{decision.band}: {decision.message}{tightened}"  # told when the canary starts, once
     gate = _gate(tick, models.WebhookType.PRE_ROLLOUT, target.revision)
     if gate.gate is gating.Gate.WAITING:
         status.message = f"revision {target.revision} not started: {gate.message}"
@@ -382,6 +385,10 @@ def _idle(
         tick.stalled = (Reason.WEBHOOK_REFUSED, status.message)
         tick.event(Warning, Reason.WEBHOOK_REFUSED, f"{status.message}; it is not retried until the template changes")
         return request
+    if force is not None:
+        requests.acknowledge(tick, force, f"revision {target.revision} started despite the error budget")
+    if low:
+        tick.event(Warning, Reason.ERROR_BUDGET_LOW, low)
     _start(tick, target)
     return request
 
