@@ -138,6 +138,9 @@ def with_hooks(check: models.CheckRecord, answers: Sequence[models.GateRecord]) 
                 "reason": reason,
                 "cause": None,
                 "metrics": [*check.metrics, *results],
+                # Pass rule no-harm cleared the metrics, not the hooks: a failed check never advances a step.
+                "cleared": False if check.cleared is not None else None,
+                "detectable": None,
             }
         )
     return check.model_copy(update={"metrics": [*check.metrics, *results]})

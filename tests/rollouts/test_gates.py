@@ -145,6 +145,29 @@ def test_a_failing_rollout_hook_fails_the_check_and_counts_towards_the_threshold
     assert "rollout webhook load: HTTP 500" in (w.status.message or "")
 
 
+def test_a_failing_rollout_hook_holds_a_step_the_no_harm_rule_would_have_cleared() -> None:
+    # Low traffic: the metrics show no harm (cleared by passRule no-harm); the load test fails. Under
+    # failureThreshold 2 one failed check does not roll back, and it must not advance the step either.
+    cleared = record(Verdict.INCONCLUSIVE).model_copy(update={"cleared": True})
+    failing = models.GateRecord(name="load", type="rollout", open=False, at=cleared.at, message="HTTP 500")
+    folded = gating.with_hooks(cleared, [failing])
+    assert folded.verdict is Verdict.FAIL
+    assert folded.cleared is False, "a failed check is never one the step may advance on"
+
+    w = world({"name": "load", "type": "rollout"})
+    w.template = V2
+    for _ in range(60):
+        due = rollouts.needs(w.spec, w.status, w.revision(w.template), w.now).check
+        check = cleared.model_copy(update={"at": w.now.isoformat()})
+        w.tick(gating.with_hooks(check, [failing]) if due else None)
+        if w.status.last_check is not None:
+            break
+    assert w.status.last_check is not None and w.status.last_check.verdict is Verdict.FAIL
+    assert w.status.phase is Phase.PROGRESSING, "one failed check of two allowed"
+    assert (w.status.current_step_index or 0) == 0, "the step holds"
+    assert "StepAdvanced" not in w.reasons()
+
+
 def test_a_rollback_hook_that_answers_2xx_rolls_back_at_once() -> None:
     check = record(Verdict.PASS)
     trigger = models.GateRecord(name="cleanup", type="rollback", open=True, at=check.at, message="HTTP 200")

@@ -549,7 +549,7 @@ def _progress(
     # Pass rule no-harm: a check that shows no harm with enough requests at this step will do.
     passed_here = (
         last is not None
-        and (last.verdict is Verdict.PASS or bool(last.cleared))
+        and (last.verdict is Verdict.PASS or (bool(last.cleared) and last.verdict is not Verdict.FAIL))
         and last_at is not None
         and last_at - interval >= settled
     )
