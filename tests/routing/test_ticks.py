@@ -264,9 +264,12 @@ async def test_a_busy_tick_reads_each_route_object_once(
             count=None,
         )
     )
-    for _ in range(20):
+    ticked = 0
+    while ticked < 3 or not (cluster.rollout(NS, "web") or {})["status"].get("weightSettledAt"):
+        assert ticked < 40, "the weight never settled"
         reads.clear()
         await reconciling.tick(api, NS, "web", NOW, metrics)
+        ticked += 1
         assert len(reads) <= objects, f"one tick read {reads}"
         await asyncio.sleep(0.03)  # the Deployment controller makes pods ready meanwhile
     cluster.remove_fault(tap)
