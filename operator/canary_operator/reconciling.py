@@ -419,12 +419,10 @@ async def _hands(
 ) -> _Hands | None:
     """The acting router and arms (from the cache when there is one), if this rollout may still write through
     them; None otherwise."""
-    namespace = body["metadata"]["namespace"]
-    target = acting.target_ref.name
-    target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target, cache, False)
-    arms = _own_arms(body, namespace, target, primary_doc, canary_doc)
-    if arms is None:
+    read = await _own_arms(api, body, acting, cache, fresh=False)
+    if read is None:
         return None
+    arms, target_doc, primary_doc, canary_doc = read
     router = routing.for_rollout(acting, api, body)
     primary_replicas = autoscaling.primary_replicas(acting, arms.primary, planned_replicas)
     try:
@@ -440,23 +438,26 @@ async def _fresh(
     api: kube.Client, body: Body, acting: models.CanaryRolloutSpec, hands: _Hands, cache: caching.Deployments
 ) -> _Hands | None:
     """``hands`` with the three Deployments read fresh (GET); None when the arms are no longer this rollout's."""
-    namespace = body["metadata"]["namespace"]
-    target = acting.target_ref.name
-    target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target, cache, True)
-    arms = _own_arms(body, namespace, target, primary_doc, canary_doc)
-    if arms is None:
+    read = await _own_arms(api, body, acting, cache, fresh=True)
+    if read is None:
         return None
+    arms, target_doc, primary_doc, canary_doc = read
     return dataclasses.replace(hands, arms=arms, target_doc=target_doc, primary_doc=primary_doc, canary_doc=canary_doc)
 
 
-def _own_arms(
-    body: Body, namespace: str, target: str, primary_doc: Body | None, canary_doc: Body | None
-) -> routing.Arms | None:
-    """The arms, if they are this rollout's to write (ownership before every write); None otherwise."""
+async def _own_arms(
+    api: kube.Client, body: Body, acting: models.CanaryRolloutSpec, cache: caching.Deployments | None, fresh: bool
+) -> tuple[routing.Arms, Body | None, Body | None, Body | None] | None:
+    """The arms and the target, primary and canary Deployments (``fresh``: read by GET), if the arms are this
+    rollout's to write (ownership before every write); None otherwise."""
+    namespace = body["metadata"]["namespace"]
+    target = acting.target_ref.name
+    target_doc, primary_doc, canary_doc = await _deployments(api, namespace, target, cache, fresh)
     arms_found = ((names.primary(target), primary_doc), (names.canary(target), canary_doc))
     if ownership.created_conflicts(body, "Deployment", arms_found):
         return None
-    return routing.Arms(namespace, target, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
+    arms = routing.Arms(namespace, target, workloads.workload_of(primary_doc), workloads.workload_of(canary_doc))
+    return arms, target_doc, primary_doc, canary_doc
 
 
 def _seen_by(hands: _Hands, acting: models.CanaryRolloutSpec, generation: int) -> observations.Observations:
