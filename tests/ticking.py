@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from helpers import T0
 
 from canary_bench import cluster as clusters
+from canary_bench import emulation
 from canary_operator import kube, models, reconciling
 
 RECORD = "patch canaryrollouts/web/status"  # the decision, or (last in a tick) the outbox cleared
@@ -185,6 +186,14 @@ class World:
         await reconciling.finalize(self.api, self.get("canaryrollouts", "web"))
         self.settle()
         return self.writes[start:]
+
+    def on_status_write(self, effect: emulation.Effect, when: Callable[[emulation.Request], bool]) -> emulation.Fault:
+        """Meet the rollout's first status write that ``when`` selects with ``effect`` (a 409, a lost write)."""
+        return self.cluster.inject(
+            emulation.Fault(
+                "patch", "canaryrollouts", effect, subresource="status", namespace=self.namespace, when=when
+            )
+        )
 
     def posted(self) -> list[tuple[str, str]]:
         """The (type, reason) of the Events about the rollout, as ``kubectl describe`` lists them."""

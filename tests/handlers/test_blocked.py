@@ -218,15 +218,8 @@ async def test_a_blocked_rollback_refused_with_409_is_retried_at_the_busy_tick_n
     edit_spec(world, {"analysis": {"interval": "0s"}})
     await world.tick()
     world.now += 11 * MINUTE
-    refusal = world.cluster.inject(
-        emulation.Fault(
-            "patch",
-            "canaryrollouts",
-            emulation.conflict(),
-            subresource="status",
-            namespace=world.namespace,
-            when=lambda r: (r.body.get("status") or {}).get("phase") == "RolledBack",
-        )
+    refusal = world.on_status_write(
+        emulation.conflict(), lambda r: (r.body.get("status") or {}).get("phase") == "RolledBack"
     )
     decision = await reconciling.tick(world.api, world.namespace, "web", world.now, Refusing(world.metrics))
     assert refusal.fired == 1 and world.status()["phase"] == "Progressing", "nothing recorded"

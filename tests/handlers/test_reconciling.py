@@ -45,16 +45,7 @@ def replicas_of(write: Write) -> int | None:
 
 def refuse(world: World, effect: emulation.Effect, phase: str) -> emulation.Fault:
     """Answer the status write that records ``phase`` with ``effect`` (once)."""
-    return world.cluster.inject(
-        emulation.Fault(
-            "patch",
-            "canaryrollouts",
-            effect,
-            subresource="status",
-            namespace=world.namespace,
-            when=lambda r: r.body["status"]["phase"] == phase,
-        )
-    )
+    return world.on_status_write(effect, lambda r: r.body["status"].get("phase") == phase)
 
 
 async def started(world: World) -> None:
@@ -198,16 +189,7 @@ async def test_a_rollback_refused_with_409_does_nothing_and_the_next_tick_does_i
 async def test_an_outbox_clear_refused_or_lost_posts_each_event_once(world: World, effect: emulation.Effect) -> None:
     await started(world)
     world.metrics.error_percent["canary"] = 5.0
-    clearing = world.cluster.inject(
-        emulation.Fault(
-            "patch",
-            "canaryrollouts",
-            effect,
-            subresource="status",
-            namespace=world.namespace,
-            when=lambda r: r.body["status"] == {"pendingEvents": []},
-        )
-    )
+    clearing = world.on_status_write(effect, lambda r: r.body["status"] == {"pendingEvents": []})
     await tick_as_the_daemon_does(world)  # rollback recorded and acted on, its Event posted; emptying the outbox fails
     assert clearing.fired == 1
     # The outbox, still holding the posted Event, is posted again (by the failure report or the next tick): the
