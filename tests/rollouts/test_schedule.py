@@ -104,18 +104,6 @@ def test_the_continuous_test_counts_from_its_last_reading_whatever_the_checks() 
     assert rollouts.next_due(slow, checked, at(50)) == rollouts.Due(at(55), "continuous", Phase.PROGRESSING)
 
 
-def test_a_timed_pause_ends_on_time_even_between_checks() -> None:
-    slow = spec(analysis={"interval": "1m", "continuous": False})
-    pausing = status(
-        Phase.PROGRESSING,
-        current_step_index=1,
-        step_started_at=text(70),
-        weight_settled_at=text(5),
-        last_check_at=text(70),
-    )
-    assert rollouts.next_due(slow, pausing, at(71)) == rollouts.Due(at(100), "pause", Phase.PROGRESSING)
-
-
 def test_a_rollout_paused_by_request_keeps_checking_and_has_no_deadline() -> None:
     quiet = spec(analysis={"continuous": False})
     held = status(Phase.PAUSED, hold=models.Hold.REQUEST, last_check_at=text(30), last_progress_at=text(0))
@@ -246,7 +234,7 @@ def test_a_progress_deadline_passes_exactly_after_the_time_given() -> None:
     assert _told(taking_over, spec(), after, target=True) == ["ProgressDeadlineExceeded"]
 
 
-def test_a_timed_pause_ends_exactly_at_the_time_given() -> None:
+def test_a_timed_pause_ends_exactly_at_the_time_given_even_between_checks() -> None:
     slow = spec(analysis={"interval": "1m", "continuous": False})
     pausing = status(
         Phase.PROGRESSING,
@@ -258,7 +246,7 @@ def test_a_timed_pause_ends_exactly_at_the_time_given() -> None:
         last_progress_at=text(70),
     )
     found = rollouts.next_due(slow, pausing, at(71))
-    assert (found.at, found.what) == (at(100), "pause")
+    assert found == rollouts.Due(at(100), "pause", Phase.PROGRESSING), "the pause's end, not the next check at 130"
     seen = observations.Observations(
         generation=1,
         target=observations.Target("rev-2.0", V2, 0),
