@@ -28,15 +28,16 @@ def window(label: str, seconds: float, canary: measuring.Tally, primary: measuri
     return measuring.Window(label, seconds, canary, primary)
 
 
-def check(
+def measured(
     canary: measuring.Tally,
     primary: measuring.Tally,
     since: tuple[measuring.Tally, measuring.Tally] | None = None,
     spec: models.CanaryRolloutSpec = SPEC,
     step_requests: float | None = None,
-) -> models.CheckRecord:
+) -> judging.Measurements:
+    """A 10 s window at weight 10%, and the counts of the 5 minutes since the canary started."""
     since_window = window("5m since the canary started", 300, *since) if since else None
-    measurements = measuring.build(
+    return measuring.build(
         spec.analysis,
         at=AT,
         weight=10,
@@ -44,7 +45,16 @@ def check(
         since_start=since_window,
         step_requests=judging.Reading(step_requests) if step_requests is not None else None,
     )
-    return judging.judge(spec.analysis, measurements)
+
+
+def check(
+    canary: measuring.Tally,
+    primary: measuring.Tally,
+    since: tuple[measuring.Tally, measuring.Tally] | None = None,
+    spec: models.CanaryRolloutSpec = SPEC,
+    step_requests: float | None = None,
+) -> models.CheckRecord:
+    return judging.judge(spec.analysis, measured(canary, primary, since, spec, step_requests))
 
 
 @pytest.mark.parametrize(("n", "p", "k"), [(30, 0.01, 2), (200, 0.05, 3), (200, 0.05, 18), (50, 0.3, 20)])
@@ -233,15 +243,7 @@ def test_an_error_budget_burning_or_unread_is_never_cleared_by_the_no_harm_rule(
 ) -> None:
     # The metrics alone would clear the step (healthy, short of proof): the burn rate is judged too. A failed
     # check the pass rule calls cleared advances the step under failureThreshold 2, on a failing canary.
-    canary, primary = tally(60, 0), tally(540, 1)
-    measurements = measuring.build(
-        SPEC.analysis,
-        at=AT,
-        weight=10,
-        recent={"10s": window("10s", 10, canary, primary)},
-        since_start=window("5m since the canary started", 300, tally(412, 1), tally(3708, 4)),
-        step_requests=judging.Reading(60),
-    )
+    measurements = measured(tally(60, 0), tally(540, 1), since=(tally(412, 1), tally(3708, 4)), step_requests=60)
     burning = dataclasses.replace(measurements, burn_short=short, burn_long=judging.Reading(0.02))
     assert judging.judge(SPEC.analysis, measurements).cleared is True, "the metrics alone clear it"
     record = judging.judge(SPEC.analysis, burning, slo=models.SLO(objective=99.9))
