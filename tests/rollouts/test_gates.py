@@ -117,13 +117,19 @@ def test_the_primary_is_not_touched_before_confirm_promotion_opens() -> None:
     assert w.status.phase is Phase.SUCCEEDED and w.primary.revision == "rev-2.0"
 
 
-def test_a_refused_confirm_promotion_with_on_failure_fail_rolls_back() -> None:
+def refused_at_confirm_promotion() -> World:
+    """rev-2.0 run to its last step, then refused by a confirm-promotion gate with onFailure fail."""
     w = world({"name": "change-board", "type": "confirm-promotion", "onFailure": "fail"})
     w.template = V2
     run_to_last_step(w)
     answer(w, "change-board", CONFIRM, False)
     w.tick()
     assert w.status.phase is Phase.ROLLED_BACK and w.status.rejected_revision == "rev-2.0"
+    return w
+
+
+def test_a_refused_confirm_promotion_with_on_failure_fail_rolls_back() -> None:
+    w = refused_at_confirm_promotion()
     assert w.status.releases[-1].reason == "confirm-promotion webhook change-board refused: HTTP 503: not yet"
 
 
@@ -182,12 +188,7 @@ def test_a_rollback_hook_that_answers_2xx_rolls_back_at_once() -> None:
 def test_a_retried_release_counts_its_pre_rollout_deadline_from_that_gate_s_first_question() -> None:
     """A confirm-promotion refused rev-2.0 long ago; the team adds a pre-rollout gate and retries rev-2.0. The
     old confirm-promotion answer about the same revision does not make the new gate's wait overdue at once."""
-    w = world({"name": "change-board", "type": "confirm-promotion", "onFailure": "fail"})
-    w.template = V2
-    run_to_last_step(w)
-    answer(w, "change-board", CONFIRM, False)
-    w.tick()
-    assert w.status.phase is Phase.ROLLED_BACK and w.status.rejected_revision == "rev-2.0"
+    w = refused_at_confirm_promotion()
     raw = w.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     raw["webhooks"].append({"name": "smoke", "type": "pre-rollout", "url": "http://hooks.shop/"})
     w.spec = models.parse_spec(raw)
