@@ -267,6 +267,29 @@ async def test_deletion_restores_the_target_before_it_removes_the_primary(world:
     assert apex["metadata"]["annotations"] == {"canary.dev/handed-over": "web"}
 
 
+async def test_a_hand_over_refused_with_409_is_done_by_the_retried_delete_handler_with_nothing_lost(
+    world: World,
+) -> None:
+    world.create_target(replicas=4)
+    world.create_rollout()
+    await world.until_stable()
+    with pytest.raises(reconciling.NotYet):
+        await world.finalize()
+    refusal = world.cluster.inject(
+        emulation.Fault("patch", "services", emulation.conflict(), name="web", namespace=world.namespace)
+    )
+    with pytest.raises(kube.ConflictError):  # Kopf retries the delete handler
+        await world.finalize()
+    assert refusal.fired == 1
+    assert world.get("services", "web")["metadata"]["ownerReferences"], "still ours: nothing half done"
+    assert world.get("deployments", "web-primary"), "nothing removed before the Service was handed over"
+    removed = await world.finalize()
+    assert whats(removed)[0] == "patch services/web"
+    apex = world.get("services", "web")
+    assert apex["spec"]["selector"] == {"app": "web"} and not apex["metadata"].get("ownerReferences")
+    assert world.cluster.get(world.path("deployments", "web-primary")) is None
+
+
 async def test_a_rollout_created_again_takes_back_the_service_handed_over_and_nothing_else(world: World) -> None:
     world.create_target(replicas=4)
     world.create_rollout()

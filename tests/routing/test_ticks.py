@@ -305,3 +305,39 @@ async def test_git_editing_the_split_on_the_same_route_mid_canary_keeps_the_cana
     assert applied["metrics"] == "dataPlane" if edit == "metrics" else applied[kind][field] == "app"
     assert written == [10, 10, 10], "the route kept the canary's share on every tick"
     assert status["weightSettledAt"] is not None and status["phase"] == "Progressing"
+
+
+@pytest.mark.parametrize("kind", ["gatewayAPI", "istio"])
+async def test_a_give_back_of_the_moved_route_that_fails_is_done_by_the_next_tick_before_the_move_is_recorded(
+    cluster: clusters.EmulatedCluster, api: kube.Client, metrics: endpoints.Source, kind: str
+) -> None:
+    # The process dies or the API refuses the give-back: the spec last acted with must still name the old route,
+    # or no later tick would know to give it back.
+    setup(cluster, kind)
+    old_route = KINDS[kind].route_path
+    as_written = (cluster.get(old_route) or {})["spec"]
+    collection, manifest = KINDS[kind].objects[0]
+    cluster.create(collection, {**manifest, "metadata": {**manifest["metadata"], "name": "web-v2"}})
+    await canary_at_10(api, cluster, metrics)
+    field = "httpRoute" if kind == "gatewayAPI" else "virtualService"
+    cluster.patch(f"{ROLLOUTS}/web", {"spec": {"trafficRouting": {kind: {field: "web-v2"}}}})
+    group_version = collection.removeprefix("/apis/").split("/namespaces/")[0]
+    refusal = cluster.inject(
+        emulation.Fault(
+            "patch",
+            f"{group_version}/{collection.rsplit('/', 1)[-1]}",
+            emulation.Respond(500, "InternalError", "etcd timeout"),
+            name="web",
+            namespace=NS,
+        )
+    )
+    with pytest.raises(kube.ApiError):
+        await reconciling.tick(api, NS, "web", NOW, metrics)
+    assert refusal.fired == 1
+    applied = (cluster.rollout(NS, "web") or {})["status"]["appliedSpec"]["trafficRouting"]
+    assert applied[kind] == {field: "web"}, "the move is not recorded before the old route is given back"
+
+    await ticks(
+        api, lambda body: body["status"]["appliedSpec"]["trafficRouting"][kind] == {field: "web-v2"}, cluster, metrics
+    )
+    assert (cluster.get(old_route) or {})["spec"] == as_written
