@@ -186,10 +186,7 @@ def handover_patch(rollout: Doc, service: Doc | None, target: Doc | None) -> dic
             "labels": {key: None for key in meta.get("labels") or {} if key in ours},
             "annotations": {HANDED_OVER_ANNOTATION: target["metadata"]["name"]},
         },
-        "spec": {
-            # A merge patch merges maps: the operator's keys are removed one by one.
-            "selector": {**{key: None for key in (service.get("spec") or {}).get("selector") or {}}, **wanted}
-        },
+        "spec": {"selector": _selector_becomes(service, wanted)},
     }
 
 
@@ -198,6 +195,30 @@ def adoptable(obj: Doc | None, target_name: str) -> bool:
     if obj is None or (obj.get("metadata") or {}).get("ownerReferences"):
         return False
     return ((obj.get("metadata") or {}).get("annotations") or {}).get(HANDED_OVER_ANNOTATION) == target_name
+
+
+def adoption_patch(service: Doc, desired: Doc) -> dict[str, Any]:
+    """The merge patch that takes an ``adoptable`` Service back as ``desired`` (``workloads.services``), guarded
+    by the resourceVersion read: the owner reference, the operator's labels, its selector and ports."""
+    meta = desired["metadata"]
+    return {
+        "metadata": {
+            "resourceVersion": (service.get("metadata") or {}).get("resourceVersion"),
+            "ownerReferences": meta["ownerReferences"],
+            "labels": meta["labels"],
+            "annotations": {HANDED_OVER_ANNOTATION: None},
+        },
+        "spec": {
+            "selector": _selector_becomes(service, desired["spec"]["selector"]),
+            "ports": desired["spec"]["ports"],
+        },
+    }
+
+
+def _selector_becomes(service: Doc, wanted: Mapping[str, str]) -> dict[str, Any]:
+    """The selector's value in a merge patch that makes it exactly ``wanted``: a merge patch merges maps, so the
+    keys it had are removed one by one."""
+    return {**{key: None for key in (service.get("spec") or {}).get("selector") or {}}, **wanted}
 
 
 def release_patch(rollout: Doc, target: Doc) -> dict[str, Any] | None:

@@ -815,26 +815,8 @@ async def _ensure_services(api: kube.Client, rollout: Mapping[str, Any], spec: m
         if existing is None:
             await api.create(kube.service_path(namespace), desired)
         elif ownership.adoptable(existing, spec.target_ref.name):
-            # Handed over by a CanaryRollout deleted before this one: taken back, guarded by its resourceVersion.
-            meta = desired["metadata"]
-            await api.patch(
-                kube.service_path(namespace, name),
-                {
-                    "metadata": {
-                        "resourceVersion": existing["metadata"].get("resourceVersion"),
-                        "ownerReferences": meta["ownerReferences"],
-                        "labels": meta["labels"],
-                        "annotations": {ownership.HANDED_OVER_ANNOTATION: None},
-                    },
-                    "spec": {
-                        "selector": {
-                            **{k: None for k in existing["spec"].get("selector") or {}},
-                            **desired["spec"]["selector"],
-                        },
-                        "ports": desired["spec"]["ports"],
-                    },
-                },
-            )
+            # Handed over by a CanaryRollout deleted before this one: taken back.
+            await api.patch(kube.service_path(namespace, name), ownership.adoption_patch(existing, desired))
         elif ownership.owned_by(existing, rollout) and (
             existing["spec"].get("selector") != desired["spec"]["selector"]
             or existing["spec"].get("ports") != desired["spec"]["ports"]
